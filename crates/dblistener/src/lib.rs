@@ -1,0 +1,1 @@
+//! dblistener (in progress).

@@ -1,0 +1,1 @@
+//! GRIP library (in progress).

@@ -1,0 +1,1 @@
+//! RethinkDB-compatible development server (in progress).
