@@ -1,1 +1,15 @@
-//! domain (in progress).
+//! The leaderboard's domain: validated ids and names, players, boards, and the
+//! board snapshot that both the origin (in a hold response) and the worker (in
+//! a publish) send to subscribers.
+//!
+//! Keeping the snapshot and its SSE frame here is what guarantees that a new
+//! subscriber's first event and every later published event are byte-for-byte
+//! the same format, and that both processes compute the same event id.
+
+mod ids;
+mod snapshot;
+
+pub use ids::{
+    BoardId, Name, PlayerId, ScoreDelta, ValidationError, MAX_ID_LEN, MAX_NAME_LEN, MAX_SCORE,
+};
+pub use snapshot::{channel_name, Board, BoardSummary, Player, Snapshot, SnapshotVersion, TOP_N};

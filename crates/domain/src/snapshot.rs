@@ -1,0 +1,186 @@
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use sha2::{Digest, Sha256};
+
+/// How many players a board snapshot holds, as in the original example.
+pub const TOP_N: usize = 5;
+
+/// A player as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Player {
+    pub id: String,
+    pub name: String,
+    #[serde(deserialize_with = "integral_score")]
+    pub score: i64,
+}
+
+/// RethinkDB numbers are doubles. Scores written through this API are always
+/// integral, but a document edited by hand may not be; reading it must not
+/// fail the whole board, so a fractional score is truncated toward zero.
+fn integral_score<'de, D: Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(de)?;
+    if let Some(i) = number.as_i64() {
+        return Ok(i);
+    }
+    let f = number.as_f64().unwrap_or(0.0);
+    // `as` saturates on out-of-range floats, which is the right clamp here.
+    Ok(f.trunc() as i64)
+}
+
+/// A board as listed by `GET /boards/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardSummary {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A board with its top players, highest score first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Board {
+    pub id: String,
+    pub name: String,
+    pub players: Vec<Player>,
+}
+
+/// The identity of a board's state: a short hash of its snapshot's JSON.
+///
+/// It is the SSE `id:` of every event and the GRIP `prev-id` chain. A hash of
+/// the content (rather than a counter) needs no extra write, is the same in
+/// every process that computes it, and makes "has the board changed since the
+/// client's Last-Event-ID?" a plain comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SnapshotVersion(String);
+
+impl SnapshotVersion {
+    fn of(json: &str) -> Self {
+        let digest = Sha256::digest(json.as_bytes());
+        let mut hex = String::with_capacity(16);
+        for byte in &digest[..8] {
+            hex.push_str(&format!("{byte:02x}"));
+        }
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a client-supplied event id names this version.
+    pub fn matches(&self, last_event_id: &str) -> bool {
+        self.0 == last_event_id.trim()
+    }
+}
+
+impl fmt::Display for SnapshotVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A board rendered once: its compact JSON, its version and its SSE event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    board: Board,
+    json: String,
+    version: SnapshotVersion,
+}
+
+impl Snapshot {
+    pub fn new(board: Board) -> Self {
+        // Serialising plain strings and integers cannot fail.
+        let json = serde_json::to_string(&board).unwrap_or_default();
+        let version = SnapshotVersion::of(&json);
+        Self {
+            board,
+            json,
+            version,
+        }
+    }
+
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    pub fn json(&self) -> &str {
+        &self.json
+    }
+
+    pub fn version(&self) -> &SnapshotVersion {
+        &self.version
+    }
+
+    /// The SSE frame every subscriber receives:
+    /// `id: <version>\nevent: update\ndata: <compact JSON>\n\n`.
+    ///
+    /// Compact JSON never holds a raw newline (serde_json escapes them in
+    /// strings), so one `data:` line is always enough.
+    pub fn sse_event(&self) -> String {
+        format!(
+            "id: {}\nevent: update\ndata: {}\n\n",
+            self.version, self.json
+        )
+    }
+}
+
+/// The GRIP channel of a board: `<prefix><board id>`.
+pub fn channel_name(prefix: &str, board_id: &str) -> String {
+    format!("{prefix}{board_id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board(scores: &[(&str, i64)]) -> Board {
+        Board {
+            id: "b1".into(),
+            name: "Weekly".into(),
+            players: scores
+                .iter()
+                .map(|(id, score)| Player {
+                    id: (*id).into(),
+                    name: format!("name {id}\nline two"),
+                    score: *score,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn event_is_one_compact_data_line() {
+        let snap = Snapshot::new(board(&[("p1", 3), ("p2", 1)]));
+        let event = snap.sse_event();
+        assert!(event.starts_with(&format!("id: {}\nevent: update\ndata: {{", snap.version())));
+        assert!(event.ends_with("}\n\n"));
+        assert_eq!(event.matches('\n').count(), 4);
+        let data = event
+            .lines()
+            .nth(2)
+            .unwrap()
+            .strip_prefix("data: ")
+            .unwrap();
+        let parsed: Board = serde_json::from_str(data).unwrap();
+        assert_eq!(&parsed, snap.board());
+    }
+
+    #[test]
+    fn version_follows_content() {
+        let a = Snapshot::new(board(&[("p1", 3)]));
+        let b = Snapshot::new(board(&[("p1", 3)]));
+        let c = Snapshot::new(board(&[("p1", 4)]));
+        assert_eq!(a.version(), b.version());
+        assert_ne!(a.version(), c.version());
+        assert_eq!(a.version().as_str().len(), 16);
+        assert!(a.version().matches(&format!(" {} ", a.version())));
+    }
+
+    #[test]
+    fn fractional_scores_are_read_not_rejected() {
+        let p: Player = serde_json::from_str(r#"{"id":"a","name":"A","score":2.7}"#).unwrap();
+        assert_eq!(p.score, 2);
+        let p: Player = serde_json::from_str(r#"{"id":"a","name":"A","score":5}"#).unwrap();
+        assert_eq!(p.score, 5);
+    }
+}
