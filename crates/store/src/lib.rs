@@ -1,1 +1,40 @@
-//! store (in progress).
+//! RethinkDB access for the leaderboard.
+//!
+//! - [`DatabaseUrl`] parses `rethinkdb://[user[:password]@]host[:port]/dbname`.
+//! - [`Store`] owns a small pool of driver connections and runs every query
+//!   the origin and the worker need, each one index-backed.
+//! - [`ensure_schema`](Store::ensure_schema) creates the database, tables and
+//!   indexes, idempotently and safely when several processes start at once.
+//! - [`Store::board_changes`] opens the players and boards changefeeds on
+//!   connections of their own and yields the ids of the boards each change
+//!   touches.
+//!
+//! The driver (`unreql`) multiplexes nothing: one connection carries one query
+//! at a time, and a query future dropped half-way leaves the connection's
+//! framing undefined. So the pool lends a connection to exactly one query, runs
+//! that query to completion in a task of its own (an HTTP client hanging up
+//! cannot cancel it), and throws the connection away after any connection-level
+//! error or time-out instead of reusing it.
+
+mod config;
+mod error;
+mod feed;
+mod pool;
+mod queries;
+mod schema;
+
+pub use config::{DatabaseUrl, DatabaseUrlError};
+pub use error::StoreError;
+pub use feed::{BoardChange, BoardChanges};
+
+pub use pool::PoolOptions;
+pub use queries::{NewBoard, NewPlayer, Store};
+
+/// Table of boards: `{id, name}`.
+pub const BOARDS: &str = "boards";
+/// Table of players: `{id, board, name, score}`.
+pub const PLAYERS: &str = "players";
+/// Compound index `[board, score]` on players, read by the top-N query.
+pub const BOARD_SCORE_INDEX: &str = "board_score";
+/// Simple index on players' `board`, for listing and deleting a board's players.
+pub const BOARD_INDEX: &str = "board";

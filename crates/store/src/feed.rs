@@ -1,0 +1,156 @@
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::{Stream, StreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use unreql::cmd::options::ChangesOptions;
+use unreql::{r, Command};
+
+use crate::{Store, StoreError, BOARDS, PLAYERS};
+
+/// What the changefeeds report, reduced to what the worker acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardChange {
+    /// Every feed is open and reports changes from now on. Anything that
+    /// happened before this point may have been missed, so a consumer
+    /// refreshes everything it serves when it sees this.
+    Ready,
+    /// A change touched this board: a player joined, left, moved in or out,
+    /// or changed score or name; or the board itself was created, renamed or
+    /// deleted.
+    Touched(String),
+}
+
+/// The merged players and boards changefeeds, each on a connection of its
+/// own. The stream yields an error and then ends when either feed breaks;
+/// open a new one to resume. Dropping it closes both feeds.
+pub struct BoardChanges {
+    rx: mpsc::Receiver<Result<BoardChange, StoreError>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for BoardChanges {
+    fn drop(&mut self) {
+        // The feed tasks own their connections; aborting them closes the
+        // sockets, which ends the feeds on the server.
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Stream for BoardChanges {
+    type Item = Result<BoardChange, StoreError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+/// The boards a change document touches: both sides of a move count.
+fn touched_boards(change: &Value, field: &str) -> Vec<String> {
+    let mut boards = Vec::with_capacity(2);
+    for side in ["old_val", "new_val"] {
+        if let Some(board) = change
+            .get(side)
+            .and_then(|v| v.get(field))
+            .and_then(Value::as_str)
+        {
+            if !boards.iter().any(|b| b == board) {
+                boards.push(board.to_owned());
+            }
+        }
+    }
+    boards
+}
+
+impl Store {
+    /// Opens the players and boards changefeeds and merges them into one
+    /// stream of [`BoardChange`]s. [`BoardChange::Ready`] comes once, after
+    /// both feeds are ready.
+    pub async fn board_changes(&self) -> Result<BoardChanges, StoreError> {
+        let (tx, rx) = mpsc::channel(1024);
+        let (ready_tx, mut ready_rx) = mpsc::channel::<()>(2);
+        let mut tasks = Vec::new();
+        for (table, field) in [(PLAYERS, "board"), (BOARDS, "id")] {
+            let session = self.pool().connect().await?;
+            let query: Command = r
+                .table(table)
+                .changes(r.with_opt((), ChangesOptions::new().include_states(true)));
+            let tx = tx.clone();
+            let ready_tx = ready_tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let conn = match session.connection() {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        let _ = tx.send(Err(StoreError::from(e))).await;
+                        return;
+                    }
+                };
+                let mut feed = query.run::<_, Value>(conn);
+                while let Some(item) = feed.next().await {
+                    match item {
+                        Ok(change) => {
+                            if change.get("state").and_then(Value::as_str) == Some("ready") {
+                                let _ = ready_tx.send(()).await;
+                                continue;
+                            }
+                            for board in touched_boards(&change, field) {
+                                if tx.send(Ok(BoardChange::Touched(board))).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(StoreError::from(e))).await;
+                            return;
+                        }
+                    }
+                }
+                let _ = tx
+                    .send(Err(StoreError::Unavailable(format!(
+                        "the {table} changefeed ended"
+                    ))))
+                    .await;
+            }));
+        }
+        drop(ready_tx);
+        // Announce readiness only when both feeds are ready, from a task so
+        // that an early change is not held up behind it.
+        let ready_forward = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..2 {
+                if ready_rx.recv().await.is_none() {
+                    return;
+                }
+            }
+            let _ = ready_forward.send(Ok(BoardChange::Ready)).await;
+        }));
+        Ok(BoardChanges { rx, tasks })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_move_touches_both_boards() {
+        let change = json!({"old_val": {"board": "a"}, "new_val": {"board": "b"}});
+        assert_eq!(touched_boards(&change, "board"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn insert_update_and_delete_touch_one_board() {
+        for change in [
+            json!({"old_val": null, "new_val": {"board": "a"}}),
+            json!({"old_val": {"board": "a"}, "new_val": {"board": "a", "score": 2}}),
+            json!({"old_val": {"board": "a"}, "new_val": null}),
+        ] {
+            assert_eq!(touched_boards(&change, "board"), vec!["a"]);
+        }
+    }
+}

@@ -1,0 +1,373 @@
+use std::sync::Arc;
+
+use domain::{
+    Board, BoardId, BoardSummary, Name, Player, PlayerId, ScoreDelta, Snapshot, MAX_SCORE,
+};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use unreql::cmd::options::{BetweenOptions, InsertOptions, UpdateOptions};
+use unreql::{func, r, rjson, Command};
+
+use crate::pool::{Pool, PoolOptions};
+use crate::{DatabaseUrl, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+
+/// Marks the errors raised inside the score update, so they can be told apart
+/// from any other write error in `first_error`.
+const WRONG_BOARD: &str = "leaderboard: player is on another board";
+const OUT_OF_RANGE: &str = "leaderboard: score out of range";
+
+/// The leaderboard's queries, over a pool of connections.
+///
+/// Cheap to clone: clones share the pool.
+#[derive(Clone)]
+pub struct Store {
+    pool: Arc<Pool>,
+}
+
+/// What a client asks for when creating a board.
+#[derive(Debug, Clone)]
+pub struct NewBoard {
+    /// A chosen id, or `None` to let the database generate a UUID.
+    pub id: Option<BoardId>,
+    pub name: Option<Name>,
+}
+
+/// What a client asks for when creating a player.
+#[derive(Debug, Clone)]
+pub struct NewPlayer {
+    pub id: Option<PlayerId>,
+    pub name: Name,
+}
+
+/// A write's summary, as RethinkDB reports it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WriteResult {
+    inserted: u64,
+    replaced: u64,
+    unchanged: u64,
+    skipped: u64,
+    deleted: u64,
+    errors: u64,
+    first_error: Option<String>,
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Change {
+    new_val: Option<Value>,
+}
+
+impl WriteResult {
+    fn new_val<T: DeserializeOwned>(self) -> Result<Option<T>, StoreError> {
+        match self.changes.into_iter().next().and_then(|c| c.new_val) {
+            Some(v) => decode(v).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+fn single(mut values: Vec<Value>) -> Result<Value, StoreError> {
+    match values.len() {
+        1 => Ok(values.pop().unwrap_or(Value::Null)),
+        0 => Ok(Value::Null),
+        n => Err(StoreError::Decode(format!("expected one value, got {n}"))),
+    }
+}
+
+/// The top `n` players of a board, read from the `[board, score]` index in
+/// descending order: O(log N + n) whatever the table's size. Equal scores
+/// come out in descending player-id order, the index's own tie-break, so every
+/// reader sees the same order.
+fn top_players_query(board: &str, n: usize) -> Command {
+    r.table(PLAYERS)
+        .between(
+            rjson!([board.to_owned(), r.minval()]),
+            rjson!([board.to_owned(), r.maxval()]),
+            r.with_opt(
+                (),
+                BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
+            ),
+        )
+        .order_by(r.index(r.desc(BOARD_SCORE_INDEX)))
+        .limit(n)
+}
+
+fn player_view(doc: &Value) -> Result<Player, StoreError> {
+    decode(doc.clone())
+}
+
+impl Store {
+    /// A store for `url`. Connections are opened lazily, so this succeeds
+    /// even while the database is down.
+    pub fn new(url: DatabaseUrl, options: PoolOptions) -> Self {
+        Self {
+            pool: Arc::new(Pool::new(url, options)),
+        }
+    }
+
+    pub fn url(&self) -> &DatabaseUrl {
+        self.pool.url()
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+
+    pub(crate) async fn run(&self, query: Command) -> Result<Vec<Value>, StoreError> {
+        self.pool.run(query).await
+    }
+
+    /// Checks that the database answers and the schema is in place.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let count = single(self.run(r.table(PLAYERS).count(())).await?)?;
+        if count.is_number() {
+            Ok(())
+        } else {
+            Err(StoreError::Decode(format!("count returned {count}")))
+        }
+    }
+
+    /// A board with its top [`domain::TOP_N`] players, or `None` if no such
+    /// board exists. One round trip: the board and its players are read by a
+    /// single query.
+    pub async fn snapshot(&self, board: &BoardId) -> Result<Option<Snapshot>, StoreError> {
+        let query = rjson!({
+            "board": r.table(BOARDS).get(board.to_string()),
+            "players": top_players_query(board.as_str(), domain::TOP_N).coerce_to("array"),
+        });
+        let value = single(self.run(query).await?)?;
+        #[derive(Deserialize)]
+        struct Row {
+            board: Option<BoardSummary>,
+            players: Vec<Player>,
+        }
+        let row: Row = decode(value)?;
+        Ok(row.board.map(|b| {
+            Snapshot::new(Board {
+                id: b.id,
+                name: b.name,
+                players: row.players,
+            })
+        }))
+    }
+
+    /// Boards in id order, at most `limit`.
+    pub async fn list_boards(&self, limit: usize) -> Result<Vec<BoardSummary>, StoreError> {
+        let values = self
+            .run(r.table(BOARDS).order_by(r.index("id")).limit(limit))
+            .await?;
+        values.into_iter().map(decode).collect()
+    }
+
+    /// Every board id, for the worker's republish after a reconnect.
+    pub async fn all_board_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list_boards(usize::MAX >> 12)
+            .await?
+            .into_iter()
+            .map(|b| b.id)
+            .collect())
+    }
+
+    pub async fn create_board(&self, new: NewBoard) -> Result<BoardSummary, StoreError> {
+        let mut doc = json!({ "name": new.name.map(String::from).unwrap_or_default() });
+        if let Some(id) = new.id {
+            doc["id"] = json!(id.as_str());
+        }
+        let result = self
+            .write(
+                r.table(BOARDS)
+                    .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into()))),
+            )
+            .await?;
+        if result.errors > 0 {
+            return Err(write_error(result.first_error));
+        }
+        result
+            .new_val()?
+            .ok_or_else(|| StoreError::Decode("insert returned no new value".into()))
+    }
+
+    /// Deletes a board and then its players. Returns whether the board
+    /// existed. Players are deleted even if the board row was already gone,
+    /// so an interrupted earlier delete is finished by a retry.
+    pub async fn delete_board(&self, board: &BoardId) -> Result<bool, StoreError> {
+        let result = self
+            .write(r.table(BOARDS).get(board.to_string()).delete(()))
+            .await?;
+        let players = self
+            .write(
+                r.table(PLAYERS)
+                    .get_all(r.with_opt(board.to_string(), r.index(BOARD_INDEX)))
+                    .delete(()),
+            )
+            .await?;
+        if players.errors > 0 {
+            return Err(write_error(players.first_error));
+        }
+        Ok(result.deleted > 0)
+    }
+
+    /// Adds a player with score 0. `Ok(None)` if the board does not exist.
+    pub async fn create_player(
+        &self,
+        board: &BoardId,
+        new: NewPlayer,
+    ) -> Result<Option<Player>, StoreError> {
+        if !self.board_exists(board).await? {
+            return Ok(None);
+        }
+        let mut doc = json!({ "board": board.as_str(), "name": new.name.as_str(), "score": 0 });
+        if let Some(id) = &new.id {
+            doc["id"] = json!(id.as_str());
+        }
+        let result = self
+            .write(
+                r.table(PLAYERS)
+                    .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into()))),
+            )
+            .await?;
+        if result.errors > 0 {
+            return Err(write_error(result.first_error));
+        }
+        let Some(row) = result.new_val::<Value>()? else {
+            return Err(StoreError::Decode("insert returned no new value".into()));
+        };
+        let player = player_view(&row)?;
+        // A board deleted between the check and the insert would leave this
+        // player orphaned; look again and undo.
+        if !self.board_exists(board).await? {
+            self.write(r.table(PLAYERS).get(player.id.clone()).delete(()))
+                .await?;
+            return Ok(None);
+        }
+        Ok(Some(player))
+    }
+
+    pub async fn board_exists(&self, board: &BoardId) -> Result<bool, StoreError> {
+        let value = single(self.run(r.table(BOARDS).get(board.to_string())).await?)?;
+        Ok(!value.is_null())
+    }
+
+    /// A player of `board`, or `None` if there is no such player on it.
+    pub async fn player(
+        &self,
+        board: &BoardId,
+        player: &PlayerId,
+    ) -> Result<Option<Player>, StoreError> {
+        let value = single(self.run(r.table(PLAYERS).get(player.to_string())).await?)?;
+        if value.get("board").and_then(Value::as_str) != Some(board.as_str()) {
+            return Ok(None);
+        }
+        player_view(&value).map(Some)
+    }
+
+    /// Deletes a player of `board`. Returns whether it existed there.
+    pub async fn delete_player(
+        &self,
+        board: &BoardId,
+        player: &PlayerId,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .write(
+                r.table(PLAYERS)
+                    .get_all(player.to_string())
+                    .filter(json!({ "board": board.as_str() }))
+                    .delete(()),
+            )
+            .await?;
+        if result.errors > 0 {
+            return Err(write_error(result.first_error));
+        }
+        Ok(result.deleted > 0)
+    }
+
+    /// Adds `delta` to a player's score in one atomic server-side update and
+    /// returns the player as that update left it.
+    ///
+    /// The board check and the range check run inside the update function,
+    /// on the document being written, so there is no read-modify-write window.
+    pub async fn add_score(
+        &self,
+        board: &BoardId,
+        player: &PlayerId,
+        delta: ScoreDelta,
+    ) -> Result<Option<Player>, StoreError> {
+        if delta.get() == 0 {
+            // Nothing to write; RethinkDB would report `unchanged` and return
+            // no change to read the player from.
+            return self.player(board, player).await;
+        }
+        let d = delta.get();
+        let board_id = board.as_str().to_owned();
+        let update = func!(|p| {
+            r.branch(
+                p.clone().g("board").ne(board_id.clone()),
+                r.error(WRONG_BOARD),
+                r.branch(
+                    p.clone().g("score").add(d).gt(MAX_SCORE).or(p
+                        .clone()
+                        .g("score")
+                        .add(d)
+                        .lt(-MAX_SCORE)),
+                    r.error(OUT_OF_RANGE),
+                    rjson!({ "score": p.g("score").add(d) }),
+                ),
+            )
+        });
+        let result = self
+            .write(
+                r.table(PLAYERS)
+                    .get(player.to_string())
+                    .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into()))),
+            )
+            .await?;
+        if result.skipped > 0 {
+            return Ok(None);
+        }
+        if result.errors > 0 {
+            return match result.first_error.as_deref() {
+                Some(e) if e.contains(WRONG_BOARD) => Ok(None),
+                Some(e) if e.contains(OUT_OF_RANGE) => Err(StoreError::ScoreOutOfRange),
+                _ => Err(write_error(result.first_error)),
+            };
+        }
+        match result.new_val::<Value>()? {
+            Some(row) => player_view(&row).map(Some),
+            None => Err(StoreError::Decode("update returned no change".into())),
+        }
+    }
+
+    async fn write(&self, query: Command) -> Result<WriteResult, StoreError> {
+        decode(single(self.run(query).await?)?)
+    }
+}
+
+fn write_error(first_error: Option<String>) -> StoreError {
+    match first_error {
+        Some(e) if e.starts_with("Duplicate primary key") => StoreError::Conflict,
+        Some(e) => StoreError::Query(e),
+        None => StoreError::Query("write reported errors".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_players_reads_the_compound_index_descending() {
+        let q = serde_json::to_value(top_players_query("b1", 5)).unwrap();
+        assert_eq!(
+            q,
+            json!([71, [[41, [[182, [[15, ["players"]], [2, ["b1", [180]]], [2, ["b1", [181]]]], {"index": "board_score"}]], {"index": [74, ["board_score"]]}], 5]])
+        );
+    }
+}
