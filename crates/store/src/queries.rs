@@ -158,6 +158,12 @@ impl Store {
         }))
     }
 
+    /// The top `n` players of a board, highest score first.
+    pub async fn top_players(&self, board: &BoardId, n: usize) -> Result<Vec<Player>, StoreError> {
+        let values = self.run(top_players_query(board.as_str(), n)).await?;
+        values.into_iter().map(decode).collect()
+    }
+
     /// Boards in id order, at most `limit`.
     pub async fn list_boards(&self, limit: usize) -> Result<Vec<BoardSummary>, StoreError> {
         let values = self

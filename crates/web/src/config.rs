@@ -1,0 +1,200 @@
+//! The origin's configuration, read from the environment (and from `.env`
+//! when one is present, loaded by `main`).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+use store::DatabaseUrl;
+
+/// The variables as strings; each is then checked by [`Settings::from_env`]
+/// so that an error names the variable and says what it should be.
+#[derive(Debug, Deserialize)]
+struct RawEnv {
+    port: Option<String>,
+    host: Option<String>,
+    database_url: Option<String>,
+    grip_prefix: Option<String>,
+    db_pool_size: Option<String>,
+    db_timeout_ms: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Settings {
+    /// `HOST`: the address to bind, default `0.0.0.0` (all interfaces, as a
+    /// Heroku dyno needs).
+    pub host: String,
+    /// `PORT`: default 5000; 0 picks a free port.
+    pub port: u16,
+    /// `DATABASE_URL`: default `rethinkdb://localhost:28015/leaderboard`.
+    pub database_url: DatabaseUrl,
+    /// `GRIP_PREFIX`: channel name prefix, default `leaderboard-`.
+    pub grip_prefix: String,
+    /// `DB_POOL_SIZE`: connections to the database, default 16.
+    pub db_pool_size: usize,
+    /// `DB_TIMEOUT_MS`: time limit of one query, default 10000.
+    pub db_timeout: Duration,
+}
+
+/// A configuration problem, phrased as one line that names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+pub const DEFAULT_DATABASE_URL: &str = "rethinkdb://localhost:28015/leaderboard";
+pub const DEFAULT_GRIP_PREFIX: &str = "leaderboard-";
+
+/// Checks a channel prefix: it ends up in a `Grip-Channel` header, so it is
+/// held to the same safe characters as ids (plus `.` and `:`).
+pub fn check_grip_prefix(raw: &str) -> Result<String, ConfigError> {
+    let ok = raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(bad(
+            "GRIP_PREFIX",
+            "may contain only letters, digits and - _ . : (at most 64)",
+        ))
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let raw: RawEnv = envy::from_env().map_err(|e| bad("environment", e.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    /// Settings from explicit `(NAME, value)` pairs, as tests use.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, ConfigError> {
+        let vars = pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let raw: RawEnv = envy::from_iter(vars).map_err(|e| bad("environment", e.to_string()))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawEnv) -> Result<Self, ConfigError> {
+        let port = match raw.port.as_deref().map(str::trim) {
+            None | Some("") => 5000,
+            Some(p) => p.parse().map_err(|_| {
+                bad(
+                    "PORT",
+                    format!("must be a port number (0-65535), got {p:?}"),
+                )
+            })?,
+        };
+        let host = raw
+            .host
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| "0.0.0.0".to_owned());
+        let database_url = DatabaseUrl::parse(
+            raw.database_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+                .unwrap_or(DEFAULT_DATABASE_URL),
+        )
+        .map_err(|e| bad("DATABASE_URL", e.to_string()))?;
+        let grip_prefix =
+            check_grip_prefix(raw.grip_prefix.as_deref().unwrap_or(DEFAULT_GRIP_PREFIX))?;
+        let db_pool_size = match raw.db_pool_size.as_deref() {
+            None => 16,
+            Some(n) => n
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| {
+                    bad(
+                        "DB_POOL_SIZE",
+                        format!("must be a number from 1 to 1024, got {n:?}"),
+                    )
+                })?,
+        };
+        let db_timeout = match raw.db_timeout_ms.as_deref() {
+            None => Duration::from_secs(10),
+            Some(n) => n
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    bad(
+                        "DB_TIMEOUT_MS",
+                        format!("must be a positive number of milliseconds, got {n:?}"),
+                    )
+                })?,
+        };
+        Ok(Self {
+            host,
+            port,
+            database_url,
+            grip_prefix,
+            db_pool_size,
+            db_timeout,
+        })
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // DatabaseUrl's own Debug hides the password.
+        f.debug_struct("Settings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database_url", &self.database_url)
+            .field("grip_prefix", &self.grip_prefix)
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout", &self.db_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_pairs([]).unwrap();
+        assert_eq!(
+            (s.port, s.host.as_str(), s.grip_prefix.as_str()),
+            (5000, "0.0.0.0", "leaderboard-")
+        );
+        assert_eq!(s.database_url.db, "leaderboard");
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (pairs, var) in [
+            (vec![("PORT", "http")], "PORT"),
+            (vec![("PORT", "70000")], "PORT"),
+            (vec![("DATABASE_URL", "mysql://x/y")], "DATABASE_URL"),
+            (vec![("GRIP_PREFIX", "a b")], "GRIP_PREFIX"),
+            (vec![("DB_POOL_SIZE", "0")], "DB_POOL_SIZE"),
+        ] {
+            let err = Settings::from_pairs(pairs).unwrap_err();
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().starts_with(var));
+        }
+    }
+
+    #[test]
+    fn debug_hides_the_database_password() {
+        let s = Settings::from_pairs([("DATABASE_URL", "rethinkdb://admin:s3cret@db/lb")]).unwrap();
+        assert!(!format!("{s:?}").contains("s3cret"));
+    }
+}

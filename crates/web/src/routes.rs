@@ -1,0 +1,349 @@
+//! The HTTP API. Handlers validate input into domain types, call the store,
+//! and render JSON or GRIP hold instructions; they hold no state of their own.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Data, Payload};
+use actix_web::{HttpRequest, HttpResponse};
+use domain::{BoardId, Name, PlayerId, ScoreDelta, Snapshot};
+use serde_json::json;
+use store::{NewBoard, NewPlayer};
+
+use crate::body::{self, Fields};
+use crate::error::ApiError;
+use crate::negotiate::{negotiate, Representation};
+use crate::startup::AppState;
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+/// Most boards `GET /boards/` lists, and the default and largest `limit` of
+/// a player listing.
+const MAX_LIST: usize = 1000;
+const DEFAULT_PLAYER_LIST: usize = 100;
+
+/// Registers every route. Paths end in a slash; `NormalizePath` in the app
+/// adds a missing one, so `/boards/x` works too.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/", &["GET"]).route(web::get().to(index)))
+        .service(resource("/healthz", &["GET"]).route(web::get().to(healthz)))
+        .service(resource("/healthz/", &["GET"]).route(web::get().to(healthz)))
+        .service(resource("/readyz", &["GET"]).route(web::get().to(readyz)))
+        .service(resource("/readyz/", &["GET"]).route(web::get().to(readyz)))
+        .service(
+            resource("/boards/", &["GET", "POST"])
+                .route(web::get().to(list_boards))
+                .route(web::post().to(create_board)),
+        )
+        .service(
+            resource("/boards/{board}/", &["GET", "DELETE"])
+                .route(web::get().to(get_board))
+                .route(web::delete().to(delete_board)),
+        )
+        .service(
+            resource("/boards/{board}/players/", &["GET", "POST"])
+                .route(web::get().to(list_players))
+                .route(web::post().to(create_player)),
+        )
+        .service(
+            resource("/boards/{board}/players/{player}/", &["GET", "DELETE"])
+                .route(web::get().to(get_player))
+                .route(web::delete().to(delete_player)),
+        )
+        .service(
+            resource("/boards/{board}/players/{player}/score-add/", &["POST"])
+                .route(web::post().to(score_add)),
+        );
+}
+
+/// A resource whose other methods get 405 with an `Allow` header.
+fn resource(path: &str, allowed: &'static [&'static str]) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
+            method: req.method().to_string(),
+            allowed,
+        })
+    }))
+}
+
+/// Anything no route matched.
+pub async fn not_found(req: HttpRequest) -> ApiResult {
+    Err(ApiError::RouteNotFound(req.path().to_owned()))
+}
+
+fn board_id(raw: &str) -> Result<BoardId, ApiError> {
+    Ok(BoardId::parse(raw)?)
+}
+
+fn player_id(raw: &str) -> Result<PlayerId, ApiError> {
+    Ok(PlayerId::parse(raw)?)
+}
+
+fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(body)
+}
+
+async fn index() -> HttpResponse {
+    json_response(
+        StatusCode::OK,
+        json!({ "name": "leaderboard", "boards": "/boards/" }),
+    )
+}
+
+async fn healthz() -> HttpResponse {
+    json_response(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+async fn readyz(state: Data<AppState>) -> ApiResult {
+    state.ready().await?;
+    Ok(json_response(StatusCode::OK, json!({ "status": "ready" })))
+}
+
+async fn list_boards(state: Data<AppState>) -> ApiResult {
+    state.ready().await?;
+    let boards = state.store.list_boards(MAX_LIST).await?;
+    Ok(json_response(StatusCode::OK, json!({ "boards": boards })))
+}
+
+async fn create_board(state: Data<AppState>, req: HttpRequest, payload: Payload) -> ApiResult {
+    let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
+    let fields = Fields::parse(&req, &bytes)?;
+    fields.allow_only(&["id", "name"])?;
+    let id = fields
+        .string("id")?
+        .map(|s| BoardId::parse(&s))
+        .transpose()?;
+    let name = fields
+        .string("name")?
+        .map(|s| Name::parse(&s))
+        .transpose()?;
+    state.ready().await?;
+    let requested = id.clone();
+    let board = state
+        .store
+        .create_board(NewBoard { id, name })
+        .await
+        .map_err(|e| match (e, requested) {
+            (store::StoreError::Conflict, Some(id)) => {
+                ApiError::Conflict(format!("board {:?}", id.as_str()))
+            }
+            (e, _) => e.into(),
+        })?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/boards/{}/", board.id)))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(json!({ "id": board.id, "name": board.name, "players": [] })))
+}
+
+async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
+    let board = board_id(&path)?;
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let representation = negotiate(accept, &[Representation::Json, Representation::EventStream])
+        .ok_or(ApiError::NotAcceptable {
+            available: &["application/json", "text/event-stream"],
+        })?;
+    state.ready().await?;
+    let snapshot = state
+        .store
+        .snapshot(&board)
+        .await?
+        .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
+    Ok(match representation {
+        Representation::Json => json_response(
+            StatusCode::OK,
+            serde_json::to_value(snapshot.board()).unwrap_or_default(),
+        )
+        .customize_vary(),
+        Representation::EventStream => hold_stream(&state, &req, &board, &snapshot),
+    })
+}
+
+/// The GRIP answer to a subscriber: Pushpin holds the connection open on the
+/// board's channel, and sends the body, the current snapshot, at once.
+fn hold_stream(
+    state: &AppState,
+    req: &HttpRequest,
+    board: &BoardId,
+    snapshot: &Snapshot,
+) -> HttpResponse {
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query_param(req, "lastEventId"));
+    // A client that resumes with the current version already shows it.
+    let body = match last_event_id {
+        Some(id) if snapshot.version().matches(&id) => String::new(),
+        _ => snapshot.sse_event(),
+    };
+    let channel = domain::channel_name(&state.grip_prefix, board.as_str());
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .insert_header(("Grip-Hold", "stream"))
+        .insert_header(("Grip-Channel", channel))
+        .insert_header((header::VARY, HeaderValue::from_static("Accept")))
+        .body(body)
+}
+
+trait VaryAccept {
+    fn customize_vary(self) -> Self;
+}
+
+impl VaryAccept for HttpResponse {
+    /// Responses differ by `Accept`, so caches must key on it.
+    fn customize_vary(mut self) -> Self {
+        self.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+        self
+    }
+}
+
+async fn delete_board(state: Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let board = board_id(&path)?;
+    state.ready().await?;
+    if state.store.delete_board(&board).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::BoardNotFound(board.to_string()))
+    }
+}
+
+async fn list_players(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult {
+    let board = board_id(&path)?;
+    let limit = match query_param(&req, "limit") {
+        None => DEFAULT_PLAYER_LIST,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIST).contains(n))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit must be a number from 1 to {MAX_LIST}, got {raw:?}"
+                ))
+            })?,
+    };
+    state.ready().await?;
+    if !state.store.board_exists(&board).await? {
+        return Err(ApiError::BoardNotFound(board.to_string()));
+    }
+    let players = state.store.top_players(&board, limit).await?;
+    Ok(json_response(StatusCode::OK, json!({ "players": players })))
+}
+
+async fn create_player(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Payload,
+) -> ApiResult {
+    let board = board_id(&path)?;
+    let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
+    let fields = Fields::parse(&req, &bytes)?;
+    fields.allow_only(&["id", "name"])?;
+    let id = fields
+        .string("id")?
+        .map(|s| PlayerId::parse(&s))
+        .transpose()?;
+    let name = Name::parse(
+        &fields
+            .string("name")?
+            .ok_or_else(|| ApiError::BadRequest("field \"name\" is required".into()))?,
+    )?;
+    state.ready().await?;
+    let requested = id.clone();
+    let player = state
+        .store
+        .create_player(&board, NewPlayer { id, name })
+        .await
+        .map_err(|e| match (e, requested) {
+            (store::StoreError::Conflict, Some(id)) => {
+                ApiError::Conflict(format!("player {:?}", id.as_str()))
+            }
+            (e, _) => e.into(),
+        })?
+        .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/boards/{}/players/{}/", board, player.id),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .json(player))
+}
+
+async fn get_player(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+    let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    state.ready().await?;
+    match state.store.player(&board, &player).await? {
+        Some(p) => Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_value(p).unwrap_or_default(),
+        )),
+        None => Err(ApiError::PlayerNotFound {
+            board: board.to_string(),
+            player: player.to_string(),
+        }),
+    }
+}
+
+async fn delete_player(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+    let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    state.ready().await?;
+    if state.store.delete_player(&board, &player).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::PlayerNotFound {
+            board: board.to_string(),
+            player: player.to_string(),
+        })
+    }
+}
+
+/// `POST .../score-add/`: adds 1, or the integer `value` of a JSON or form
+/// body, in one atomic update, and answers with the player as that update
+/// left it.
+async fn score_add(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: Payload,
+) -> ApiResult {
+    let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
+    let fields = Fields::parse(&req, &bytes)?;
+    fields.allow_only(&["value"])?;
+    let delta = match fields.integer("value")? {
+        Some(v) => ScoreDelta::new(v)?,
+        None => ScoreDelta::ONE,
+    };
+    state.ready().await?;
+    match state.store.add_score(&board, &player, delta).await? {
+        Some(p) => Ok(json_response(
+            StatusCode::OK,
+            serde_json::to_value(p).unwrap_or_default(),
+        )),
+        None => Err(ApiError::PlayerNotFound {
+            board: board.to_string(),
+            player: player.to_string(),
+        }),
+    }
+}

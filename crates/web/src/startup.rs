@@ -1,0 +1,126 @@
+//! Building and running the origin.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+use store::{PoolOptions, Store, StoreError};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::routes;
+
+/// What every handler shares. The origin keeps no per-client state: every
+/// answer is computed from the database.
+pub struct AppState {
+    pub store: Store,
+    pub grip_prefix: String,
+    schema_ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Fails with 503 until the schema is known to exist, so that the first
+    /// requests after a cold start get a clear "not ready" instead of a
+    /// missing-table error.
+    pub async fn ready(&self) -> Result<(), ApiError> {
+        if self.schema_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        match self.store.ensure_schema().await {
+            Ok(()) => {
+                self.schema_ready.store(true, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => Err(ApiError::Unavailable(e)),
+        }
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `HOST:PORT` and builds the server.
+    pub fn build(settings: Settings) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
+        Self::build_with_listener(settings, listener)
+    }
+
+    /// Builds the server on an already bound listener (tests bind port 0).
+    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> std::io::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let store = Store::new(
+            settings.database_url.clone(),
+            PoolOptions {
+                max_connections: settings.db_pool_size,
+                query_timeout: settings.db_timeout,
+                ..PoolOptions::default()
+            },
+        );
+        let schema_ready = Arc::new(AtomicBool::new(false));
+        spawn_schema_setup(store.clone(), Arc::clone(&schema_ready));
+        let state = Data::new(AppState {
+            store,
+            grip_prefix: settings.grip_prefix.clone(),
+            schema_ready,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .wrap(NormalizePath::new(TrailingSlash::Always))
+                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .listen(listener)?
+        .shutdown_timeout(25)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Creates the schema in the background, retrying with backoff, so the
+/// origin starts (and answers 503) even while the database is down.
+fn spawn_schema_setup(store: Store, ready: Arc<AtomicBool>) {
+    actix_web::rt::spawn(async move {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match store.ensure_schema().await {
+                Ok(()) => {
+                    ready.store(true, Ordering::Release);
+                    log::info!("database schema ready at {}", store.url());
+                    return;
+                }
+                Err(e) => {
+                    let level = if matches!(e, StoreError::Unavailable(_)) {
+                        log::Level::Warn
+                    } else {
+                        log::Level::Error
+                    };
+                    log::log!(
+                        level,
+                        "database schema not ready ({e}); retrying in {delay:?}"
+                    );
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    });
+}
