@@ -53,10 +53,10 @@ pub enum EndpointErrorKind {
     #[error("timed out")]
     Timeout,
     /// No connection could be made (refused, DNS failure, TLS failure...).
-    #[error("could not connect: {0}")]
+    #[error("could not connect: {}", root_cause(.0))]
     Connect(#[source] reqwest::Error),
     /// The request failed after connecting (connection reset, bad response).
-    #[error("request failed: {0}")]
+    #[error("request failed: {}", root_cause(.0))]
     Transport(#[source] reqwest::Error),
     /// The JWT for the `Authorization` header could not be signed.
     #[error("could not sign the auth token: {0}")]
@@ -137,6 +137,16 @@ pub enum PublishError {
         /// How many endpoints accepted the publish.
         succeeded: usize,
     },
+}
+
+/// The innermost error's message: reqwest's own top-level message ("error
+/// sending request") says less than the OS error under it.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
 }
 
 fn describe_failures(failures: &[EndpointError], succeeded: usize) -> String {
