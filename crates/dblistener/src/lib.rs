@@ -1,1 +1,14 @@
-//! dblistener (in progress).
+//! The leaderboard worker (`dblistener`).
+//!
+//! It follows the players and boards changefeeds on connections of its own
+//! and, for every board a change touches, publishes the board's fresh top-5
+//! snapshot to the channel `<prefix><board id>` through GRIP, as an SSE
+//! `update` event. Bursts are coalesced to at most one publish per board per
+//! interval, unchanged snapshots are not published, and after every
+//! (re)connect all boards are published again. Run exactly one.
+
+pub mod config;
+pub mod worker;
+
+pub use config::Settings;
+pub use worker::{Backoff, PublishReport, Worker};

@@ -12,4 +12,7 @@ mod snapshot;
 pub use ids::{
     BoardId, Name, PlayerId, ScoreDelta, ValidationError, MAX_ID_LEN, MAX_NAME_LEN, MAX_SCORE,
 };
-pub use snapshot::{channel_name, Board, BoardSummary, Player, Snapshot, SnapshotVersion, TOP_N};
+pub use snapshot::{
+    channel_name, check_channel_prefix, deleted_event, Board, BoardSummary, Player, Snapshot,
+    SnapshotVersion, DEFAULT_CHANNEL_PREFIX, TOP_N,
+};

@@ -124,6 +124,36 @@ impl Snapshot {
     }
 }
 
+/// The SSE frame sent to a deleted board's subscribers before their stream
+/// is closed: `event: deleted\ndata: {"id":"<board>"}\n\n`.
+pub fn deleted_event(board_id: &str) -> String {
+    format!(
+        "event: deleted\ndata: {}\n\n",
+        serde_json::json!({ "id": board_id })
+    )
+}
+
+/// The default channel prefix, as in the original example.
+pub const DEFAULT_CHANNEL_PREFIX: &str = "leaderboard-";
+
+/// Checks a channel prefix (GRIP_PREFIX). It ends up in `Grip-Channel`
+/// headers and publish items, so it is held to the id characters plus `.`
+/// and `:`, at most 64 of them.
+pub fn check_channel_prefix(raw: &str) -> Result<String, crate::ValidationError> {
+    let ok = raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(crate::ValidationError::new(
+            "channel prefix",
+            "may contain only letters, digits and - _ . : (at most 64)",
+        ))
+    }
+}
+
 /// The GRIP channel of a board: `<prefix><board id>`.
 pub fn channel_name(prefix: &str, board_id: &str) -> String {
     format!("{prefix}{board_id}")

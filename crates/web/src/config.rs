@@ -52,25 +52,6 @@ fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "rethinkdb://localhost:28015/leaderboard";
-pub const DEFAULT_GRIP_PREFIX: &str = "leaderboard-";
-
-/// Checks a channel prefix: it ends up in a `Grip-Channel` header, so it is
-/// held to the same safe characters as ids (plus `.` and `:`).
-pub fn check_grip_prefix(raw: &str) -> Result<String, ConfigError> {
-    let ok = raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if ok {
-        Ok(raw.to_owned())
-    } else {
-        Err(bad(
-            "GRIP_PREFIX",
-            "may contain only letters, digits and - _ . : (at most 64)",
-        ))
-    }
-}
-
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
         let raw: RawEnv = envy::from_env().map_err(|e| bad("environment", e.to_string()))?;
@@ -107,8 +88,12 @@ impl Settings {
                 .unwrap_or(DEFAULT_DATABASE_URL),
         )
         .map_err(|e| bad("DATABASE_URL", e.to_string()))?;
-        let grip_prefix =
-            check_grip_prefix(raw.grip_prefix.as_deref().unwrap_or(DEFAULT_GRIP_PREFIX))?;
+        let grip_prefix = domain::check_channel_prefix(
+            raw.grip_prefix
+                .as_deref()
+                .unwrap_or(domain::DEFAULT_CHANNEL_PREFIX),
+        )
+        .map_err(|e| bad("GRIP_PREFIX", e.message))?;
         let db_pool_size = match raw.db_pool_size.as_deref() {
             None => 16,
             Some(n) => n

@@ -1,0 +1,79 @@
+//! `dblistener`: the worker process (the Procfile's `worker`).
+
+use std::process::ExitCode;
+
+use dblistener::{Settings, Worker};
+use store::{PoolOptions, Store};
+
+fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("dblistener: cannot read .env: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dblistener: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dblistener: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dblistener: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    log::info!("starting with {settings:?}");
+    let store = Store::new(settings.database_url.clone(), PoolOptions::default());
+    let publisher = grip::Publisher::new(settings.grip_urls.clone())?;
+    let worker = Worker::new(
+        store,
+        publisher,
+        settings.grip_prefix.clone(),
+        settings.publish_interval,
+    );
+    worker.run_until_stopped(shutdown_signal()).await;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM (Heroku stops dynos with SIGTERM).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,369 @@
+//! The publish loop: changefeed events in, coalesced snapshots out.
+//!
+//! Each board carries the version it was last published at and the earliest
+//! moment it may be published again. A change marks the board dirty; a dirty
+//! board is published as soon as its moment has come, which gives
+//! - the first change after a quiet spell: published at once;
+//! - a burst: at most one publish per board per interval, and the last one
+//!   reads the board after the burst, so the final state always goes out;
+//! - a change that leaves the top of the board as it was (a score below the
+//!   top 5): no publish at all, because the version is unchanged.
+//!
+//! The snapshot is read *after* the board is taken off the dirty set, so a
+//! change that lands during the read marks it dirty again and is not lost.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::time::Duration;
+
+use domain::{Snapshot, SnapshotVersion};
+use futures::{FutureExt, StreamExt};
+use grip::{ChannelName, Item, ItemId, Publisher};
+use store::{BoardChange, BoardChanges, Store, StoreError};
+use tokio::time::Instant;
+
+/// How many snapshot reads run at once when many boards are due together,
+/// e.g. after a reconnect.
+const READ_CONCURRENCY: usize = 16;
+/// Most items in one publish request.
+const ITEMS_PER_REQUEST: usize = 200;
+/// Delay before a board whose read or publish failed is tried again.
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Default)]
+struct BoardState {
+    /// The version subscribers were last sent; the next item's `prev-id`.
+    published: Option<SnapshotVersion>,
+    /// The board may not be published before this.
+    not_before: Option<Instant>,
+}
+
+/// What one [`Worker::publish_due`] step did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PublishReport {
+    /// Boards whose new snapshot was published.
+    pub published: usize,
+    /// Boards published as deleted (their stream closed).
+    pub deleted: usize,
+    /// Boards that were due but whose snapshot had not changed.
+    pub unchanged: usize,
+    /// Boards that failed to read or publish and will be retried.
+    pub failed: usize,
+}
+
+/// Why [`Worker::consume`] returned.
+#[derive(Debug)]
+pub enum FeedEnd {
+    Stopped,
+    Broken(StoreError),
+}
+
+pub struct Worker {
+    store: Store,
+    publisher: Publisher,
+    prefix: String,
+    interval: Duration,
+    boards: HashMap<String, BoardState>,
+    dirty: HashSet<String>,
+}
+
+impl Worker {
+    pub fn new(store: Store, publisher: Publisher, prefix: String, interval: Duration) -> Self {
+        Self {
+            store,
+            publisher,
+            prefix,
+            interval,
+            boards: HashMap::new(),
+            dirty: HashSet::new(),
+        }
+    }
+
+    /// Follows the changefeeds until `shutdown` completes, reconnecting with
+    /// backoff whenever the database goes away.
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            let feed = tokio::select! {
+                _ = &mut shutdown => return,
+                feed = self.store.board_changes() => feed,
+            };
+            let end = match feed {
+                Ok(feed) => {
+                    log::info!("changefeeds open on {}", self.store.url());
+                    self.consume(feed, &mut shutdown, &mut backoff).await
+                }
+                Err(e) => FeedEnd::Broken(e),
+            };
+            match end {
+                FeedEnd::Stopped => return,
+                FeedEnd::Broken(e) => {
+                    let delay = backoff.next_delay();
+                    log::warn!("changefeed lost ({e}); reconnecting in {delay:?}");
+                    tokio::select! {
+                        _ = &mut shutdown => return,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one feed until it breaks or `shutdown` completes, publishing as
+    /// boards fall due. A publish under way when `shutdown` completes is
+    /// finished first.
+    async fn consume(
+        &mut self,
+        mut feed: BoardChanges,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+        backoff: &mut Backoff,
+    ) -> FeedEnd {
+        loop {
+            let due = self.next_due();
+            tokio::select! {
+                biased;
+                _ = shutdown.as_mut() => return FeedEnd::Stopped,
+                _ = sleep_until(due), if due.is_some() => {
+                    let report = self.publish_due().await;
+                    if report != PublishReport::default() {
+                        log::debug!("{report:?}");
+                    }
+                }
+                change = feed.next() => {
+                    let mut change = change;
+                    // Take everything already queued in one go, so a burst
+                    // becomes one dirty set rather than many wake-ups.
+                    loop {
+                        match change {
+                            Some(Ok(BoardChange::Touched(board))) => {
+                                self.dirty.insert(board);
+                            }
+                            Some(Ok(BoardChange::Ready)) => {
+                                if let Err(e) = self.mark_all_dirty().await {
+                                    return FeedEnd::Broken(e);
+                                }
+                                backoff.reset();
+                            }
+                            Some(Err(e)) => return FeedEnd::Broken(e),
+                            None => return FeedEnd::Broken(StoreError::Unavailable("changefeed closed".into())),
+                        }
+                        match feed.next().now_or_never() {
+                            Some(next) => change = next,
+                            None => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a (re)connect nothing is known about what subscribers hold: any
+    /// publish may have been missed while the feed was down. So every board
+    /// is published again, without a `prev-id`.
+    async fn mark_all_dirty(&mut self) -> Result<(), StoreError> {
+        let ids = self.store.all_board_ids().await?;
+        log::info!("feeds ready; republishing {} boards", ids.len());
+        self.boards.clear();
+        self.dirty.extend(ids);
+        Ok(())
+    }
+
+    /// Marks a board as changed, as a feed event would.
+    pub fn mark_dirty(&mut self, board: impl Into<String>) {
+        self.dirty.insert(board.into());
+    }
+
+    /// The earliest moment a dirty board may be published.
+    fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.dirty
+            .iter()
+            .map(|b| self.boards.get(b).and_then(|s| s.not_before).unwrap_or(now))
+            .min()
+    }
+
+    /// Publishes every dirty board whose moment has come.
+    pub async fn publish_due(&mut self) -> PublishReport {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .dirty
+            .iter()
+            .filter(|b| {
+                self.boards
+                    .get(*b)
+                    .and_then(|s| s.not_before)
+                    .is_none_or(|t| t <= now)
+            })
+            .cloned()
+            .collect();
+        for board in &due {
+            self.dirty.remove(board);
+        }
+        let mut report = PublishReport::default();
+        let store = &self.store;
+        let reads: Vec<(String, Result<Option<Snapshot>, StoreError>)> = futures::stream::iter(due)
+            .map(|board| async move {
+                let result = match domain::BoardId::parse(&board) {
+                    Ok(id) => store.snapshot(&id).await,
+                    // A board id this API would refuse (written by hand)
+                    // cannot be subscribed to; nothing to publish.
+                    Err(_) => Ok(None),
+                };
+                (board, result)
+            })
+            .buffer_unordered(READ_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut batch: Vec<(String, Vec<Item>, Option<SnapshotVersion>)> = Vec::new();
+        for (board, result) in reads {
+            match result {
+                Ok(Some(snapshot)) => {
+                    let previous = self.boards.get(&board).and_then(|s| s.published.clone());
+                    if previous.as_ref() == Some(snapshot.version()) {
+                        report.unchanged += 1;
+                        continue;
+                    }
+                    match self.update_item(&board, &snapshot, previous.as_ref()) {
+                        Some(item) => {
+                            batch.push((board, vec![item], Some(snapshot.version().clone())))
+                        }
+                        None => report.unchanged += 1,
+                    }
+                }
+                Ok(None) => {
+                    if let Some(items) = self.deleted_items(&board) {
+                        batch.push((board, items, None));
+                    }
+                }
+                Err(e) => {
+                    log::warn!("cannot read board {board:?}: {e}");
+                    report.failed += 1;
+                    self.retry_later(board, now);
+                }
+            }
+        }
+
+        for chunk in batch.chunks(ITEMS_PER_REQUEST) {
+            let items: Vec<Item> = chunk
+                .iter()
+                .flat_map(|(_, items, _)| items.iter().cloned())
+                .collect();
+            match self.publisher.publish(&items).await {
+                Ok(()) => {
+                    let sent_at = Instant::now();
+                    for (board, _, version) in chunk {
+                        match version {
+                            Some(version) => {
+                                let state = self.boards.entry(board.clone()).or_default();
+                                state.published = Some(version.clone());
+                                state.not_before = Some(sent_at + self.interval);
+                                report.published += 1;
+                            }
+                            None => {
+                                self.boards.remove(board);
+                                report.deleted += 1;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::warn!("publish of {} items failed: {e}", items.len());
+                    for (board, _, _) in chunk {
+                        report.failed += 1;
+                        self.retry_later(board.clone(), now);
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    fn retry_later(&mut self, board: String, now: Instant) {
+        self.boards.entry(board.clone()).or_default().not_before =
+            Some(now + RETRY_DELAY.max(self.interval));
+        self.dirty.insert(board);
+    }
+
+    fn channel(&self, board: &str) -> Option<ChannelName> {
+        ChannelName::parse(domain::channel_name(&self.prefix, board)).ok()
+    }
+
+    /// The publish item for a board's new snapshot, chained to the previous
+    /// one by `prev-id` when this process published that one.
+    fn update_item(
+        &self,
+        board: &str,
+        snapshot: &Snapshot,
+        previous: Option<&SnapshotVersion>,
+    ) -> Option<Item> {
+        let channel = self.channel(board)?;
+        let id = ItemId::parse(snapshot.version().as_str()).ok()?;
+        let mut item = Item::stream(channel, snapshot.sse_event()).with_id(id);
+        if let Some(prev) = previous.and_then(|p| ItemId::parse(p.as_str()).ok()) {
+            item = item.with_prev_id(prev);
+        }
+        Some(item)
+    }
+
+    /// A deleted board's subscribers get a `deleted` event, then their
+    /// streams are closed.
+    fn deleted_items(&self, board: &str) -> Option<Vec<Item>> {
+        let channel = self.channel(board)?;
+        let event = domain::deleted_event(board);
+        Some(vec![
+            Item::stream(channel.clone(), event),
+            Item::close(channel),
+        ])
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => futures::future::pending().await,
+    }
+}
+
+/// Exponential backoff between reconnects.
+#[derive(Debug)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Self {
+            first,
+            max,
+            current: first,
+        }
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.current;
+        self.current = (self.current * 2).min(self.max);
+        delay
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
+        let delays: Vec<u64> = (0..4).map(|_| b.next_delay().as_millis() as u64).collect();
+        assert_eq!(delays, vec![100, 200, 350, 350]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+}
