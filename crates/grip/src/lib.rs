@@ -51,12 +51,27 @@
 //! # }
 //! ```
 //!
+//! # Reliable streams
+//!
+//! To let a client resume without gaps, publish every item with an `id` and
+//! the `prev-id` of the item before it on the channel
+//! ([`Item::with_id`], [`Item::with_prev_id`]), and hold streams with the
+//! id the response already covers ([`Channel::with_prev_id`]) plus a next
+//! link ([`Instruct::next_link`]). When the proxy sees an item whose
+//! `prev-id` does not match what it delivered last, it drops the item and
+//! GETs the next link with `Grip-Last: <channel>; last-id=<id>` (read it
+//! with [`parse_grip_last`]); the body of that answer is appended to the
+//! stream. The proxy may send that request twice in a row, so answer it
+//! idempotently.
+//!
 //! # Crypto backend
 //!
 //! JWTs are handled by `jsonwebtoken` with its `rust_crypto` backend. If
 //! another crate in the same build enables its `aws_lc_rs` backend too,
 //! `jsonwebtoken` cannot pick one and panics when signing or verifying, so
 //! keep exactly one enabled.
+
+#![warn(missing_docs)]
 
 mod grip_url;
 mod instruct;
