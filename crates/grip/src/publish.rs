@@ -647,6 +647,18 @@ mod tests {
     }
 
     #[test]
+    fn publisher_and_its_futures_can_cross_threads() {
+        fn assert_send_sync<T: Send + Sync>(_: &T) {}
+        fn assert_send<T: Send>(_: &T) {}
+        let p = Publisher::new(GripUrl::parse_list("http://h?iss=i&key=k").unwrap()).unwrap();
+        assert_send_sync(&p);
+        let fut = p.publish(&[]);
+        assert_send(&fut);
+        let fut = p.publish_to(0, &[]);
+        assert_send(&fut);
+    }
+
+    #[test]
     fn empty_endpoint_list_is_an_error() {
         assert!(matches!(
             Publisher::new(Vec::new()),
