@@ -1,0 +1,213 @@
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::{binary, Binary, ManagedProcess};
+
+/// The database a stack runs on.
+///
+/// By default a `reql-dev-server` process of its own, in memory or, with
+/// [`Database::start_persistent`], in a directory. When `RETHINKDB_URL` is
+/// set (`rethinkdb://[user[:password]@]host[:port]`), the real server there
+/// is used instead, and each stack works in a database of its own.
+#[derive(Debug)]
+pub struct Database {
+    process: Option<ManagedProcess>,
+    /// `rethinkdb://user:password@host:port` without a database name.
+    base: String,
+    port: u16,
+    dir: PathBuf,
+    data_dir: Option<PathBuf>,
+}
+
+impl Database {
+    /// The external server's base URL, if `RETHINKDB_URL` is set.
+    pub fn external_url() -> Option<String> {
+        let raw = std::env::var("RETHINKDB_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())?;
+        let rest = raw.trim().trim_start_matches("rethinkdb://");
+        let authority = rest.split('/').next().unwrap_or(rest);
+        Some(format!("rethinkdb://{authority}"))
+    }
+
+    pub fn is_external(&self) -> bool {
+        self.process.is_none()
+    }
+
+    /// An in-memory dev server (or the external server).
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::launch(dir, None, 0)
+    }
+
+    /// A dev server that keeps its data in `data_dir`.
+    pub fn start_persistent(dir: &Path, data_dir: &Path) -> anyhow::Result<Self> {
+        Self::launch(dir, Some(data_dir.to_path_buf()), 0)
+    }
+
+    fn launch(dir: &Path, data_dir: Option<PathBuf>, port: u16) -> anyhow::Result<Self> {
+        if let Some(base) = Self::external_url() {
+            return Ok(Self {
+                process: None,
+                base,
+                port: 0,
+                dir: dir.to_path_buf(),
+                data_dir,
+            });
+        }
+        let mut cmd = Command::new(binary(Binary::DevServer));
+        cmd.args(["--bind", "127.0.0.1", "--driver-port", &port.to_string()]);
+        if let Some(data) = &data_dir {
+            cmd.arg("--directory").arg(data);
+        }
+        let mut process = ManagedProcess::spawn("reql-dev-server", cmd, dir)?;
+        let port = process.wait_for_line(Duration::from_secs(20), |line| {
+            line.strip_prefix("Listening for client driver connections on port ")
+                .and_then(|p| p.trim().parse::<u16>().ok())
+        })?;
+        Ok(Self {
+            process: Some(process),
+            base: format!("rethinkdb://admin@127.0.0.1:{port}"),
+            port,
+            dir: dir.to_path_buf(),
+            data_dir,
+        })
+    }
+
+    /// `DATABASE_URL` for database `db` on this server.
+    pub fn url(&self, db: &str) -> String {
+        format!("{}/{db}", self.base)
+    }
+
+    /// Host and port of the server.
+    pub fn host_port(&self) -> (String, u16) {
+        let (host, port, _, _) = split_base(&self.base);
+        (host, port)
+    }
+
+    /// User and password.
+    pub fn credentials(&self) -> (String, String) {
+        let (_, _, user, password) = split_base(&self.base);
+        (user, password)
+    }
+
+    /// `host:port` of the server.
+    pub fn address(&self) -> String {
+        let (host, port, _, _) = split_base(&self.base);
+        if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        }
+    }
+
+    /// `DATABASE_URL` for database `db` reached through a local port (a
+    /// [`crate::NetProxy`]) instead of the server's own address.
+    pub fn url_via(&self, port: u16, db: &str) -> String {
+        let (_, _, user, password) = split_base(&self.base);
+        let creds = if password.is_empty() {
+            user
+        } else {
+            format!("{user}:{password}")
+        };
+        format!("rethinkdb://{creds}@127.0.0.1:{port}/{db}")
+    }
+
+    /// The driver port (0 for an external server).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the dev server (SIGKILL when `hard`), as an outage would.
+    pub fn stop(&mut self, hard: bool) -> anyhow::Result<()> {
+        let process = self.process.as_mut().ok_or_else(|| {
+            anyhow::anyhow!("an external RethinkDB (RETHINKDB_URL) cannot be stopped by the tests")
+        })?;
+        if hard {
+            process.kill_hard();
+        } else {
+            process.stop(Duration::from_secs(5));
+        }
+        Ok(())
+    }
+
+    /// Starts the dev server again on the same port (and directory).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.process.is_none() {
+            anyhow::bail!("an external RethinkDB (RETHINKDB_URL) cannot be restarted by the tests");
+        }
+        let fresh = Self::launch(&self.dir, self.data_dir.clone(), self.port)?;
+        *self = fresh;
+        Ok(())
+    }
+
+    /// Drops database `db` (used for external servers, where databases
+    /// outlive the test).
+    pub fn drop_database(&self, db: &str) {
+        if !self.is_external() {
+            return;
+        }
+        let (host, port, user, password) = split_base(&self.base);
+        let db = db.to_owned();
+        // Runs on a thread of its own: this is called from Drop, possibly
+        // inside a runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                use unreql::cmd::connect::Options;
+                let session = unreql::r
+                    .connect(
+                        Options::new()
+                            .host(host)
+                            .port(port)
+                            .user(user)
+                            .password(password),
+                    )
+                    .await
+                    .ok()?;
+                let _: Option<serde_json::Value> = unreql::r.db_drop(db).exec(&session).await.ok();
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// (host, port, user, password) of `rethinkdb://[user[:password]@]host[:port]`.
+fn split_base(base: &str) -> (String, u16, String, String) {
+    let rest = base.trim_start_matches("rethinkdb://");
+    let (creds, hostport) = rest.rsplit_once('@').unwrap_or(("admin", rest));
+    let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || p.parse::<u16>().is_ok() => {
+            (h.to_owned(), p.parse().unwrap_or(28015))
+        }
+        _ => (hostport.to_owned(), 28015),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let user = if user.is_empty() { "admin" } else { user };
+    (host, port, user.to_owned(), password.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_base;
+
+    #[test]
+    fn splits_base_urls() {
+        assert_eq!(
+            split_base("rethinkdb://admin@127.0.0.1:1234"),
+            ("127.0.0.1".into(), 1234, "admin".into(), "".into())
+        );
+        assert_eq!(
+            split_base("rethinkdb://u:p@db"),
+            ("db".into(), 28015, "u".into(), "p".into())
+        );
+    }
+}

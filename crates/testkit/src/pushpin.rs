@@ -1,0 +1,198 @@
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{free_port, ManagedProcess};
+
+/// Pushpin settings a test may change.
+#[derive(Debug, Clone)]
+pub struct PushpinOptions {
+    /// `[handler] message_rate`; 0 turns the rate limiter off (see README).
+    pub message_rate: u32,
+    pub message_hwm: u32,
+    /// `[proxy] sig_key` used to sign `Grip-Sig`.
+    pub sig_key: String,
+}
+
+impl Default for PushpinOptions {
+    fn default() -> Self {
+        Self {
+            message_rate: 0,
+            message_hwm: 100_000,
+            sig_key: "changeme".into(),
+        }
+    }
+}
+
+/// A real Pushpin on loopback ports of its own.
+#[derive(Debug)]
+pub struct Pushpin {
+    process: ManagedProcess,
+    pub http_port: u16,
+    pub publish_port: u16,
+    config: std::path::PathBuf,
+    origin_port: u16,
+}
+
+fn config_text(
+    dir: &Path,
+    http: u16,
+    publish: u16,
+    pull: u16,
+    sub: u16,
+    cmd: u16,
+    options: &PushpinOptions,
+) -> String {
+    format!(
+        "[global]
+include={{libdir}}/internal.conf
+rundir={dir}/run
+[runner]
+services=condure,zurl,pushpin-proxy,pushpin-handler
+http_port=127.0.0.1:{http}
+logdir={dir}/log
+[proxy]
+routesfile=routes
+zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in
+zurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream
+zurl_in_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-out
+sig_iss=pushpin
+sig_key={sig_key}
+updates_check=off
+[handler]
+push_in_spec=tcp://127.0.0.1:{pull}
+push_in_sub_specs=tcp://127.0.0.1:{sub}
+push_in_http_addr=127.0.0.1
+push_in_http_port={publish}
+command_spec=tcp://127.0.0.1:{cmd}
+stats_spec=ipc://{{rundir}}/{{ipc_prefix}}stats
+message_rate={rate}
+message_hwm={hwm}
+",
+        dir = dir.display(),
+        sig_key = options.sig_key,
+        rate = options.message_rate,
+        hwm = options.message_hwm,
+    )
+}
+
+impl Pushpin {
+    /// Starts Pushpin in `dir` routing every request to `127.0.0.1:origin_port`,
+    /// and waits until both the proxy and the publish endpoint answer.
+    pub fn start(dir: &Path, origin_port: u16, options: &PushpinOptions) -> anyhow::Result<Self> {
+        Self::start_on(dir, origin_port, options, free_port(), free_port())
+    }
+
+    fn start_on(
+        dir: &Path,
+        origin_port: u16,
+        options: &PushpinOptions,
+        http_port: u16,
+        publish_port: u16,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir.join("run"))?;
+        std::fs::create_dir_all(dir.join("log"))?;
+        let config = dir.join("pushpin.conf");
+        let text = config_text(
+            dir,
+            http_port,
+            publish_port,
+            free_port(),
+            free_port(),
+            free_port(),
+            options,
+        );
+        std::fs::write(&config, text)?;
+        let mut cmd = Command::new("pushpin");
+        cmd.arg(format!("--config={}", config.display()))
+            .arg("--merge-output")
+            .arg(format!("--route=* 127.0.0.1:{origin_port}"));
+        let process = ManagedProcess::spawn("pushpin", cmd, dir)?;
+        let mut pushpin = Self {
+            process,
+            http_port,
+            publish_port,
+            config,
+            origin_port,
+        };
+        pushpin.wait_ready(Duration::from_secs(20))?;
+        Ok(pushpin)
+    }
+
+    /// Stops Pushpin and starts it again on the same ports, as after a
+    /// crash or a deploy. Held streams are lost; clients must reconnect.
+    pub fn restart(&mut self, dir: &Path, options: &PushpinOptions) -> anyhow::Result<()> {
+        self.process.stop(Duration::from_secs(5));
+        let fresh = Self::start_on(
+            dir,
+            self.origin_port,
+            options,
+            self.http_port,
+            self.publish_port,
+        )?;
+        *self = fresh;
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// The GRIP_URL of this instance.
+    pub fn grip_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.publish_port)
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    pub fn process(&mut self) -> &mut ManagedProcess {
+        &mut self.process
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The publish endpoint answering means the handler is up; any
+            // answer from the proxy (even 502 while the origin is down)
+            // means the proxy and zurl are up.
+            let published =
+                http_status("POST", self.publish_port, "/publish/", r#"{"items":[]}"#) == Some(200);
+            let proxied = http_status("GET", self.http_port, "/healthz", "").is_some();
+            if published && proxied {
+                return Ok(());
+            }
+            if !self.process.is_running() {
+                anyhow::bail!("pushpin exited:\n{}", self.process.log_tail(40));
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "pushpin not ready after {timeout:?}:\n{}",
+                    self.process.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The status of one plain HTTP/1.1 request to `127.0.0.1:port`; `None`
+/// when nothing answered. Synchronous and dependency-free so that it can run
+/// in constructors and drops.
+pub(crate) fn http_status(method: &str, port: u16, path: &str, body: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = [0u8; 32];
+    let n = stream.read(&mut response).ok()?;
+    let text = std::str::from_utf8(&response[..n]).ok()?;
+    text.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,350 @@
+use std::process::Command;
+use std::time::Duration;
+
+use crate::pushpin::http_status;
+use crate::{
+    binary, free_port, Binary, Database, ManagedProcess, NetProxy, Pushpin, PushpinOptions,
+    Subscriber, TempDir,
+};
+
+/// How a test wants its stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Start the worker (`dblistener`).
+    pub worker: bool,
+    /// The worker's `PUBLISH_INTERVAL_MS`.
+    pub publish_interval_ms: u64,
+    pub pushpin: PushpinOptions,
+    /// Keep the dev server's data in a directory (survives restarts).
+    pub persistent_db: bool,
+    /// Extra environment for the origin.
+    pub web_env: Vec<(String, String)>,
+    /// Extra environment for the worker.
+    pub worker_env: Vec<(String, String)>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            publish_interval_ms: 50,
+            pushpin: PushpinOptions::default(),
+            persistent_db: false,
+            web_env: Vec::new(),
+            worker_env: Vec::new(),
+        }
+    }
+}
+
+/// The whole stack on loopback: database, origin, Pushpin and worker.
+///
+/// Each stack works in a database of its own, so tests run in parallel.
+pub struct Stack {
+    pub db: Database,
+    /// Sits between the stack and the database; see [`Stack::cut_database`].
+    pub db_proxy: NetProxy,
+    pub db_name: String,
+    pub pushpin: Pushpin,
+    web: Option<ManagedProcess>,
+    web_port: u16,
+    worker: Option<ManagedProcess>,
+    pub client: reqwest::Client,
+    options: StackOptions,
+    // Dropped last: the processes' logs live in it.
+    dir: TempDir,
+}
+
+impl Stack {
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
+        let dir = TempDir::new("stack")?;
+        let data = dir.path().join("data");
+        let (dir, db) = tokio::task::spawn_blocking(move || {
+            let db = if options.persistent_db {
+                Database::start_persistent(dir.path(), &data)
+            } else {
+                Database::start(dir.path())
+            };
+            db.map(|db| (dir, db))
+        })
+        .await??;
+        let db_proxy = NetProxy::start(db.address()).await?;
+        tokio::task::spawn_blocking(move || Self::start_blocking(options, dir, db, db_proxy))
+            .await?
+    }
+
+    fn start_blocking(
+        options: StackOptions,
+        dir: TempDir,
+        db: Database,
+        db_proxy: NetProxy,
+    ) -> anyhow::Result<Self> {
+        let db_name = format!("lbtest_{:08x}", rand::random::<u32>());
+        let web_port = free_port();
+        let mut stack = Self {
+            db,
+            db_proxy,
+            db_name,
+            pushpin: Pushpin::start(dir.path(), web_port, &options.pushpin)?,
+            web: None,
+            web_port,
+            worker: None,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()?,
+            options,
+            dir,
+        };
+        stack.start_web_blocking()?;
+        if stack.options.worker {
+            stack.start_worker_blocking()?;
+        }
+        Ok(stack)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// `DATABASE_URL` of this stack's processes: through the proxy.
+    pub fn database_url(&self) -> String {
+        self.db.url_via(self.db_proxy.port(), &self.db_name)
+    }
+
+    /// `DATABASE_URL` straight to the server, for a test's own checks.
+    pub fn direct_database_url(&self) -> String {
+        self.db.url(&self.db_name)
+    }
+
+    /// Cuts the stack off its database: every connection drops and new ones
+    /// fail, until [`Stack::restore_database`].
+    pub fn cut_database(&self) {
+        self.db_proxy.cut();
+    }
+
+    /// A driver session straight to this stack's database, for checking
+    /// what was written.
+    pub async fn db_session(&self) -> unreql::Session {
+        use unreql::cmd::connect::Options;
+        let (host, port) = self.db.host_port();
+        let (user, password) = self.db.credentials();
+        unreql::r
+            .connect(
+                Options::new()
+                    .host(host)
+                    .port(port)
+                    .user(user)
+                    .password(password)
+                    .db(self.db_name.clone()),
+            )
+            .await
+            .expect("connect to the database")
+    }
+
+    pub fn restore_database(&self) {
+        self.db_proxy.restore();
+    }
+
+    fn common_env(&self, cmd: &mut Command) {
+        cmd.current_dir(self.dir.path())
+            .env("DATABASE_URL", self.database_url())
+            .env("GRIP_URL", self.pushpin.grip_url())
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+            );
+    }
+
+    fn start_web_blocking(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(binary(Binary::Web));
+        self.common_env(&mut cmd);
+        cmd.env("HOST", "127.0.0.1")
+            .env("PORT", self.web_port.to_string());
+        for (k, v) in &self.options.web_env {
+            cmd.env(k, v);
+        }
+        let mut web = ManagedProcess::spawn("leaderboard-web", cmd, self.dir.path())?;
+        web.wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("leaderboard-web listening on").then_some(())
+        })?;
+        // Ready means the schema exists, so the test's first request works.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while http_status("GET", self.web_port, "/readyz", "") != Some(200) {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "origin not ready:\n{}",
+                web.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        self.web = Some(web);
+        Ok(())
+    }
+
+    fn start_worker_blocking(&mut self) -> anyhow::Result<()> {
+        let mut cmd = Command::new(binary(Binary::Worker));
+        self.common_env(&mut cmd);
+        cmd.env(
+            "PUBLISH_INTERVAL_MS",
+            self.options.publish_interval_ms.to_string(),
+        );
+        for (k, v) in &self.options.worker_env {
+            cmd.env(k, v);
+        }
+        let mut worker = ManagedProcess::spawn("dblistener", cmd, self.dir.path())?;
+        worker.wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("feeds ready").then_some(())
+        })?;
+        self.worker = Some(worker);
+        Ok(())
+    }
+
+    /// URL of `path` through Pushpin, as clients use it.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.pushpin.url())
+    }
+
+    /// URL of `path` on the origin directly, bypassing Pushpin.
+    pub fn origin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.web_port)
+    }
+
+    pub fn web_port(&self) -> u16 {
+        self.web_port
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET through Pushpin")
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST through Pushpin")
+    }
+
+    pub async fn post_empty(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .send()
+            .await
+            .expect("POST through Pushpin")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE through Pushpin")
+    }
+
+    /// Creates a board with `id` and players `(id, name)`; panics on failure.
+    pub async fn create_board(&self, id: &str, players: &[(&str, &str)]) {
+        let resp = self
+            .post_json("/boards/", serde_json::json!({ "id": id, "name": id }))
+            .await;
+        assert_eq!(
+            resp.status(),
+            201,
+            "create board {id}: {}",
+            resp.text().await.unwrap_or_default()
+        );
+        for (pid, name) in players {
+            let resp = self
+                .post_json(
+                    &format!("/boards/{id}/players/"),
+                    serde_json::json!({ "id": pid, "name": name }),
+                )
+                .await;
+            assert_eq!(
+                resp.status(),
+                201,
+                "create player {pid}: {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+    }
+
+    /// Adds `value` to a player's score through Pushpin and returns the
+    /// player JSON of the answer.
+    pub async fn score_add(&self, board: &str, player: &str, value: i64) -> serde_json::Value {
+        let resp = self
+            .post_json(
+                &format!("/boards/{board}/players/{player}/score-add/"),
+                serde_json::json!({ "value": value }),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("score-add JSON")
+    }
+
+    /// Subscribes to a board's event stream through Pushpin.
+    pub async fn subscribe(&self, board: &str) -> Subscriber {
+        self.subscribe_from(board, None).await
+    }
+
+    pub async fn subscribe_from(&self, board: &str, last_event_id: Option<&str>) -> Subscriber {
+        Subscriber::connect(
+            &self.client,
+            &self.url(&format!("/boards/{board}/")),
+            last_event_id,
+        )
+        .await
+        .expect("subscribe")
+    }
+
+    pub fn kill_worker(&mut self) {
+        if let Some(mut worker) = self.worker.take() {
+            worker.kill_hard();
+        }
+    }
+
+    pub async fn start_worker(&mut self) -> anyhow::Result<()> {
+        self.blocking(|s| s.start_worker_blocking()).await
+    }
+
+    pub fn stop_web(&mut self) {
+        if let Some(mut web) = self.web.take() {
+            web.stop(Duration::from_secs(30));
+        }
+    }
+
+    pub async fn start_web(&mut self) -> anyhow::Result<()> {
+        self.blocking(|s| s.start_web_blocking()).await
+    }
+
+    pub fn worker(&mut self) -> Option<&mut ManagedProcess> {
+        self.worker.as_mut()
+    }
+
+    pub fn web(&mut self) -> Option<&mut ManagedProcess> {
+        self.web.as_mut()
+    }
+
+    /// Runs a blocking step (process start-up waits) off the async runtime.
+    async fn blocking<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> anyhow::Result<T> + Send,
+    ) -> anyhow::Result<T> {
+        tokio::task::block_in_place(|| f(self))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.kill_worker();
+        self.stop_web();
+        self.db.drop_database(&self.db_name);
+    }
+}

@@ -1,0 +1,149 @@
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// One SSE event as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub event: String,
+    pub id: String,
+    pub data: String,
+}
+
+impl Event {
+    /// The event's data as JSON (panics in tests if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
+    }
+}
+
+/// An SSE client reading a stream in the background.
+pub struct Subscriber {
+    rx: mpsc::UnboundedReceiver<Result<Event, String>>,
+    task: JoinHandle<()>,
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    closed: bool,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscriber {
+    /// Opens `url` with `Accept: text/event-stream` (and `Last-Event-ID`
+    /// when given). Fails unless the answer is a 200 event stream.
+    pub async fn connect(
+        client: &reqwest::Client,
+        url: &str,
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let mut request = client.get(url).header("Accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if status != 200 {
+            let body = response.text().await.unwrap_or_default();
+            anyhow::bail!("subscribe to {url}: status {status}: {body}");
+        }
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        anyhow::ensure!(
+            content_type.starts_with("text/event-stream"),
+            "subscribe to {url}: content-type {content_type:?}"
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut stream = response.bytes_stream().eventsource();
+            while let Some(item) = stream.next().await {
+                let item = item
+                    .map(|e| Event {
+                        event: e.event,
+                        id: e.id,
+                        data: e.data,
+                    })
+                    .map_err(|e| e.to_string());
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Err("stream closed".into()));
+        });
+        Ok(Self {
+            rx,
+            task,
+            status,
+            headers,
+            closed: false,
+        })
+    }
+
+    /// The next event, failing after `timeout` or when the stream ends.
+    pub async fn next(&mut self, timeout: Duration) -> anyhow::Result<Event> {
+        anyhow::ensure!(!self.closed, "stream already closed");
+        match tokio::time::timeout(timeout, self.rx.recv()).await {
+            Ok(Some(Ok(event))) => Ok(event),
+            Ok(Some(Err(e))) => {
+                self.closed = true;
+                anyhow::bail!("stream error: {e}")
+            }
+            Ok(None) => {
+                self.closed = true;
+                anyhow::bail!("stream ended")
+            }
+            Err(_) => anyhow::bail!("no event within {timeout:?}"),
+        }
+    }
+
+    /// Reads events until `found` returns `Some`, within `timeout` overall.
+    /// Returns what `found` returned and every event read on the way.
+    pub async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut found: impl FnMut(&Event) -> Option<T>,
+    ) -> anyhow::Result<(T, Vec<Event>)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self
+                .next(left)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}; events so far: {seen:?}"))?;
+            let hit = found(&event);
+            seen.push(event);
+            if let Some(value) = hit {
+                return Ok((value, seen));
+            }
+        }
+    }
+
+    /// Events that arrive within `window`, without waiting past it.
+    pub async fn drain(&mut self, window: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(event) = self
+            .next(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await
+        {
+            events.push(event);
+        }
+        events
+    }
+
+    /// Whether the server has closed the stream (seen by a failed read).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
