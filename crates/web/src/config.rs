@@ -17,6 +17,7 @@ struct RawEnv {
     grip_prefix: Option<String>,
     db_pool_size: Option<String>,
     db_timeout_ms: Option<String>,
+    keep_alive_secs: Option<String>,
 }
 
 #[derive(Clone)]
@@ -34,6 +35,9 @@ pub struct Settings {
     pub db_pool_size: usize,
     /// `DB_TIMEOUT_MS`: time limit of one query, default 10000.
     pub db_timeout: Duration,
+    /// `KEEP_ALIVE_SECS`: an idle stream gets an SSE comment this often,
+    /// default 20.
+    pub keep_alive: Duration,
 }
 
 /// A configuration problem, phrased as one line that names the variable.
@@ -123,7 +127,23 @@ impl Settings {
                     )
                 })?,
         };
+        let keep_alive = match raw.keep_alive_secs.as_deref() {
+            None => Duration::from_secs(20),
+            Some(n) => n
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=3600).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    bad(
+                        "KEEP_ALIVE_SECS",
+                        format!("must be a number of seconds from 1 to 3600, got {n:?}"),
+                    )
+                })?,
+        };
         Ok(Self {
+            keep_alive,
             host,
             port,
             database_url,
@@ -144,6 +164,7 @@ impl fmt::Debug for Settings {
             .field("grip_prefix", &self.grip_prefix)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
+            .field("keep_alive", &self.keep_alive)
             .finish()
     }
 }

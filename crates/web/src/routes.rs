@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Payload};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use domain::{BoardId, Name, PlayerId, ScoreDelta, Snapshot};
 use serde_json::json;
 use store::{NewBoard, NewPlayer};
@@ -188,16 +188,31 @@ fn hold_stream(
         _ => snapshot.sse_event(),
     };
     let channel = domain::channel_name(&state.grip_prefix, board.as_str());
-    HttpResponse::Ok()
+    let instruct = grip::ChannelName::parse(channel)
+        .map_err(|e| ApiError::Internal(e.into()))
+        .and_then(|channel| {
+            grip::Instruct::stream()
+                .channel(channel)
+                .keep_alive(grip::KeepAlive::new(":\n\n", state.keep_alive))
+                .to_headers()
+                .map_err(|e| ApiError::Internal(e.into()))
+        });
+    let headers = match instruct {
+        Ok(headers) => headers,
+        Err(e) => return e.error_response(),
+    };
+    let mut response = HttpResponse::Ok();
+    response
         .insert_header((
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
         ))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-        .insert_header(("Grip-Hold", "stream"))
-        .insert_header(("Grip-Channel", channel))
-        .insert_header((header::VARY, HeaderValue::from_static("Accept")))
-        .body(body)
+        .insert_header((header::VARY, HeaderValue::from_static("Accept")));
+    for (name, value) in headers {
+        response.insert_header((name, value));
+    }
+    response.body(body)
 }
 
 trait VaryAccept {

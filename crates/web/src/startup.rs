@@ -20,6 +20,9 @@ use crate::routes;
 pub struct AppState {
     pub store: Store,
     pub grip_prefix: String,
+    /// How long a held stream may stay silent before Pushpin sends an SSE
+    /// comment, so that proxies and browsers keep it open.
+    pub keep_alive: Duration,
     schema_ready: Arc<AtomicBool>,
 }
 
@@ -69,6 +72,7 @@ impl Application {
         let state = Data::new(AppState {
             store,
             grip_prefix: settings.grip_prefix.clone(),
+            keep_alive: settings.keep_alive,
             schema_ready,
         });
         let server = HttpServer::new(move || {
