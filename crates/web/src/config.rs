@@ -18,6 +18,10 @@ struct RawEnv {
     db_pool_size: Option<String>,
     db_timeout_ms: Option<String>,
     keep_alive_secs: Option<String>,
+    recovery_link_secs: Option<String>,
+    grip_url: Option<String>,
+    grip_sig_key: Option<String>,
+    grip_sig_iss: Option<String>,
 }
 
 #[derive(Clone)]
@@ -38,6 +42,13 @@ pub struct Settings {
     /// `KEEP_ALIVE_SECS`: an idle stream gets an SSE comment this often,
     /// default 20.
     pub keep_alive: Duration,
+    /// `RECOVERY_LINK_SECS`: Pushpin also checks a silent stream for missed
+    /// publishes this often, default 120.
+    pub recovery_timeout: Duration,
+    /// Grip-Sig verification: `GRIP_SIG_KEY` (Pushpin's `sig_key`, may be
+    /// `base64:`) with optional `GRIP_SIG_ISS`, or else `GRIP_URL`'s
+    /// `verify-key`/`verify-iss`. Off when neither is set.
+    pub grip_sig: Option<grip::SigVerifier>,
 }
 
 /// A configuration problem, phrased as one line that names the variable.
@@ -142,7 +153,39 @@ impl Settings {
                     )
                 })?,
         };
+        let recovery_timeout = match raw.recovery_link_secs.as_deref() {
+            None => Duration::from_secs(120),
+            Some(n) => n
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=86_400).contains(n))
+                .map(Duration::from_secs)
+                .ok_or_else(|| {
+                    bad(
+                        "RECOVERY_LINK_SECS",
+                        format!("must be a number of seconds from 1 to 86400, got {n:?}"),
+                    )
+                })?,
+        };
+        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let grip_sig = match (non_empty(raw.grip_sig_key), non_empty(raw.grip_url)) {
+            (Some(key), _) => {
+                let key =
+                    grip::Key::parse(key.trim()).map_err(|e| bad("GRIP_SIG_KEY", e.to_string()))?;
+                let iss = non_empty(raw.grip_sig_iss);
+                Some(grip::SigVerifier::new(&key, iss.as_deref()))
+            }
+            (None, Some(url)) => {
+                let urls =
+                    grip::GripUrl::parse_list(&url).map_err(|e| bad("GRIP_URL", e.to_string()))?;
+                urls.iter().find_map(grip::SigVerifier::from_grip_url)
+            }
+            (None, None) => None,
+        };
         Ok(Self {
+            recovery_timeout,
+            grip_sig,
             keep_alive,
             host,
             port,
@@ -165,6 +208,8 @@ impl fmt::Debug for Settings {
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
             .field("keep_alive", &self.keep_alive)
+            .field("recovery_timeout", &self.recovery_timeout)
+            .field("grip_sig", &self.grip_sig)
             .finish()
     }
 }
@@ -196,6 +241,22 @@ mod tests {
             assert_eq!(err.variable, var);
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn grip_sig_from_its_own_variable_or_grip_url() {
+        assert!(Settings::from_pairs([]).unwrap().grip_sig.is_none());
+        let s = Settings::from_pairs([("GRIP_SIG_KEY", "changeme")]).unwrap();
+        assert!(s.grip_sig.is_some());
+        let s = Settings::from_pairs([(
+            "GRIP_URL",
+            "http://localhost:5561?verify-key=abc&verify-iss=pushpin",
+        )])
+        .unwrap();
+        assert!(s.grip_sig.is_some());
+        let err = Settings::from_pairs([("GRIP_SIG_KEY", "base64:!!!")]).unwrap_err();
+        assert_eq!(err.variable, "GRIP_SIG_KEY");
+        assert!(!format!("{s:?}").contains("abc"));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum ApiError {
     },
     #[error("cannot produce any type the Accept header allows; available: {}", available.join(", "))]
     NotAcceptable { available: &'static [&'static str] },
+    #[error("event streams are served through the GRIP proxy, not by the origin directly: {0}")]
+    StreamRequiresProxy(String),
     #[error("{0} already exists")]
     Conflict(String),
     #[error("request body is larger than {limit} bytes")]
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::RouteNotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable { .. } => "not_acceptable",
+            ApiError::StreamRequiresProxy(_) => "stream_requires_proxy",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -102,6 +105,7 @@ impl ResponseError for ApiError {
             | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
+            ApiError::StreamRequiresProxy(_) => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

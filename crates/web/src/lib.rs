@@ -12,6 +12,7 @@ pub mod negotiate;
 pub mod routes;
 pub mod seed;
 pub mod startup;
+pub mod stream;
 
 pub use config::Settings;
 pub use startup::Application;

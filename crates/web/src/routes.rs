@@ -4,8 +4,8 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data, Payload};
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
-use domain::{BoardId, Name, PlayerId, ScoreDelta, Snapshot};
+use actix_web::{HttpRequest, HttpResponse};
+use domain::{BoardId, Name, PlayerId, ScoreDelta};
 use serde_json::json;
 use store::{NewBoard, NewPlayer};
 
@@ -144,75 +144,42 @@ async fn create_board(state: Data<AppState>, req: HttpRequest, payload: Payload)
 
 async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
     let board = board_id(&path)?;
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let representation = negotiate(accept, &[Representation::Json, Representation::EventStream])
-        .ok_or(ApiError::NotAcceptable {
-            available: &["application/json", "text/event-stream"],
-        })?;
+    let streams = &state.streams;
+    // Pushpin's recovery requests say `Accept: */*`; they are recognised by
+    // Grip-Last or the link's marker instead.
+    let stream_request = match streams.recovery_request(&req, &board) {
+        Some(recovery) => Some(recovery),
+        None => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            match negotiate(accept, &[Representation::Json, Representation::EventStream]) {
+                Some(Representation::EventStream) => Some(streams.client_request(&req)),
+                Some(Representation::Json) => None,
+                None => {
+                    return Err(ApiError::NotAcceptable {
+                        available: &["application/json", "text/event-stream"],
+                    })
+                }
+            }
+        }
+    };
+    if stream_request.is_some() {
+        streams.check_signature(&req)?;
+    }
     state.ready().await?;
-    let snapshot = state
-        .store
-        .snapshot(&board)
-        .await?
-        .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
-    Ok(match representation {
-        Representation::Json => json_response(
+    let snapshot = state.store.snapshot(&board).await?;
+    match (snapshot, stream_request) {
+        (Some(snapshot), None) => Ok(json_response(
             StatusCode::OK,
             serde_json::to_value(snapshot.board()).unwrap_or_default(),
         )
-        .customize_vary(),
-        Representation::EventStream => hold_stream(&state, &req, &board, &snapshot),
-    })
-}
-
-/// The GRIP answer to a subscriber: Pushpin holds the connection open on the
-/// board's channel, and sends the body, the current snapshot, at once.
-fn hold_stream(
-    state: &AppState,
-    req: &HttpRequest,
-    board: &BoardId,
-    snapshot: &Snapshot,
-) -> HttpResponse {
-    let last_event_id = req
-        .headers()
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| query_param(req, "lastEventId"));
-    // A client that resumes with the current version already shows it.
-    let body = match last_event_id {
-        Some(id) if snapshot.version().matches(&id) => String::new(),
-        _ => snapshot.sse_event(),
-    };
-    let channel = domain::channel_name(&state.grip_prefix, board.as_str());
-    let instruct = grip::ChannelName::parse(channel)
-        .map_err(|e| ApiError::Internal(e.into()))
-        .and_then(|channel| {
-            grip::Instruct::stream()
-                .channel(channel)
-                .keep_alive(grip::KeepAlive::new(":\n\n", state.keep_alive))
-                .to_headers()
-                .map_err(|e| ApiError::Internal(e.into()))
-        });
-    let headers = match instruct {
-        Ok(headers) => headers,
-        Err(e) => return e.error_response(),
-    };
-    let mut response = HttpResponse::Ok();
-    response
-        .insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        ))
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
-        .insert_header((header::VARY, HeaderValue::from_static("Accept")));
-    for (name, value) in headers {
-        response.insert_header((name, value));
+        .customize_vary()),
+        (Some(snapshot), Some(request)) => streams.hold(&board, &snapshot, &request),
+        (None, Some(request)) if request.recovery => Ok(streams.gone(&board)),
+        (None, _) => Err(ApiError::BoardNotFound(board.to_string())),
     }
-    response.body(body)
 }
 
 trait VaryAccept {

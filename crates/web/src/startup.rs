@@ -14,15 +14,13 @@ use store::{PoolOptions, Store, StoreError};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes;
+use crate::stream::StreamSettings;
 
 /// What every handler shares. The origin keeps no per-client state: every
 /// answer is computed from the database.
 pub struct AppState {
     pub store: Store,
-    pub grip_prefix: String,
-    /// How long a held stream may stay silent before Pushpin sends an SSE
-    /// comment, so that proxies and browsers keep it open.
-    pub keep_alive: Duration,
+    pub streams: StreamSettings,
     schema_ready: Arc<AtomicBool>,
 }
 
@@ -71,8 +69,12 @@ impl Application {
         spawn_schema_setup(store.clone(), Arc::clone(&schema_ready));
         let state = Data::new(AppState {
             store,
-            grip_prefix: settings.grip_prefix.clone(),
-            keep_alive: settings.keep_alive,
+            streams: StreamSettings {
+                prefix: settings.grip_prefix.clone(),
+                keep_alive: settings.keep_alive,
+                recovery_timeout: settings.recovery_timeout,
+                signature: settings.grip_sig.clone(),
+            },
             schema_ready,
         });
         let server = HttpServer::new(move || {
