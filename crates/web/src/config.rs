@@ -22,6 +22,10 @@ struct RawEnv {
     grip_url: Option<String>,
     grip_sig_key: Option<String>,
     grip_sig_iss: Option<String>,
+    write_api_keys: Option<String>,
+    write_jwt_key: Option<String>,
+    write_jwt_iss: Option<String>,
+    cors_allowed_origins: Option<String>,
 }
 
 #[derive(Clone)]
@@ -49,6 +53,52 @@ pub struct Settings {
     /// `base64:`) with optional `GRIP_SIG_ISS`, or else `GRIP_URL`'s
     /// `verify-key`/`verify-iss`. Off when neither is set.
     pub grip_sig: Option<grip::SigVerifier>,
+    /// `WRITE_API_KEYS` (comma-separated, each at least 16 characters) and
+    /// `WRITE_JWT_KEY` (HS256 secret, may be `base64:`, at least 16 bytes)
+    /// with optional `WRITE_JWT_ISS`. Writes are open when neither is set.
+    pub write_auth: crate::auth::WriteAuth,
+    /// `CORS_ALLOWED_ORIGINS`: comma-separated origins allowed to call the
+    /// API from a browser page, or `*`. None by default.
+    pub cors: Cors,
+}
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    None,
+    Any,
+    Origins(Vec<String>),
+}
+
+fn parse_cors(raw: Option<&str>) -> Result<Cors, ConfigError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(Cors::None);
+    };
+    if raw == "*" {
+        return Ok(Cors::Any);
+    }
+    let mut origins = Vec::new();
+    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let url = url::Url::parse(origin).map_err(|e| {
+            bad(
+                "CORS_ALLOWED_ORIGINS",
+                format!("{origin:?} is not an origin: {e}"),
+            )
+        })?;
+        let clean = url.origin().ascii_serialization();
+        if !matches!(url.scheme(), "http" | "https")
+            || clean == "null"
+            || url.path() != "/"
+            || origin.ends_with('/')
+        {
+            return Err(bad(
+                "CORS_ALLOWED_ORIGINS",
+                format!("{origin:?} must be scheme://host[:port] with no path, e.g. https://game.example.com"),
+            ));
+        }
+        origins.push(clean);
+    }
+    Ok(Cors::Origins(origins))
 }
 
 /// A configuration problem, phrased as one line that names the variable.
@@ -183,7 +233,40 @@ impl Settings {
             }
             (None, None) => None,
         };
+        let api_keys: Vec<String> = non_empty(raw.write_api_keys)
+            .map(|k| {
+                k.split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if api_keys.iter().any(|k| k.len() < 16) {
+            return Err(bad(
+                "WRITE_API_KEYS",
+                "each key must be at least 16 characters",
+            ));
+        }
+        let jwt_key = match non_empty(raw.write_jwt_key) {
+            Some(k) => {
+                let key =
+                    grip::Key::parse(k.trim()).map_err(|e| bad("WRITE_JWT_KEY", e.to_string()))?;
+                if key.len() < 16 {
+                    return Err(bad("WRITE_JWT_KEY", "must be at least 16 bytes"));
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        let write_auth = crate::auth::WriteAuth::new(
+            &api_keys,
+            jwt_key.as_ref().map(|k| k.expose_bytes()),
+            non_empty(raw.write_jwt_iss),
+        );
+        let cors = parse_cors(raw.cors_allowed_origins.as_deref())?;
         Ok(Self {
+            write_auth,
+            cors,
             recovery_timeout,
             grip_sig,
             keep_alive,
@@ -210,6 +293,8 @@ impl fmt::Debug for Settings {
             .field("keep_alive", &self.keep_alive)
             .field("recovery_timeout", &self.recovery_timeout)
             .field("grip_sig", &self.grip_sig)
+            .field("write_auth", &self.write_auth)
+            .field("cors", &self.cors)
             .finish()
     }
 }
@@ -257,6 +342,52 @@ mod tests {
         let err = Settings::from_pairs([("GRIP_SIG_KEY", "base64:!!!")]).unwrap_err();
         assert_eq!(err.variable, "GRIP_SIG_KEY");
         assert!(!format!("{s:?}").contains("abc"));
+    }
+
+    #[test]
+    fn write_auth_and_cors() {
+        let s = Settings::from_pairs([("WRITE_API_KEYS", "0123456789abcdef, fedcba9876543210")])
+            .unwrap();
+        assert!(s.write_auth.is_enabled());
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        assert_eq!(
+            Settings::from_pairs([("WRITE_API_KEYS", "short")])
+                .unwrap_err()
+                .variable,
+            "WRITE_API_KEYS"
+        );
+        assert_eq!(
+            Settings::from_pairs([("WRITE_JWT_KEY", "short")])
+                .unwrap_err()
+                .variable,
+            "WRITE_JWT_KEY"
+        );
+        let s = Settings::from_pairs([(
+            "CORS_ALLOWED_ORIGINS",
+            "https://a.example, http://localhost:3000",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.cors,
+            Cors::Origins(vec![
+                "https://a.example".into(),
+                "http://localhost:3000".into()
+            ])
+        );
+        assert_eq!(
+            Settings::from_pairs([("CORS_ALLOWED_ORIGINS", "*")])
+                .unwrap()
+                .cors,
+            Cors::Any
+        );
+        for bad in ["https://a.example/path", "ftp://x", "not a url"] {
+            assert_eq!(
+                Settings::from_pairs([("CORS_ALLOWED_ORIGINS", bad)])
+                    .unwrap_err()
+                    .variable,
+                "CORS_ALLOWED_ORIGINS"
+            );
+        }
     }
 
     #[test]

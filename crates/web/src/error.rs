@@ -33,6 +33,14 @@ pub enum ApiError {
     NotAcceptable { available: &'static [&'static str] },
     #[error("event streams are served through the GRIP proxy, not by the origin directly: {0}")]
     StreamRequiresProxy(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error(
+        "the credential is not valid (unknown key, bad signature, expired or not a write token)"
+    )]
+    InvalidCredential,
+    #[error("reading the request body took too long")]
+    BodyTimeout,
     #[error("{0} already exists")]
     Conflict(String),
     #[error("request body is larger than {limit} bytes")]
@@ -58,6 +66,9 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable { .. } => "not_acceptable",
             ApiError::StreamRequiresProxy(_) => "stream_requires_proxy",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InvalidCredential => "invalid_credential",
+            ApiError::BodyTimeout => "request_timeout",
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -106,6 +117,8 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,
             ApiError::StreamRequiresProxy(_) => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized(_) | ApiError::InvalidCredential => StatusCode::UNAUTHORIZED,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -127,6 +140,23 @@ impl ResponseError for ApiError {
         };
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header((header::ALLOW, allowed.join(", ")));
+        }
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"leaderboard\""),
+                ));
+            }
+            ApiError::InvalidCredential => {
+                response.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"leaderboard\", error=\"invalid_token\"",
+                    ),
+                ));
+            }
+            _ => {}
         }
         if let ApiError::Unavailable(_) = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));

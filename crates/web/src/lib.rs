@@ -5,6 +5,7 @@
 //! process, holds the stream open. It keeps no connection and no state of its
 //! own, so any number of copies can run behind one Pushpin.
 
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;

@@ -26,8 +26,9 @@ fn main() -> ExitCode {
         match command.as_deref() {
             None | Some("serve") => serve(settings).await,
             Some("seed") => seed(settings).await,
+            Some("token") => token(settings, std::env::args().skip(2).collect()),
             Some(other) => Err(anyhow::anyhow!(
-                "unknown command {other:?}; expected `serve` or `seed`"
+                "unknown command {other:?}; expected `serve`, `seed` or `token`"
             )),
         }
     });
@@ -48,6 +49,27 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     println!("leaderboard-web listening on {host}:{}", app.port());
     app.run_until_stopped().await?;
     log::info!("stopped");
+    Ok(())
+}
+
+/// `leaderboard-web token [SUBJECT] [TTL_SECONDS]`: prints a write token
+/// signed with WRITE_JWT_KEY, for a game server to send as
+/// `Authorization: Bearer <token>`.
+fn token(settings: Settings, args: Vec<String>) -> anyhow::Result<()> {
+    let subject = args.first().map(String::as_str).unwrap_or("game-server");
+    let ttl = match args.get(1) {
+        Some(t) => t
+            .parse::<u64>()
+            .map_err(|_| anyhow::anyhow!("TTL must be a number of seconds, got {t:?}"))?,
+        None => 30 * 24 * 3600,
+    };
+    let token = settings
+        .write_auth
+        .mint(subject, std::time::Duration::from_secs(ttl))
+        .ok_or_else(|| {
+            anyhow::anyhow!("WRITE_JWT_KEY is not set, so no write token can be signed")
+        })??;
+    println!("{token}");
     Ok(())
 }
 

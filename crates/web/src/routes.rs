@@ -113,6 +113,7 @@ async fn list_boards(state: Data<AppState>) -> ApiResult {
 }
 
 async fn create_board(state: Data<AppState>, req: HttpRequest, payload: Payload) -> ApiResult {
+    state.write_auth.authorize(&req)?;
     let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
     let fields = Fields::parse(&req, &bytes)?;
     fields.allow_only(&["id", "name"])?;
@@ -195,7 +196,12 @@ impl VaryAccept for HttpResponse {
     }
 }
 
-async fn delete_board(state: Data<AppState>, path: web::Path<String>) -> ApiResult {
+async fn delete_board(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult {
+    state.write_auth.authorize(&req)?;
     let board = board_id(&path)?;
     state.ready().await?;
     if state.store.delete_board(&board).await? {
@@ -237,6 +243,7 @@ async fn create_player(
     path: web::Path<String>,
     payload: Payload,
 ) -> ApiResult {
+    state.write_auth.authorize(&req)?;
     let board = board_id(&path)?;
     let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
     let fields = Fields::parse(&req, &bytes)?;
@@ -287,7 +294,12 @@ async fn get_player(state: Data<AppState>, path: web::Path<(String, String)>) ->
     }
 }
 
-async fn delete_player(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+async fn delete_player(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    state.write_auth.authorize(&req)?;
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
     state.ready().await?;
     if state.store.delete_player(&board, &player).await? {
@@ -309,6 +321,7 @@ async fn score_add(
     path: web::Path<(String, String)>,
     payload: Payload,
 ) -> ApiResult {
+    state.write_auth.authorize(&req)?;
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
     let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
     let fields = Fields::parse(&req, &bytes)?;

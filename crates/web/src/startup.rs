@@ -11,6 +11,8 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
 use store::{PoolOptions, Store, StoreError};
 
+use crate::auth::WriteAuth;
+use crate::config::Cors as CorsSetting;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes;
@@ -21,6 +23,7 @@ use crate::stream::StreamSettings;
 pub struct AppState {
     pub store: Store,
     pub streams: StreamSettings,
+    pub write_auth: WriteAuth,
     schema_ready: Arc<AtomicBool>,
 }
 
@@ -69,6 +72,7 @@ impl Application {
         spawn_schema_setup(store.clone(), Arc::clone(&schema_ready));
         let state = Data::new(AppState {
             store,
+            write_auth: settings.write_auth.clone(),
             streams: StreamSettings {
                 prefix: settings.grip_prefix.clone(),
                 keep_alive: settings.keep_alive,
@@ -77,14 +81,21 @@ impl Application {
             },
             schema_ready,
         });
+        let cors = settings.cors.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .wrap(cors_middleware(&cors))
                 .wrap(NormalizePath::new(TrailingSlash::Always))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        // Slow or idle clients must not pin workers: headers within 5 s,
+        // idle keep-alive connections closed after 30 s.
+        .client_request_timeout(Duration::from_secs(5))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .keep_alive(Duration::from_secs(30))
         .listen(listener)?
         .shutdown_timeout(25)
         .run();
@@ -98,6 +109,26 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+}
+
+/// CORS for browser pages on other origins. Preflights are answered here;
+/// `Location` is exposed so a page can follow a creation.
+fn cors_middleware(setting: &CorsSetting) -> actix_cors::Cors {
+    let base = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::ACCEPT,
+            actix_web::http::header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([actix_web::http::header::LOCATION])
+        .max_age(3600);
+    match setting {
+        CorsSetting::None => base,
+        CorsSetting::Any => base.allow_any_origin().send_wildcard(),
+        CorsSetting::Origins(origins) => origins.iter().fold(base, |c, o| c.allowed_origin(o)),
     }
 }
 
