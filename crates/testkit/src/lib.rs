@@ -29,7 +29,7 @@ pub use ports::free_port;
 pub use process::ManagedProcess;
 pub use pushpin::{Pushpin, PushpinOptions};
 pub use stack::{Stack, StackOptions};
-pub use subscriber::{Event, Subscriber};
+pub use subscriber::{Event, ResilientSubscriber, Subscriber};
 
 /// A scratch directory removed on drop, with a short path: Pushpin's unix
 /// sockets live under it and socket paths are limited to 107 bytes.

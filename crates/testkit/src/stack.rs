@@ -304,6 +304,24 @@ impl Stack {
         .expect("subscribe")
     }
 
+    /// A subscriber that reconnects with Last-Event-ID like a browser.
+    pub fn resilient_subscriber(&self, board: &str) -> crate::ResilientSubscriber {
+        crate::ResilientSubscriber::start(
+            self.client.clone(),
+            self.url(&format!("/boards/{board}/")),
+        )
+    }
+
+    /// Restarts Pushpin on the same ports; every held stream is cut.
+    pub async fn restart_pushpin(&mut self) -> anyhow::Result<()> {
+        let options = self.options.pushpin.clone();
+        self.blocking(move |s| {
+            let dir = s.dir.path().to_path_buf();
+            s.pushpin.restart(&dir, &options)
+        })
+        .await
+    }
+
     pub fn kill_worker(&mut self) {
         if let Some(mut worker) = self.worker.take() {
             worker.kill_hard();

@@ -147,3 +147,85 @@ impl Subscriber {
         self.closed
     }
 }
+
+/// A subscriber that behaves like a browser's `EventSource`: when the
+/// stream ends or fails it reconnects after a short delay, sending the last
+/// event id it saw as `Last-Event-ID`. It keeps the latest board it got.
+pub struct ResilientSubscriber {
+    latest: tokio::sync::watch::Receiver<Option<Event>>,
+    reconnects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ResilientSubscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ResilientSubscriber {
+    pub fn start(client: reqwest::Client, url: String) -> Self {
+        let (tx, latest) = tokio::sync::watch::channel(None::<Event>);
+        let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = reconnects.clone();
+        let task = tokio::spawn(async move {
+            let mut last_id: Option<String> = None;
+            loop {
+                if let Ok(mut sub) = Subscriber::connect(&client, &url, last_id.as_deref()).await {
+                    while let Ok(event) = sub.next(Duration::from_secs(3600)).await {
+                        if !event.id.is_empty() {
+                            last_id = Some(event.id.clone());
+                        }
+                        let _ = tx.send(Some(event));
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Self {
+            latest,
+            reconnects,
+            task,
+        }
+    }
+
+    /// The last event received, if any.
+    pub fn latest(&self) -> Option<Event> {
+        self.latest.borrow().clone()
+    }
+
+    /// How many times the stream was lost and reopened.
+    pub fn reconnects(&self) -> usize {
+        self.reconnects.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until the latest event satisfies `check`.
+    pub async fn wait_until(
+        &mut self,
+        timeout: Duration,
+        check: impl Fn(&Event) -> bool,
+    ) -> anyhow::Result<Event> {
+        let result = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(event) = self.latest.borrow_and_update().clone() {
+                    if check(&event) {
+                        return Some(event);
+                    }
+                }
+                if self.latest.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match result {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => anyhow::bail!("subscriber task ended"),
+            Err(_) => anyhow::bail!(
+                "not reached within {timeout:?}; latest: {:?}",
+                self.latest()
+            ),
+        }
+    }
+}
