@@ -18,6 +18,44 @@ pub struct Database {
     port: u16,
     dir: PathBuf,
     data_dir: Option<PathBuf>,
+    password: Option<String>,
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes everything but unreserved characters, for userinfo.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 impl Database {
@@ -37,15 +75,22 @@ impl Database {
 
     /// An in-memory dev server (or the external server).
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        Self::launch(dir, None, 0)
+        Self::launch(dir, None, 0, None)
     }
 
     /// A dev server that keeps its data in `data_dir`.
     pub fn start_persistent(dir: &Path, data_dir: &Path) -> anyhow::Result<Self> {
-        Self::launch(dir, Some(data_dir.to_path_buf()), 0)
+        Self::launch(dir, Some(data_dir.to_path_buf()), 0, None)
     }
 
-    fn launch(dir: &Path, data_dir: Option<PathBuf>, port: u16) -> anyhow::Result<Self> {
+    /// A dev server on `port` (0: any), keeping data in `data_dir` if given,
+    /// with `password` for `admin` if given; or the external server.
+    pub fn launch(
+        dir: &Path,
+        data_dir: Option<PathBuf>,
+        port: u16,
+        password: Option<String>,
+    ) -> anyhow::Result<Self> {
         if let Some(base) = Self::external_url() {
             return Ok(Self {
                 process: None,
@@ -53,6 +98,7 @@ impl Database {
                 port: 0,
                 dir: dir.to_path_buf(),
                 data_dir,
+                password: None,
             });
         }
         let mut cmd = Command::new(binary(Binary::DevServer));
@@ -60,17 +106,25 @@ impl Database {
         if let Some(data) = &data_dir {
             cmd.arg("--directory").arg(data);
         }
+        if let Some(pw) = &password {
+            cmd.arg("--initial-password").arg(pw);
+        }
         let mut process = ManagedProcess::spawn("reql-dev-server", cmd, dir)?;
         let port = process.wait_for_line(Duration::from_secs(20), |line| {
             line.strip_prefix("Listening for client driver connections on port ")
                 .and_then(|p| p.trim().parse::<u16>().ok())
         })?;
+        let creds = match &password {
+            Some(pw) => format!("admin:{}", percent_encode(pw)),
+            None => "admin".to_owned(),
+        };
         Ok(Self {
             process: Some(process),
-            base: format!("rethinkdb://admin@127.0.0.1:{port}"),
+            base: format!("rethinkdb://{creds}@127.0.0.1:{port}"),
             port,
             dir: dir.to_path_buf(),
             data_dir,
+            password,
         })
     }
 
@@ -136,7 +190,12 @@ impl Database {
         if self.process.is_none() {
             anyhow::bail!("an external RethinkDB (RETHINKDB_URL) cannot be restarted by the tests");
         }
-        let fresh = Self::launch(&self.dir, self.data_dir.clone(), self.port)?;
+        let fresh = Self::launch(
+            &self.dir,
+            self.data_dir.clone(),
+            self.port,
+            self.password.clone(),
+        )?;
         *self = fresh;
         Ok(())
     }
@@ -192,12 +251,21 @@ fn split_base(base: &str) -> (String, u16, String, String) {
         .trim_end_matches(']')
         .to_owned();
     let user = if user.is_empty() { "admin" } else { user };
-    (host, port, user.to_owned(), password.to_owned())
+    (host, port, user.to_owned(), percent_decode(password))
 }
 
 #[cfg(test)]
 mod tests {
     use super::split_base;
+
+    #[test]
+    fn passwords_round_trip() {
+        let enc = super::percent_encode("p@ss:w/rd%");
+        assert_eq!(
+            split_base(&format!("rethinkdb://admin:{enc}@h:1")).3,
+            "p@ss:w/rd%"
+        );
+    }
 
     #[test]
     fn splits_base_urls() {

@@ -21,6 +21,9 @@ pub struct StackOptions {
     pub web_env: Vec<(String, String)>,
     /// Extra environment for the worker.
     pub worker_env: Vec<(String, String)>,
+    /// Start the dev server with this admin password (ignored for an
+    /// external RethinkDB, whose credentials come from RETHINKDB_URL).
+    pub db_password: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -32,6 +35,7 @@ impl Default for StackOptions {
             persistent_db: false,
             web_env: Vec::new(),
             worker_env: Vec::new(),
+            db_password: None,
         }
     }
 }
@@ -62,12 +66,11 @@ impl Stack {
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
         let dir = TempDir::new("stack")?;
         let data = dir.path().join("data");
+        let password = options.db_password.clone();
+        let persistent = options.persistent_db;
         let (dir, db) = tokio::task::spawn_blocking(move || {
-            let db = if options.persistent_db {
-                Database::start_persistent(dir.path(), &data)
-            } else {
-                Database::start(dir.path())
-            };
+            let data = persistent.then_some(data);
+            let db = Database::launch(dir.path(), data, 0, password);
             db.map(|db| (dir, db))
         })
         .await??;
@@ -320,6 +323,14 @@ impl Stack {
             s.pushpin.restart(&dir, &options)
         })
         .await
+    }
+
+    /// Sets an environment variable for the next worker start.
+    pub fn set_worker_env(&mut self, name: &str, value: &str) {
+        self.options.worker_env.retain(|(k, _)| k != name);
+        self.options
+            .worker_env
+            .push((name.to_owned(), value.to_owned()));
     }
 
     pub fn kill_worker(&mut self) {
