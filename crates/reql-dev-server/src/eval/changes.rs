@@ -1,0 +1,193 @@
+//! `changes()`: turns a table, a document, a range, a filtered table or an
+//! `orderBy(index).limit(n)` into a changefeed.
+
+use std::sync::Arc;
+
+use super::seq::{self, Op, Seq, SeqKind, Source};
+use super::{ops, Evaluator, Single, Val};
+use crate::datum::Datum;
+use crate::error::{ReqlError, Result};
+use crate::feed::{FeedKind, FeedOpts, FeedSource, Squash, SubKind, TopN, Transform};
+use crate::storage::{ScanSpec, Table};
+use crate::term::Term;
+
+fn eager() -> ReqlError {
+    ReqlError::logic("Cannot call `changes` on an eager stream.")
+}
+
+fn squash_opt(d: Option<Datum>) -> Result<Squash> {
+    match d {
+        None | Some(Datum::Bool(false)) => Ok(Squash::Off),
+        Some(Datum::Bool(true)) => Ok(Squash::On),
+        Some(Datum::Num(n)) if n < 0.0 => Err(ReqlError::logic(
+            "Expected BOOL or a positive NUMBER but found a negative NUMBER.",
+        )),
+        Some(Datum::Num(n)) if n == 0.0 => Ok(Squash::On),
+        Some(Datum::Num(n)) => Ok(Squash::Wait(n)),
+        Some(other) => Err(ReqlError::logic(format!(
+            "Expected BOOL or NUMBER but found {}.",
+            other.type_name()
+        ))),
+    }
+}
+
+pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<Val> {
+    let squash = squash_opt(ev.opt(t, "squash")?)?;
+    let opts = FeedOpts {
+        include_states: ev.opt_bool(t, "include_states")?,
+        include_initial: ev.opt_bool(t, "include_initial")?,
+        include_offsets: ev.opt_bool(t, "include_offsets")?,
+        include_types: ev.opt_bool(t, "include_types")?,
+        squash,
+    };
+    if let Some(q) = ev.opt(t, "changefeed_queue_size")? {
+        ops::int(&q)?;
+    }
+    let feed = match target {
+        Val::Table(table) => range_feed(table, ScanSpec::all(), Vec::new(), opts)?,
+        Val::Single(Single { table, key, .. }) => {
+            if opts.include_offsets {
+                return Err(ReqlError::logic("Cannot include offsets for point subs."));
+            }
+            let k = key.clone();
+            let (rx, initial) = table.subscribe(SubKind::Point(key), move |data| {
+                vec![data.get(&k).cloned().unwrap_or(Datum::Null)]
+            })?;
+            let mut f = FeedSource::new(
+                rx,
+                FeedKind::Point,
+                opts,
+                table.primary_key.clone(),
+                Box::new(|d: &Datum| Ok(Some(d.clone()))),
+            );
+            f.start(opts.include_initial.then_some(initial));
+            f
+        }
+        Val::Seq(s) => {
+            let s = *s;
+            if s.is_feed() {
+                return Err(ReqlError::logic("Cannot call `changes` on a changefeed."));
+            }
+            let Source::Scan(scan) = s.src else {
+                return Err(eager());
+            };
+            match s.ops.as_slice() {
+                [] => range_feed(
+                    scan.table.clone(),
+                    scan.spec.clone(),
+                    scan.local.clone(),
+                    opts,
+                )?,
+                [Op::Limit(n)] if scan.ordered && scan.local.is_empty() => {
+                    top_n_feed(scan.table.clone(), scan.spec.clone(), *n, opts)?
+                }
+                _ => return Err(eager()),
+            }
+        }
+        _ => return Err(eager()),
+    };
+    let mut notes = vec![feed.kind.note()];
+    if opts.include_states {
+        notes.push(5);
+    }
+    let mut seq = Seq::new(Source::Feed(Box::new(feed)), SeqKind::Feed, ev.ctx.clone());
+    seq.notes = notes;
+    Ok(Val::Seq(Box::new(seq)))
+}
+
+fn range_feed(
+    table: Arc<Table>,
+    spec: ScanSpec,
+    local: Vec<Op>,
+    opts: FeedOpts,
+) -> Result<FeedSource> {
+    if opts.include_offsets {
+        return Err(ReqlError::logic("Cannot include offsets for range subs."));
+    }
+    let def = match &spec.index {
+        Some(name) => Some(table.read().index_def(name).ok_or_else(|| {
+            ReqlError::op_failed(format!(
+                "Index `{name}` was not found on table `{}`.",
+                table.full_name()
+            ))
+        })?),
+        None => None,
+    };
+    let pk = table.primary_key.clone();
+    let want_initial = opts.include_initial;
+    let init_spec = ScanSpec {
+        desc: false,
+        ..spec.clone()
+    };
+    let (rx, raw_initial) = table.subscribe(SubKind::Table, move |data| {
+        if want_initial {
+            data.ordered(&init_spec, usize::MAX)
+                .into_iter()
+                .map(|e| e.1)
+                .collect()
+        } else {
+            Vec::new()
+        }
+    })?;
+    let mut transform_ops = local;
+    let range_spec = spec.clone();
+    let pk_field = pk.clone();
+    let mut transform: Transform = Box::new(move |d: &Datum| {
+        let in_range = match &def {
+            None => match d.get(&pk_field) {
+                Some(k) => range_spec.contains(k),
+                None => false,
+            },
+            Some(def) => def.keys_of(d).iter().any(|k| range_spec.contains(k)),
+        };
+        if !in_range {
+            return Ok(None);
+        }
+        seq::apply_local(&mut transform_ops, d.clone())
+    });
+    let initial = if want_initial {
+        let mut out = Vec::with_capacity(raw_initial.len());
+        for d in &raw_initial {
+            if let Some(v) = transform(d)? {
+                out.push(v);
+            }
+        }
+        Some(out)
+    } else {
+        None
+    };
+    let mut f = FeedSource::new(rx, FeedKind::Range, opts, pk, transform);
+    f.start(initial);
+    Ok(f)
+}
+
+fn top_n_feed(
+    table: Arc<Table>,
+    spec: ScanSpec,
+    limit: usize,
+    opts: FeedOpts,
+) -> Result<FeedSource> {
+    let init_spec = spec.clone();
+    let (rx, initial) = table.subscribe(
+        SubKind::TopN(TopN {
+            spec,
+            limit,
+            current: Vec::new(),
+        }),
+        move |data| {
+            data.ordered(&init_spec, limit)
+                .into_iter()
+                .map(|e| e.1)
+                .collect()
+        },
+    )?;
+    let mut f = FeedSource::new(
+        rx,
+        FeedKind::TopN,
+        opts,
+        table.primary_key.clone(),
+        Box::new(|d: &Datum| Ok(Some(d.clone()))),
+    );
+    f.start(opts.include_initial.then_some(initial));
+    Ok(f)
+}

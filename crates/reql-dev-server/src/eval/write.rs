@@ -1,0 +1,509 @@
+//! `insert`, `update`, `replace` and `delete`. Each document is read, changed and
+//! stored while its table's write lock is held, so a function update such as
+//! `row('score').add(1)` is atomic per document. Errors raised for one document
+//! (a duplicate key, a failing update function) are counted in the write result,
+//! as RethinkDB does, instead of failing the query.
+
+use std::sync::Arc;
+
+use super::seq::merge_values;
+use super::{ops, table_of, Bound, Evaluator, FuncLike, FuncVal, Single, Val};
+use crate::datum::{primary_key_bytes, Datum, Obj};
+use crate::error::{ReqlError, Result};
+use crate::storage::{Durability, Table, TableWriter};
+use crate::term::Term;
+
+/// Documents handled per write-lock hold in multi-document writes, so readers get
+/// a turn during a large update.
+const LOCK_CHUNK: usize = 256;
+
+#[derive(Default)]
+struct Stats {
+    inserted: usize,
+    replaced: usize,
+    unchanged: usize,
+    skipped: usize,
+    deleted: usize,
+    errors: usize,
+    first_error: Option<String>,
+    generated: Vec<Datum>,
+    changes: Vec<Datum>,
+    want_changes: bool,
+}
+
+impl Stats {
+    fn error(&mut self, msg: impl Into<String>) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(msg.into());
+        }
+    }
+
+    fn change(&mut self, old: Option<Datum>, new: Option<Datum>) {
+        if self.want_changes {
+            let mut o = Obj::new();
+            o.insert("new_val".into(), new.unwrap_or(Datum::Null));
+            o.insert("old_val".into(), old.unwrap_or(Datum::Null));
+            self.changes.push(Datum::object(o));
+        }
+    }
+
+    fn into_datum(self) -> Datum {
+        let mut o = Obj::new();
+        if self.want_changes {
+            o.insert("changes".into(), Datum::array(self.changes));
+        }
+        o.insert("deleted".into(), Datum::from(self.deleted));
+        o.insert("errors".into(), Datum::from(self.errors));
+        if let Some(e) = self.first_error {
+            o.insert("first_error".into(), Datum::from(e));
+        }
+        if !self.generated.is_empty() {
+            o.insert("generated_keys".into(), Datum::array(self.generated));
+        }
+        o.insert("inserted".into(), Datum::from(self.inserted));
+        o.insert("replaced".into(), Datum::from(self.replaced));
+        o.insert("skipped".into(), Datum::from(self.skipped));
+        o.insert("unchanged".into(), Datum::from(self.unchanged));
+        Datum::object(o)
+    }
+}
+
+enum Conflict {
+    Error,
+    Replace,
+    Update,
+    Func(FuncVal),
+}
+
+fn not_deterministic() -> ReqlError {
+    ReqlError::logic(
+        "Could not prove argument deterministic.  Maybe you want to use the non_atomic flag?",
+    )
+}
+
+fn not_object(d: &Datum) -> String {
+    format!(
+        "Inserted value must be an OBJECT (got {}):\n{}",
+        d.type_name(),
+        d.pretty()
+    )
+}
+
+fn pk_changed(pk: &str, old: &Datum, new: &Datum) -> String {
+    format!(
+        "Primary key `{pk}` cannot be changed (`{}` -> `{}`).",
+        old.pretty(),
+        new.pretty()
+    )
+}
+
+fn missing_pk(pk: &str, d: &Datum) -> String {
+    format!(
+        "Inserted object must have primary key `{pk}`:\n{}",
+        d.pretty()
+    )
+}
+
+impl FuncVal {
+    /// A function that reads tables through a variable it closed over cannot run
+    /// under the write lock of a table.
+    fn captures_tables(&self) -> bool {
+        !self.body.is_deterministic()
+            || self
+                .env
+                .vars
+                .iter()
+                .any(|(_, b)| matches!(b, Bound::Table(_) | Bound::Single(_) | Bound::Db(_)))
+    }
+}
+
+impl Evaluator<'_> {
+    fn durability(&mut self, t: &Term, table: &Table) -> Result<Durability> {
+        match self.opt(t, "durability")? {
+            Some(d) => {
+                let s = ops::string(&d)?;
+                Durability::parse(s).ok_or_else(|| {
+                    ReqlError::logic(format!(
+                        "Durability option `{s}` unrecognized (options are \"hard\" and \"soft\")."
+                    ))
+                })
+            }
+            None => Ok(self.ctx.durability.unwrap_or(table.durability)),
+        }
+    }
+
+    fn return_changes(&mut self, t: &Term) -> Result<bool> {
+        match self.opt(t, "return_changes")? {
+            None => Ok(false),
+            Some(Datum::Bool(b)) => Ok(b),
+            Some(Datum::Str(s)) if &*s == "always" => Ok(true),
+            Some(other) => Err(ops::expected("BOOL", &other)),
+        }
+    }
+
+    fn finish(&self, w: &TableWriter<'_>) {
+        self.ctx.note_durable(w.durable_seq);
+    }
+
+    pub(super) fn insert(&mut self, t: &Term, args: &[Term]) -> Result<Val> {
+        let first = self.eval(&args[0])?;
+        let table = table_of(first)?;
+        let conflict = match t.optarg("conflict") {
+            None => Conflict::Error,
+            Some(c) => match self.func_like(c)? {
+                FuncLike::Func(f) => {
+                    if !c.is_deterministic() || f.captures_tables() {
+                        return Err(not_deterministic());
+                    }
+                    Conflict::Func(f)
+                }
+                FuncLike::Value(Datum::Str(s)) => match &*s {
+                    "error" => Conflict::Error,
+                    "replace" => Conflict::Replace,
+                    "update" => Conflict::Update,
+                    other => {
+                        return Err(ReqlError::logic(format!(
+                            "Conflict option `{other}` unrecognized (options are \"error\", \"replace\" and \"update\")."
+                        )))
+                    }
+                },
+                FuncLike::Value(other) => return Err(ops::expected("STRING", &other)),
+            },
+        };
+        let durability = self.durability(t, &table)?;
+        let mut stats = Stats {
+            want_changes: self.return_changes(t)?,
+            ..Stats::default()
+        };
+        let docs = match self.eval(&args[1])? {
+            Val::Datum(d @ Datum::Object(_)) => vec![d],
+            Val::Single(Single { doc: Some(d), .. }) => vec![d],
+            other => self.ctx.to_array(other)?,
+        };
+        let pk = table.primary_key.clone();
+        for chunk in docs.chunks(LOCK_CHUNK) {
+            let mut w = table.writer();
+            for doc in chunk {
+                self.insert_one(&mut w, &pk, doc, &conflict, durability, &mut stats)?;
+            }
+            self.finish(&w);
+        }
+        Ok(Val::Datum(stats.into_datum()))
+    }
+
+    fn insert_one(
+        &mut self,
+        w: &mut TableWriter<'_>,
+        pk: &str,
+        doc: &Datum,
+        conflict: &Conflict,
+        durability: Durability,
+        stats: &mut Stats,
+    ) -> Result<()> {
+        let Datum::Object(fields) = doc else {
+            stats.error(format!(
+                "Expected type OBJECT but found {}.",
+                doc.type_name()
+            ));
+            return Ok(());
+        };
+        let mut doc = doc.clone();
+        let key = match fields.get(pk) {
+            Some(k) => k.clone(),
+            None => {
+                let id = Datum::from(uuid::Uuid::new_v4().to_string());
+                let mut o = (**fields).clone();
+                o.insert(pk.to_string(), id.clone());
+                doc = Datum::object(o);
+                stats.generated.push(id.clone());
+                id
+            }
+        };
+        if let Err(e) = primary_key_bytes(&key) {
+            stats.error(e.message());
+            return Ok(());
+        }
+        if doc.has_extrema() {
+            stats.error("Cannot convert `r.minval` to JSON.");
+            return Ok(());
+        }
+        let Some(old) = w.get(&key).cloned() else {
+            w.put(&key, Some(doc.clone()), durability)?;
+            stats.inserted += 1;
+            stats.change(None, Some(doc));
+            return Ok(());
+        };
+        let new = match conflict {
+            Conflict::Error => {
+                stats.error(format!(
+                    "Duplicate primary key `{pk}`:\n{}\n{}",
+                    old.pretty(),
+                    doc.pretty()
+                ));
+                return Ok(());
+            }
+            Conflict::Replace => doc,
+            Conflict::Update => merge_values(&old, &doc),
+            Conflict::Func(f) => match f.call_datum(&[key.clone(), old.clone(), doc]) {
+                Ok(v) => v,
+                Err(e) => {
+                    stats.error(e.message());
+                    return Ok(());
+                }
+            },
+        };
+        self.store_replacement(w, pk, &key, old, new, durability, stats)
+    }
+
+    /// Stores `new` in place of `old` (`null` deletes), counting the outcome.
+    #[allow(clippy::too_many_arguments)]
+    fn store_replacement(
+        &mut self,
+        w: &mut TableWriter<'_>,
+        pk: &str,
+        key: &Datum,
+        old: Datum,
+        new: Datum,
+        durability: Durability,
+        stats: &mut Stats,
+    ) -> Result<()> {
+        match &new {
+            Datum::Null => {
+                w.put(key, None, durability)?;
+                stats.deleted += 1;
+                stats.change(Some(old), None);
+            }
+            Datum::Object(o) => {
+                match o.get(pk) {
+                    None => {
+                        stats.error(missing_pk(pk, &new));
+                        return Ok(());
+                    }
+                    Some(k) if k != key => {
+                        stats.error(pk_changed(pk, &old, &new));
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                if new == old {
+                    stats.unchanged += 1;
+                } else {
+                    w.put(key, Some(new.clone()), durability)?;
+                    stats.replaced += 1;
+                    stats.change(Some(old), Some(new));
+                }
+            }
+            other => stats.error(not_object(other)),
+        }
+        Ok(())
+    }
+
+    /// The table and primary keys a write applies to.
+    fn write_targets(&mut self, target: Val) -> Result<(Arc<Table>, Vec<Datum>)> {
+        match target {
+            Val::Single(s) => Ok((s.table, vec![s.key])),
+            Val::ArraySel(table, items) => {
+                let keys = items
+                    .iter()
+                    .filter_map(|d| d.get(&table.primary_key).cloned())
+                    .collect();
+                Ok((table, keys))
+            }
+            Val::Table(table) => {
+                let keys = table
+                    .read()
+                    .all_docs()
+                    .iter()
+                    .filter_map(|d| d.get(&table.primary_key).cloned())
+                    .collect();
+                Ok((table, keys))
+            }
+            Val::Seq(s) if s.table.is_some() => {
+                let table = s
+                    .table
+                    .clone()
+                    .ok_or_else(|| ReqlError::internal("selection without table"))?;
+                let mut s = *s;
+                let mut keys = Vec::new();
+                while let Some(d) = s.next()? {
+                    if let Some(k) = d.get(&table.primary_key) {
+                        keys.push(k.clone());
+                    }
+                }
+                Ok((table, keys))
+            }
+            Val::Datum(d) => Err(ReqlError::logic(format!(
+                "Expected type SELECTION but found DATUM:\n{}",
+                d.pretty()
+            ))),
+            other => Err(ReqlError::logic(format!(
+                "Expected type SELECTION but found {}.",
+                other.type_name()
+            ))),
+        }
+    }
+
+    pub(super) fn update_or_replace(&mut self, ty: u32, t: &Term, args: &[Term]) -> Result<Val> {
+        let is_update = ty == crate::term::tt::UPDATE;
+        let target = self.eval(&args[0])?;
+        let non_atomic = self.opt_bool(t, "non_atomic")?;
+        if !non_atomic && !args[1].is_deterministic() {
+            return Err(not_deterministic());
+        }
+        let how = self.func_like(&args[1])?;
+        if let FuncLike::Func(f) = &how {
+            if !non_atomic && f.captures_tables() {
+                return Err(not_deterministic());
+            }
+        }
+        let (table, keys) = self.write_targets(target)?;
+        let durability = self.durability(t, &table)?;
+        let mut stats = Stats {
+            want_changes: self.return_changes(t)?,
+            ..Stats::default()
+        };
+        let pk = table.primary_key.clone();
+        for chunk in keys.chunks(LOCK_CHUNK) {
+            // Outside the lock for non-atomic writes, whose functions may read tables.
+            let precomputed: Option<Vec<(Option<Datum>, Result<Datum>)>> = if non_atomic {
+                Some(
+                    chunk
+                        .iter()
+                        .map(|k| {
+                            let old = table.read().get(k).cloned();
+                            let r = match &old {
+                                Some(o) => how_apply(&how, o),
+                                None if !is_update => how_apply(&how, &Datum::Null),
+                                None => Ok(Datum::Null),
+                            };
+                            (old, r)
+                        })
+                        .collect(),
+                )
+            } else {
+                None
+            };
+            let mut w = table.writer();
+            for (i, key) in chunk.iter().enumerate() {
+                let (old, result) = match &precomputed {
+                    Some(p) => {
+                        let (o, r) = &p[i];
+                        (o.clone(), r.clone())
+                    }
+                    None => {
+                        let old = w.get(key).cloned();
+                        let r = match &old {
+                            Some(o) => how_apply(&how, o),
+                            None if !is_update => how_apply(&how, &Datum::Null),
+                            None => Ok(Datum::Null),
+                        };
+                        (old, r)
+                    }
+                };
+                if is_update {
+                    let Some(old) = old else {
+                        stats.skipped += 1;
+                        continue;
+                    };
+                    let patch = match result {
+                        Ok(p) => p,
+                        Err(e) => {
+                            stats.error(e.message());
+                            continue;
+                        }
+                    };
+                    if patch.is_null() {
+                        stats.unchanged += 1;
+                        continue;
+                    }
+                    if patch.as_obj().is_none() || patch.ptype().is_some() {
+                        stats.error(not_object(&patch));
+                        continue;
+                    }
+                    let new = merge_values(&old, &patch);
+                    if new.get(&pk) != old.get(&pk) {
+                        stats.error(pk_changed(&pk, &old, &new));
+                        continue;
+                    }
+                    if new == old {
+                        stats.unchanged += 1;
+                        continue;
+                    }
+                    w.put(key, Some(new.clone()), durability)?;
+                    stats.replaced += 1;
+                    stats.change(Some(old), Some(new));
+                } else {
+                    let new = match result {
+                        Ok(v) => v,
+                        Err(e) => {
+                            stats.error(e.message());
+                            continue;
+                        }
+                    };
+                    match old {
+                        None => {
+                            if new.is_null() {
+                                stats.skipped += 1;
+                                continue;
+                            }
+                            let Some(o) = new.as_obj() else {
+                                stats.error(not_object(&new));
+                                continue;
+                            };
+                            match o.get(&pk) {
+                                None => stats.error(missing_pk(&pk, &new)),
+                                Some(k) if k != key => stats.error(format!(
+                                    "Primary key `{pk}` cannot be changed (`null` -> `{}`).",
+                                    new.pretty()
+                                )),
+                                Some(_) => {
+                                    w.put(key, Some(new.clone()), durability)?;
+                                    stats.inserted += 1;
+                                    stats.change(None, Some(new));
+                                }
+                            }
+                        }
+                        Some(old) => self.store_replacement(
+                            &mut w, &pk, key, old, new, durability, &mut stats,
+                        )?,
+                    }
+                }
+            }
+            self.finish(&w);
+        }
+        Ok(Val::Datum(stats.into_datum()))
+    }
+
+    pub(super) fn delete(&mut self, t: &Term, args: &[Term]) -> Result<Val> {
+        let target = self.eval(&args[0])?;
+        let (table, keys) = self.write_targets(target)?;
+        let durability = self.durability(t, &table)?;
+        let mut stats = Stats {
+            want_changes: self.return_changes(t)?,
+            ..Stats::default()
+        };
+        for chunk in keys.chunks(LOCK_CHUNK) {
+            let mut w = table.writer();
+            for key in chunk {
+                match w.get(key).cloned() {
+                    None => stats.skipped += 1,
+                    Some(old) => {
+                        w.put(key, None, durability)?;
+                        stats.deleted += 1;
+                        stats.change(Some(old), None);
+                    }
+                }
+            }
+            self.finish(&w);
+        }
+        Ok(Val::Datum(stats.into_datum()))
+    }
+}
+
+fn how_apply(how: &FuncLike, old: &Datum) -> Result<Datum> {
+    match how {
+        FuncLike::Func(f) => f.call_datum(std::slice::from_ref(old)),
+        FuncLike::Value(v) => Ok(v.clone()),
+    }
+}
