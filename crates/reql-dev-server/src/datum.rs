@@ -32,20 +32,11 @@ pub const REQL_TYPE: &str = "$reql_type$";
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 impl Datum {
-    pub fn str(s: impl Into<Arc<str>>) -> Datum {
-        Datum::Str(s.into())
-    }
     pub fn array(v: Vec<Datum>) -> Datum {
         Datum::Array(Arc::new(v))
     }
     pub fn object(o: Obj) -> Datum {
         Datum::Object(Arc::new(o))
-    }
-    pub fn empty_object() -> Datum {
-        Datum::Object(Arc::new(Obj::new()))
-    }
-    pub fn num(n: impl Into<f64>) -> Datum {
-        Datum::Num(n.into())
     }
 
     pub fn is_null(&self) -> bool {
@@ -134,6 +125,15 @@ impl Datum {
             }
             Datum::Str(_) => 7,
             Datum::MaxVal => 8,
+        }
+    }
+
+    /// Whether arrays and objects nest more than `limit` levels deep.
+    pub fn deeper_than(&self, limit: usize) -> bool {
+        match self {
+            Datum::Array(a) => limit == 0 || a.iter().any(|x| x.deeper_than(limit - 1)),
+            Datum::Object(o) => limit == 0 || o.values().any(|x| x.deeper_than(limit - 1)),
+            _ => false,
         }
     }
 
@@ -590,7 +590,7 @@ mod tests {
 
     #[test]
     fn ordering_follows_type_names() {
-        let mut v = vec![
+        let mut v = [
             j("\"a\""),
             j("{}"),
             j("1"),
@@ -639,6 +639,6 @@ mod tests {
         assert_eq!(format_g20(20.0), "20");
         assert_eq!(format_g20(1.5), "1.5");
         assert_eq!(format_g20(0.1), "0.10000000000000000555");
-        assert_eq!(format_g20(1e25), "1.0000000000000000905e+25");
+        assert_eq!(format_g20(1e25), "1.0000000000000000906e+25");
     }
 }

@@ -191,10 +191,6 @@ impl FeedSource {
         }
     }
 
-    pub fn opts(&self) -> FeedOpts {
-        self.opts
-    }
-
     /// Takes the next document that is ready, or the error that ended the feed.
     pub fn next_ready(&mut self) -> Option<Result<Datum>> {
         if let Some(d) = self.ready.pop_front() {

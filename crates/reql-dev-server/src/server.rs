@@ -28,6 +28,9 @@ pub struct Config {
     pub initial_password: Option<String>,
     /// The name SERVER_INFO and `config()` report.
     pub server_name: String,
+    /// Log size (bytes) after which the data directory is compacted into a
+    /// snapshot.
+    pub compact_log_bytes: u64,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             directory: None,
             initial_password: None,
             server_name: "reql_dev_server".into(),
+            compact_log_bytes: crate::storage::wal::DEFAULT_COMPACT_BYTES,
         }
     }
 }
@@ -53,6 +57,7 @@ impl std::fmt::Debug for Config {
                 &self.initial_password.as_ref().map(|_| "<hidden>"),
             )
             .field("server_name", &self.server_name)
+            .field("compact_log_bytes", &self.compact_log_bytes)
             .finish()
     }
 }
@@ -86,10 +91,12 @@ impl Server {
     /// Opens (or creates) the data directory, replays it, and binds the port.
     pub async fn bind(config: Config) -> Result<Server, ServerError> {
         let dir = config.directory.clone();
-        let store =
-            tokio::task::spawn_blocking(move || Store::open(dir.as_deref(), admin_compiler()))
-                .await
-                .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))??;
+        let compact = config.compact_log_bytes;
+        let store = tokio::task::spawn_blocking(move || {
+            Store::open(dir.as_deref(), admin_compiler(), compact)
+        })
+        .await
+        .map_err(|e| ServerError::Io(std::io::Error::other(e.to_string())))??;
         let id = server_id(config.directory.as_deref());
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(addr)

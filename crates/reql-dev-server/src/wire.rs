@@ -9,8 +9,6 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-const V0_1: u32 = 0x3f61_ba36;
-const V0_2: u32 = 0x7230_81e1;
 const V0_3: u32 = 0x5f75_e83e;
 const V0_4: u32 = 0x400c_2d20;
 const V1_0: u32 = 0x34c2_bdc3;
@@ -131,7 +129,7 @@ where
     match u32::from_le_bytes(magic) {
         V1_0 => scram(r, w, auth).await,
         V0_3 | V0_4 => legacy(r, w, auth).await,
-        V0_1 | V0_2 | _ => {
+        _ => {
             let mut msg = UNSUPPORTED.as_bytes().to_vec();
             msg.push(0);
             w.write_all(&msg).await?;

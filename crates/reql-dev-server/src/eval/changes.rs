@@ -22,7 +22,7 @@ fn squash_opt(d: Option<Datum>) -> Result<Squash> {
         Some(Datum::Num(n)) if n < 0.0 => Err(ReqlError::logic(
             "Expected BOOL or a positive NUMBER but found a negative NUMBER.",
         )),
-        Some(Datum::Num(n)) if n == 0.0 => Ok(Squash::On),
+        Some(Datum::Num(0.0)) => Ok(Squash::On),
         Some(Datum::Num(n)) => Ok(Squash::Wait(n)),
         Some(other) => Err(ReqlError::logic(format!(
             "Expected BOOL or NUMBER but found {}.",

@@ -40,6 +40,10 @@ pub struct QueryCtx {
 
 pub const DEFAULT_ARRAY_LIMIT: usize = 100_000;
 
+/// Deepest nesting a value built by a query may have; deeper values would make
+/// printing and comparing them recurse too far.
+pub const MAX_DEPTH: usize = 512;
+
 /// Rebuilds index functions kept in the log when a data directory is opened.
 pub fn admin_compiler() -> crate::storage::IndexCompiler {
     Arc::new(|json: &serde_json::Value| admin::compile_stored_index(json))
@@ -273,14 +277,6 @@ pub struct FuncVal {
 }
 
 impl FuncVal {
-    pub fn arity(&self) -> usize {
-        if self.implicit_only {
-            1
-        } else {
-            self.params.len()
-        }
-    }
-
     pub fn call(&self, args: Vec<Bound>) -> Result<Val> {
         let mut env = self.env.clone();
         if self.implicit_only {
@@ -1126,13 +1122,18 @@ impl<'a> Evaluator<'a> {
             SUM | AVG | MIN | MAX => self.aggregate(ty, first, t, args),
             REDUCE => {
                 let f = self.func(&args[1])?;
-                let mut s = self.seq(first)?;
+                let mut s = self.seq(first)?.finite()?;
                 let mut acc = match s.next()? {
                     Some(d) => d,
                     None => return Err(ReqlError::missing("Cannot reduce over an empty stream.")),
                 };
                 while let Some(d) = s.next()? {
                     acc = f.call_datum(&[acc, d])?;
+                    if acc.deeper_than(MAX_DEPTH) {
+                        return Err(ReqlError::resource(format!(
+                            "Nesting depth limit exceeded ({MAX_DEPTH} levels)."
+                        )));
+                    }
                 }
                 Ok(Val::Datum(acc))
             }
@@ -1250,7 +1251,7 @@ impl<'a> Evaluator<'a> {
     fn count(&mut self, first: Val, args: &[Term]) -> Result<Val> {
         if let Some(a) = args.get(1) {
             let p = self.func_like(a)?;
-            let mut s = self.seq(first)?;
+            let mut s = self.seq(first)?.finite()?;
             let mut n = 0usize;
             while let Some(d) = s.next()? {
                 let hit = match &p {
@@ -1274,7 +1275,7 @@ impl<'a> Evaluator<'a> {
             }) => o.len(),
             Val::ArraySel(_, items) => items.len(),
             other => {
-                let mut s = self.seq(other)?;
+                let mut s = self.seq(other)?.finite()?;
                 let mut n = 0usize;
                 while s.next()?.is_some() {
                     n += 1;
@@ -1313,7 +1314,7 @@ impl<'a> Evaluator<'a> {
             Some(a) => Some(self.func_like(a)?),
             None => None,
         };
-        let mut s = self.seq(first)?;
+        let mut s = self.seq(first)?.finite()?;
         let mut sum = 0.0;
         let mut n = 0usize;
         let mut best: Option<(Datum, Datum)> = None;
@@ -1398,7 +1399,7 @@ impl<'a> Evaluator<'a> {
                     .collect(),
             ));
         }
-        let mut s = self.seq(first)?;
+        let mut s = self.seq(first)?.finite()?;
         let mut groups: BTreeMap<Datum, Vec<Datum>> = BTreeMap::new();
         while let Some(d) = s.next()? {
             let mut vals = Vec::with_capacity(keys.len());

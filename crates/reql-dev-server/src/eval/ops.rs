@@ -125,6 +125,12 @@ pub fn mul(a: &Datum, b: &Datum) -> Result<Datum> {
             } else {
                 int(b)?
             };
+            let total = (x.len() as u128) * (n.max(0) as u128);
+            if total > crate::eval::DEFAULT_ARRAY_LIMIT as u128 {
+                return Err(crate::eval::seq::array_limit_error(
+                    crate::eval::DEFAULT_ARRAY_LIMIT,
+                ));
+            }
             let mut v = Vec::new();
             for _ in 0..n.max(0) {
                 v.extend(x.iter().cloned());
@@ -162,11 +168,6 @@ pub fn compare(ty: u32, a: &Datum, b: &Datum) -> bool {
         tt::GT => o == Ordering::Greater,
         _ => o != Ordering::Less,
     }
-}
-
-/// The name `typeOf` gives a value.
-pub fn type_of(d: &Datum) -> String {
-    d.type_name()
 }
 
 pub fn coerce(d: &Datum, to: &str) -> Result<Datum> {

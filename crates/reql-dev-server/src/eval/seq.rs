@@ -602,6 +602,26 @@ impl Seq {
         Seq::new(Source::Items(items.into_iter()), SeqKind::Stream, ctx)
     }
 
+    /// An endless `r.range()` or a changefeed, unless a `limit` bounds it.
+    pub fn is_infinite(&self) -> bool {
+        let endless = match &self.src {
+            Source::Range { end: None, .. } | Source::Feed(_) => true,
+            Source::Union(parts, _) => parts.iter().any(Seq::is_infinite),
+            _ => false,
+        };
+        endless && !self.ops.iter().any(|o| matches!(o, Op::Limit(_)))
+    }
+
+    /// Fails for sequences that would never end when read whole.
+    pub fn finite(self) -> Result<Seq> {
+        if self.is_infinite() {
+            return Err(ReqlError::logic(
+                "Cannot use an infinite stream with an aggregation function (`reduce`, `count`, etc.) or coerce it to an array.",
+            ));
+        }
+        Ok(self)
+    }
+
     pub fn is_feed(&self) -> bool {
         self.kind == SeqKind::Feed
     }
@@ -734,10 +754,11 @@ impl Seq {
     }
 
     /// Reads the whole sequence into an array, within the array size limit.
-    pub fn collect(mut self) -> Result<Vec<Datum>> {
-        let limit = self.ctx.array_limit;
+    pub fn collect(self) -> Result<Vec<Datum>> {
+        let mut this = self.finite()?;
+        let limit = this.ctx.array_limit;
         let mut out = Vec::new();
-        while let Some(d) = self.next()? {
+        while let Some(d) = this.next()? {
             if out.len() >= limit {
                 return Err(array_limit_error(limit));
             }

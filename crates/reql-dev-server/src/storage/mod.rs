@@ -202,14 +202,6 @@ impl TableData {
         self.shards.iter().map(BTreeMap::len).sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn is_dropped(&self) -> bool {
-        self.dropped
-    }
-
     pub fn get(&self, pk: &Datum) -> Option<&Datum> {
         let bytes = primary_key_bytes(pk).ok()?;
         self.shards[shard_of(&bytes)].get(pk)
@@ -540,10 +532,6 @@ pub struct TableWriter<'a> {
 }
 
 impl TableWriter<'_> {
-    pub fn table(&self) -> &Table {
-        self.table
-    }
-
     pub fn get(&self, pk: &Datum) -> Option<&Datum> {
         self.data.get(pk)
     }
@@ -562,6 +550,12 @@ impl TableWriter<'_> {
         if let Some(n) = &new {
             if n.has_extrema() {
                 return Err(ReqlError::logic("Cannot convert `r.minval` to JSON."));
+            }
+            if n.deeper_than(crate::eval::MAX_DEPTH) {
+                return Err(ReqlError::resource(format!(
+                    "Nesting depth limit exceeded ({} levels).",
+                    crate::eval::MAX_DEPTH
+                )));
             }
         }
         let shard = shard_of(&bytes);
@@ -675,7 +669,11 @@ pub struct TableSpec<'a> {
 
 impl Store {
     /// An in-memory store, or one that loads from and logs to `dir`.
-    pub fn open(dir: Option<&Path>, compiler: IndexCompiler) -> Result<Arc<Store>, ServerError> {
+    pub fn open(
+        dir: Option<&Path>,
+        compiler: IndexCompiler,
+        compact_bytes: u64,
+    ) -> Result<Arc<Store>, ServerError> {
         let store = Arc::new(Store {
             catalog: RwLock::new(Catalog::default()),
             log: OnceLock::new(),
@@ -688,7 +686,7 @@ impl Store {
         let (had_data, next) = wal::replay(dir, &mut |rec| store.apply_record(rec))?;
         let source: Arc<dyn SnapshotSource> = store.clone();
         let weak: Weak<dyn SnapshotSource> = Arc::downgrade(&source);
-        let log = Log::start(dir, next, weak)?;
+        let log = Log::start(dir, next, weak, compact_bytes)?;
         let _ = store.log.set(log);
         // Tables loaded from disk were created before the log existed.
         store.attach_log();
@@ -1007,7 +1005,7 @@ impl Store {
                 let keys = match self.compile_index(&func) {
                     Ok(k) => k,
                     Err(e) => {
-                        ::log::warn!("{}", format!("cannot rebuild index {}: {e}", s("name")));
+                        ::log::warn!("cannot rebuild index {}: {e}", s("name"));
                         return;
                     }
                 };
@@ -1051,10 +1049,10 @@ impl Store {
                 };
                 let mut w = t.writer();
                 if let Err(e) = w.put(&key, doc, Durability::Soft) {
-                    ::log::warn!("{}", format!("skipping a logged write: {e}"));
+                    ::log::warn!("skipping a logged write: {e}");
                 }
             }
-            other => ::log::warn!("{}", format!("unknown log record `{other}`")),
+            other => ::log::warn!("unknown log record `{other}`"),
         }
     }
 }

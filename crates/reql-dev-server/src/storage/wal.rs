@@ -43,8 +43,8 @@ pub struct Log {
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-/// Log size after which a snapshot replaces the older log files.
-const COMPACT_MIN_BYTES: u64 = 64 * 1024 * 1024;
+/// Log size after which a snapshot replaces the older log files, by default.
+pub const DEFAULT_COMPACT_BYTES: u64 = 64 * 1024 * 1024;
 
 fn wal_name(n: u64) -> String {
     format!("wal-{n:08}.log")
@@ -111,7 +111,6 @@ fn sync_dir(dir: &Path) {
 }
 
 struct Files {
-    dir: PathBuf,
     snapshot: Option<u64>,
     wals: Vec<u64>,
 }
@@ -131,7 +130,6 @@ fn list_files(dir: &Path) -> std::io::Result<Files> {
     snapshots.sort_unstable();
     wals.sort_unstable();
     Ok(Files {
-        dir: dir.to_path_buf(),
         snapshot: snapshots.last().copied(),
         wals,
     })
@@ -175,6 +173,7 @@ impl Log {
         dir: &Path,
         number: u64,
         source: Weak<dyn SnapshotSource>,
+        compact_bytes: u64,
     ) -> Result<Arc<Log>, ServerError> {
         let dir_err = |source| ServerError::Directory {
             path: dir.display().to_string(),
@@ -194,6 +193,7 @@ impl Log {
             number,
             file: BufWriter::with_capacity(1 << 20, file),
             size: 0,
+            compact_bytes,
             compacting: Arc::new(AtomicBool::new(false)),
             source,
             failed: failed.clone(),
@@ -250,6 +250,7 @@ struct Writer {
     number: u64,
     file: BufWriter<File>,
     size: u64,
+    compact_bytes: u64,
     compacting: Arc<AtomicBool>,
     source: Weak<dyn SnapshotSource>,
     failed: Arc<AtomicBool>,
@@ -292,7 +293,7 @@ impl Writer {
     }
 
     fn maybe_compact(&mut self) {
-        if self.size < COMPACT_MIN_BYTES || self.compacting.load(Ordering::SeqCst) {
+        if self.size < self.compact_bytes || self.compacting.load(Ordering::SeqCst) {
             return;
         }
         let Some(source) = self.source.upgrade() else {
