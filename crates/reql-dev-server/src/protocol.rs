@@ -167,7 +167,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, auth: Arc<Auth>) {
     });
     let (job_tx, job_rx) = mpsc::unbounded_channel();
     let noreply = tokio::spawn(noreply_loop(conn.clone(), job_rx));
-    let _guard = CloseStreams(conn.clone());
+    let guard = CloseStreams(conn.clone());
 
     loop {
         let mut head = [0u8; 12];
@@ -193,6 +193,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, auth: Arc<Auth>) {
     conn.streams.lock().clear();
     drop(job_tx);
     let _ = noreply.await;
+    drop(guard);
     drop(conn);
     let _ = writer.await;
 }
