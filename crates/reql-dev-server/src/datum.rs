@@ -230,27 +230,40 @@ pub fn decode_base64(s: &str) -> Vec<u8> {
 
 impl Ord for Datum {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (ra, rb) = (self.sort_rank(), other.sort_rank());
-        if ra != rb {
-            return ra.cmp(&rb);
-        }
+        // The common same-type cases first: index keys are mostly strings,
+        // numbers and arrays of them.
         match (self, other) {
-            (Datum::Bool(a), Datum::Bool(b)) => a.cmp(b),
-            (Datum::Num(a), Datum::Num(b)) => cmp_num(*a, *b),
-            (Datum::Str(a), Datum::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (Datum::Str(a), Datum::Str(b)) => return a.as_bytes().cmp(b.as_bytes()),
+            (Datum::Num(a), Datum::Num(b)) => return cmp_num(*a, *b),
             (Datum::Array(a), Datum::Array(b)) => {
+                if Arc::ptr_eq(a, b) {
+                    return Ordering::Equal;
+                }
                 for (x, y) in a.iter().zip(b.iter()) {
                     match x.cmp(y) {
                         Ordering::Equal => {}
                         o => return o,
                     }
                 }
-                a.len().cmp(&b.len())
+                return a.len().cmp(&b.len());
             }
-            (Datum::Object(a), Datum::Object(b)) => match (self.ptype(), other.ptype()) {
-                (Some(ta), Some(tb)) => cmp_ptype(a, b, ta, tb),
-                _ => cmp_obj(a, b),
-            },
+            (Datum::Bool(a), Datum::Bool(b)) => return a.cmp(b),
+            _ => {}
+        }
+        let (ra, rb) = (self.sort_rank(), other.sort_rank());
+        if ra != rb {
+            return ra.cmp(&rb);
+        }
+        match (self, other) {
+            (Datum::Object(a), Datum::Object(b)) => {
+                if Arc::ptr_eq(a, b) {
+                    return Ordering::Equal;
+                }
+                match (self.ptype(), other.ptype()) {
+                    (Some(ta), Some(tb)) => cmp_ptype(a, b, ta, tb),
+                    _ => cmp_obj(a, b),
+                }
+            }
             _ => Ordering::Equal,
         }
     }
@@ -291,6 +304,62 @@ impl Datum {
     pub fn parse_json(text: &str) -> std::result::Result<Datum, serde_json::Error> {
         let v: serde_json::Value = serde_json::from_str(text)?;
         Ok(Datum::from_json(&v))
+    }
+}
+
+/// Reads JSON straight into a datum, without an intermediate tree; used when a
+/// data directory is loaded.
+impl<'de> serde::Deserialize<'de> for Datum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Datum, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Datum;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E>(self) -> std::result::Result<Datum, E> {
+                Ok(Datum::Null)
+            }
+            fn visit_none<E>(self) -> std::result::Result<Datum, E> {
+                Ok(Datum::Null)
+            }
+            fn visit_bool<E>(self, b: bool) -> std::result::Result<Datum, E> {
+                Ok(Datum::Bool(b))
+            }
+            fn visit_i64<E>(self, n: i64) -> std::result::Result<Datum, E> {
+                Ok(Datum::Num(n as f64))
+            }
+            fn visit_u64<E>(self, n: u64) -> std::result::Result<Datum, E> {
+                Ok(Datum::Num(n as f64))
+            }
+            fn visit_f64<E>(self, n: f64) -> std::result::Result<Datum, E> {
+                Ok(Datum::Num(n))
+            }
+            fn visit_str<E>(self, s: &str) -> std::result::Result<Datum, E> {
+                Ok(Datum::Str(s.into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> std::result::Result<Datum, A::Error> {
+                let mut v = Vec::with_capacity(a.size_hint().unwrap_or(0));
+                while let Some(x) = a.next_element()? {
+                    v.push(x);
+                }
+                Ok(Datum::array(v))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> std::result::Result<Datum, A::Error> {
+                let mut o = Obj::new();
+                while let Some((k, v)) = a.next_entry::<String, Datum>()? {
+                    o.insert(k, v);
+                }
+                Ok(Datum::object(o))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -62,6 +62,19 @@ impl Op {
         !matches!(self, Op::Skip(_) | Op::Limit(_))
     }
 
+    /// Whether the operation can remove documents from the stream.
+    fn may_drop(&self) -> bool {
+        matches!(
+            self,
+            Op::Filter(..)
+                | Op::HasFields(_)
+                | Op::WithFields(_)
+                | Op::GetField(_)
+                | Op::ConcatMap(_)
+                | Op::Skip(_)
+        )
+    }
+
     /// Whether the operation keeps documents whole (so writes can still follow).
     pub fn keeps_selection(&self) -> bool {
         matches!(
@@ -663,10 +676,21 @@ impl Seq {
         } else if self.kind == SeqKind::Selection && self.table.is_none() {
             self.kind = SeqKind::Stream;
         }
-        if self.ops.is_empty() && op.is_local() {
+        if self.ops.is_empty() {
             if let Source::Scan(scan) = &mut self.src {
-                scan.local.push(op);
-                return;
+                if op.is_local() {
+                    scan.local.push(op);
+                    return;
+                }
+                // A limit right after a read that drops nothing needs no more
+                // than that many documents from any shard.
+                if let Op::Limit(n) = op {
+                    if !scan.local.iter().any(Op::may_drop) {
+                        for cur in scan.shards.iter_mut() {
+                            cur.chunk = cur.chunk.min(n + 1).max(1);
+                        }
+                    }
+                }
             }
         }
         self.ops.push(op);

@@ -10,7 +10,7 @@
 
 pub mod wal;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
@@ -88,9 +88,11 @@ impl IndexDef {
     }
 }
 
+/// A secondary index shard maps `(index value, primary key)` to the document,
+/// so a range read needs no second lookup.
 struct SecondaryIndex {
     def: Arc<IndexDef>,
-    shards: Vec<BTreeSet<SortKey>>,
+    shards: Vec<BTreeMap<SortKey, Datum>>,
 }
 
 /// Which index a read goes through, the range of index values it covers and the
@@ -265,14 +267,8 @@ impl TableData {
                 let Some(idx) = self.indexes.get(name) else {
                     return out;
                 };
-                let set = &idx.shards[shard];
-                let map = &self.shards[shard];
-                let range = set.range((lo, hi));
-                let mut push = |e: &SortKey| {
-                    if let Some(d) = map.get(&e.1) {
-                        out.push((e.clone(), d.clone()));
-                    }
-                };
+                let range = idx.shards[shard].range((lo, hi));
+                let mut push = |(k, d): (&SortKey, &Datum)| out.push((k.clone(), d.clone()));
                 if spec.desc {
                     range.rev().take(n).for_each(&mut push);
                 } else {
@@ -495,12 +491,15 @@ fn renamed_query(query: &str, from: &str, to: &str) -> String {
 }
 
 fn install_index(data: &mut TableData, def: IndexDef) {
-    let def = Arc::new(def);
-    let mut shards: Vec<BTreeSet<SortKey>> = (0..SHARDS).map(|_| BTreeSet::new()).collect();
+    install_index_arc(data, Arc::new(def));
+}
+
+fn install_index_arc(data: &mut TableData, def: Arc<IndexDef>) {
+    let mut shards: Vec<BTreeMap<SortKey, Datum>> = (0..SHARDS).map(|_| BTreeMap::new()).collect();
     for (s, map) in data.shards.iter().enumerate() {
         for (pk, doc) in map {
             for k in def.keys_of(doc) {
-                shards[s].insert((k, pk.clone()));
+                shards[s].insert((k, pk.clone()), doc.clone());
             }
         }
     }
@@ -566,15 +565,20 @@ impl TableWriter<'_> {
         };
         for idx in data.indexes.values_mut() {
             let old_keys = old.as_ref().map(|o| idx.def.keys_of(o)).unwrap_or_default();
-            let new_keys = new.as_ref().map(|n| idx.def.keys_of(n)).unwrap_or_default();
-            if old_keys == new_keys {
-                continue;
-            }
+            let new_keys = match &new {
+                Some(n) => idx.def.keys_of(n),
+                None => Vec::new(),
+            };
+            let map = &mut idx.shards[shard];
             for k in old_keys {
-                idx.shards[shard].remove(&(k, pk.clone()));
+                if !new_keys.contains(&k) {
+                    map.remove(&(k, pk.clone()));
+                }
             }
-            for k in new_keys {
-                idx.shards[shard].insert((k, pk.clone()));
+            if let Some(n) = &new {
+                for k in new_keys {
+                    map.insert((k, pk.clone()), n.clone());
+                }
             }
         }
         if self.table.log.is_some() {
@@ -684,6 +688,7 @@ impl Store {
             return Ok(store);
         };
         let (had_data, next) = wal::replay(dir, &mut |rec| store.apply_record(rec))?;
+        store.rebuild_indexes();
         let source: Arc<dyn SnapshotSource> = store.clone();
         let weak: Weak<dyn SnapshotSource> = Arc::downgrade(&source);
         let log = Log::start(dir, next, weak, compact_bytes)?;
@@ -943,7 +948,72 @@ impl Store {
             .cloned()
     }
 
-    fn apply_record(&self, rec: &serde_json::Value) {
+    /// Applies one logged record while loading a data directory. Documents go
+    /// straight into their shard; indexes are rebuilt once at the end.
+    fn apply_record(&self, payload: &[u8]) {
+        if payload.starts_with(b"{\"op\":\"put\"") {
+            #[derive(serde::Deserialize)]
+            struct Put {
+                table: String,
+                key: Datum,
+                doc: Datum,
+            }
+            match serde_json::from_slice::<Put>(payload) {
+                Ok(p) => self.replay_put(&p.table, p.key, p.doc),
+                Err(e) => ::log::warn!("skipping an unreadable logged write: {e}"),
+            }
+            return;
+        }
+        match serde_json::from_slice::<serde_json::Value>(payload) {
+            Ok(rec) => self.apply_catalog_record(&rec),
+            Err(e) => ::log::warn!("skipping an unreadable log record: {e}"),
+        }
+    }
+
+    fn replay_put(&self, table: &str, key: Datum, doc: Datum) {
+        let Ok(id) = Uuid::parse_str(table) else {
+            return;
+        };
+        let Some(t) = self
+            .catalog
+            .read()
+            .tables
+            .values()
+            .find(|t| t.id == id)
+            .cloned()
+        else {
+            // A write to a table dropped later in the log.
+            return;
+        };
+        let Ok(bytes) = primary_key_bytes(&key) else {
+            return;
+        };
+        let shard = shard_of(&bytes);
+        let mut data = t.data.write();
+        match doc {
+            Datum::Null => {
+                data.shards[shard].remove(&key);
+            }
+            d => {
+                data.shards[shard].insert(key, d);
+            }
+        }
+    }
+
+    /// Builds every index from the documents loaded by a replay.
+    fn rebuild_indexes(&self) {
+        let tables: Vec<Arc<Table>> = self.catalog.read().tables.values().cloned().collect();
+        for t in tables {
+            let mut data = t.data.write();
+            let defs = data.index_defs();
+            for def in defs {
+                data.indexes.remove(&def.name);
+                install_index_arc(&mut data, def);
+            }
+        }
+    }
+
+    fn apply_catalog_record(&self, rec: &serde_json::Value) {
         let s = |k: &str| {
             rec.get(k)
                 .and_then(|v| v.as_str())
@@ -1019,8 +1089,14 @@ impl Store {
                     keys,
                 };
                 let mut data = t.data.write();
-                data.indexes.remove(&def.name);
-                install_index(&mut data, def);
+                let shards = (0..SHARDS).map(|_| BTreeMap::new()).collect();
+                data.indexes.insert(
+                    def.name.clone(),
+                    SecondaryIndex {
+                        def: Arc::new(def),
+                        shards,
+                    },
+                );
             }
             "index_drop" => {
                 let Some(t) = Self::find_table(&cat, &s("table")) else {
@@ -1036,21 +1112,6 @@ impl Store {
                 let to = s("to");
                 data.indexes.remove(&to);
                 rename_index(&mut data, &s("from"), &to);
-            }
-            "put" => {
-                let Some(t) = Self::find_table(&cat, &s("table")) else {
-                    return;
-                };
-                drop(cat);
-                let key = rec.get("key").map(Datum::from_json).unwrap_or(Datum::Null);
-                let doc = match rec.get("doc") {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(d) => Some(Datum::from_json(d)),
-                };
-                let mut w = t.writer();
-                if let Err(e) = w.put(&key, doc, Durability::Soft) {
-                    ::log::warn!("skipping a logged write: {e}");
-                }
             }
             other => ::log::warn!("unknown log record `{other}`"),
         }
