@@ -19,7 +19,7 @@ pub struct NetProxy {
 impl Drop for NetProxy {
     fn drop(&mut self) {
         self.task.abort();
-        let _ = self.up.send(false);
+        self.up.send_replace(false);
     }
 }
 
@@ -63,11 +63,11 @@ impl NetProxy {
 
     /// Closes every forwarded connection and refuses new ones.
     pub fn cut(&self) {
-        let _ = self.up.send(false);
+        self.up.send_replace(false);
     }
 
     /// Forwards again.
     pub fn restore(&self) {
-        let _ = self.up.send(true);
+        self.up.send_replace(true);
     }
 }

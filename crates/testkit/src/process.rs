@@ -85,17 +85,14 @@ impl ManagedProcess {
     /// Sends a signal to the whole process group.
     pub fn signal(&self, signal: &str) {
         if let Some(id) = self.id() {
-            let _ = Command::new("kill")
-                .args([format!("-{signal}"), format!("-{id}")])
-                .stderr(Stdio::null())
-                .status();
+            kill_group(id, signal);
         }
     }
 
     /// SIGKILL, no chance to clean up: what a crash looks like.
     pub fn kill_hard(&mut self) {
-        self.signal("KILL");
         if let Some(mut child) = self.child.take() {
+            kill_group(child.id(), "KILL");
             let _ = child.wait();
         }
     }
@@ -104,7 +101,7 @@ impl ManagedProcess {
     /// exit status if it exited on its own.
     pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
-        self.signal("TERM");
+        kill_group(child.id(), "TERM");
         let deadline = Instant::now() + grace;
         loop {
             match child.try_wait() {
@@ -126,10 +123,7 @@ impl ManagedProcess {
     }
 
     fn signal_group_of(&self, id: u32, signal: &str) {
-        let _ = Command::new("kill")
-            .args([format!("-{signal}"), format!("-{id}")])
-            .stderr(Stdio::null())
-            .status();
+        kill_group(id, signal);
     }
 
     /// The last `lines` lines of the log.
@@ -144,6 +138,16 @@ impl ManagedProcess {
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
+}
+
+/// Sends `signal` to process group `pgid` (the `--` keeps `kill` from
+/// reading the negative id as an option).
+fn kill_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 impl Drop for ManagedProcess {

@@ -343,10 +343,10 @@ impl Stack {
         self.blocking(|s| s.start_worker_blocking()).await
     }
 
-    pub fn stop_web(&mut self) {
-        if let Some(mut web) = self.web.take() {
-            web.stop(Duration::from_secs(30));
-        }
+    /// SIGTERM to the origin, which finishes in-flight requests first;
+    /// SIGKILL if it is not gone within 30 s (Heroku's grace period).
+    pub fn stop_web(&mut self) -> Option<std::process::ExitStatus> {
+        self.web.take().and_then(|mut web| web.stop(Duration::from_secs(30)))
     }
 
     pub async fn start_web(&mut self) -> anyhow::Result<()> {

@@ -125,7 +125,8 @@ async fn accept_with_q_values_selects_the_stream() {
         ("application/json;q=0.5, text/event-stream", true),
         ("text/event-stream;q=0.2, application/json", false),
         ("*/*", false),
-        ("text/html, text/event-stream;q=0.9, */*;q=0.1", true),
+        ("text/plain, text/event-stream;q=0.9, */*;q=0.1", true),
+        ("text/html, text/event-stream;q=0.9, */*;q=0.1", false),
     ] {
         let resp = stack
             .client

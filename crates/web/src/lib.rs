@@ -10,6 +10,7 @@ pub mod body;
 pub mod config;
 pub mod error;
 pub mod negotiate;
+pub mod page;
 pub mod routes;
 pub mod seed;
 pub mod startup;

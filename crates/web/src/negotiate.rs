@@ -10,6 +10,7 @@
 pub enum Representation {
     Json,
     EventStream,
+    Html,
 }
 
 impl Representation {
@@ -17,6 +18,7 @@ impl Representation {
         match self {
             Representation::Json => ("application", "json"),
             Representation::EventStream => ("text", "event-stream"),
+            Representation::Html => ("text", "html"),
         }
     }
 }

@@ -12,6 +12,7 @@ use store::{NewBoard, NewPlayer};
 use crate::body::{self, Fields};
 use crate::error::ApiError;
 use crate::negotiate::{negotiate, Representation};
+use crate::page;
 use crate::startup::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
@@ -25,6 +26,8 @@ const DEFAULT_PLAYER_LIST: usize = 100;
 /// adds a missing one, so `/boards/x` works too.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", &["GET"]).route(web::get().to(index)))
+        // NormalizePath adds a slash to every path, files included.
+        .service(resource("/static/{file}/", &["GET"]).route(web::get().to(page::asset)))
         .service(resource("/healthz", &["GET"]).route(web::get().to(healthz)))
         .service(resource("/healthz/", &["GET"]).route(web::get().to(healthz)))
         .service(resource("/readyz", &["GET"]).route(web::get().to(readyz)))
@@ -90,7 +93,12 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> HttpResponse {
         .json(body)
 }
 
-async fn index() -> HttpResponse {
+/// `/`: the live page for browsers, a small JSON index for API clients.
+async fn index(req: HttpRequest) -> HttpResponse {
+    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if negotiate(accept, &[Representation::Json, Representation::Html]) == Some(Representation::Html) {
+        return page::index(req).await;
+    }
     json_response(
         StatusCode::OK,
         json!({ "name": "leaderboard", "boards": "/boards/" }),
@@ -103,6 +111,7 @@ async fn healthz() -> HttpResponse {
 
 async fn readyz(state: Data<AppState>) -> ApiResult {
     state.ready().await?;
+    state.store.ping().await?;
     Ok(json_response(StatusCode::OK, json!({ "status": "ready" })))
 }
 
@@ -155,12 +164,16 @@ async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<Stri
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
-            match negotiate(accept, &[Representation::Json, Representation::EventStream]) {
+            let offered = [Representation::Json, Representation::EventStream, Representation::Html];
+            match negotiate(accept, &offered) {
                 Some(Representation::EventStream) => Some(streams.client_request(&req)),
                 Some(Representation::Json) => None,
+                // The page finds out for itself whether the board exists,
+                // so it loads even while the database is down.
+                Some(Representation::Html) => return Ok(page::board_page(&req)),
                 None => {
                     return Err(ApiError::NotAcceptable {
-                        available: &["application/json", "text/event-stream"],
+                        available: &["application/json", "text/event-stream", "text/html"],
                     })
                 }
             }

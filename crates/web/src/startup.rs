@@ -92,10 +92,12 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         // Slow or idle clients must not pin workers: headers within 5 s,
-        // idle keep-alive connections closed after 30 s.
+        // idle keep-alive connections closed after 5 s. A graceful stop
+        // waits for open connections, so the keep-alive also bounds how
+        // long a SIGTERM takes when the proxy keeps idle connections open.
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(2))
-        .keep_alive(Duration::from_secs(30))
+        .keep_alive(Duration::from_secs(5))
         .listen(listener)?
         .shutdown_timeout(25)
         .run();
