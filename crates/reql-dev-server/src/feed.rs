@@ -6,6 +6,8 @@
 //! the documents a feed returns, waiting without polling until there is one.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -28,11 +30,48 @@ pub enum FeedMsg {
         new: Option<(usize, Datum)>,
     },
     Abort,
+    /// The client stopped reading and too many changes queued up.
+    Overflow,
+}
+
+/// Changes a feed may have queued before the client reads them, by default.
+pub const DEFAULT_QUEUE_SIZE: usize = 100_000;
+
+/// Counts changes sent to a feed and not yet taken by it.
+#[derive(Clone)]
+pub struct Backlog {
+    queued: Arc<AtomicUsize>,
+    limit: usize,
+}
+
+impl Backlog {
+    pub fn new(limit: usize) -> Backlog {
+        Backlog {
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit: limit.max(1),
+        }
+    }
+
+    fn taken(&self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub struct Subscriber {
     pub kind: SubKind,
     pub tx: mpsc::UnboundedSender<FeedMsg>,
+    pub backlog: Backlog,
+}
+
+impl Subscriber {
+    /// Queues a change; false once the feed has overflowed and must be dropped.
+    pub fn deliver(&self, m: FeedMsg) -> bool {
+        if self.backlog.queued.fetch_add(1, Ordering::SeqCst) >= self.backlog.limit {
+            let _ = self.tx.send(FeedMsg::Overflow);
+            return false;
+        }
+        self.tx.send(m).is_ok()
+    }
 }
 
 pub enum SubKind {
@@ -122,6 +161,7 @@ pub type Transform = Box<dyn FnMut(&Datum) -> Result<Option<Datum>> + Send>;
 
 pub struct FeedSource {
     rx: mpsc::UnboundedReceiver<FeedMsg>,
+    backlog: Backlog,
     pub kind: FeedKind,
     opts: FeedOpts,
     primary_key: String,
@@ -150,6 +190,7 @@ pub fn state_doc(state: &str, types: bool) -> Datum {
 impl FeedSource {
     pub fn new(
         rx: mpsc::UnboundedReceiver<FeedMsg>,
+        backlog: Backlog,
         kind: FeedKind,
         opts: FeedOpts,
         primary_key: String,
@@ -157,6 +198,7 @@ impl FeedSource {
     ) -> FeedSource {
         FeedSource {
             rx,
+            backlog,
             kind,
             opts,
             primary_key,
@@ -210,7 +252,10 @@ impl FeedSource {
         while !self.has_ready() {
             if self.raw.is_empty() {
                 match self.rx.recv().await {
-                    Some(m) => self.raw.push_back(m),
+                    Some(m) => {
+                        self.backlog.taken();
+                        self.raw.push_back(m)
+                    }
                     None => {
                         self.error = Some(aborted());
                         return;
@@ -221,6 +266,7 @@ impl FeedSource {
                 }
             }
             while let Ok(m) = self.rx.try_recv() {
+                self.backlog.taken();
                 self.raw.push_back(m);
             }
             self.process_raw();
@@ -281,6 +327,10 @@ impl FeedSource {
         };
         match m {
             FeedMsg::Abort => Err(aborted()),
+            FeedMsg::Overflow => Err(ReqlError::resource(format!(
+                "Changefeed cache over array size limit, skipped changes beyond {}.",
+                self.backlog.limit
+            ))),
             FeedMsg::Change { old, new } => {
                 let o = match old {
                     Some(d) => (self.transform)(&d)?,

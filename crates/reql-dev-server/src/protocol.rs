@@ -216,12 +216,20 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
 async fn noreply_loop(conn: Arc<Conn>, mut rx: mpsc::UnboundedReceiver<Job>) {
     // Queries sent with `noreply` run one after another, in the order they came,
     // and NOREPLY_WAIT answers once those before it are done.
+    // Their writes are not waited for one by one; NOREPLY_WAIT waits for all.
+    let mut durable = 0u64;
     while let Some(job) = rx.recv().await {
         match job {
             Job::Query(token, term, gopts) => {
-                run_query(conn.clone(), token, term, gopts, false).await
+                durable = durable.max(run_query(conn.clone(), token, term, gopts, false).await);
             }
-            Job::Wait(token) => conn.send(token, "{\"t\":4,\"r\":[]}"),
+            Job::Wait(token) => {
+                let body = match conn.shared.store.wait_durable(durable).await {
+                    Ok(()) => "{\"t\":4,\"r\":[]}".to_string(),
+                    Err(e) => error_body(&e),
+                };
+                conn.send(token, &body);
+            }
         }
     }
 }
@@ -388,13 +396,15 @@ fn prepare(
     Ok((Arc::new(ctx), term, limits))
 }
 
+/// Runs one START. With `respond` false (`noreply`), nothing is sent and the
+/// log position its writes need is returned instead of waited for.
 async fn run_query(
     conn: Arc<Conn>,
     token: u64,
     term: serde_json::Value,
     gopts: Option<serde_json::Value>,
     respond: bool,
-) {
+) -> u64 {
     let started = Instant::now();
     let (ctx, term, limits) = match prepare(&conn.shared, &term, gopts.as_ref()) {
         Ok(p) => p,
@@ -402,20 +412,23 @@ async fn run_query(
             if respond {
                 conn.send(token, &error_body(&e));
             }
-            return;
+            return 0;
         }
     };
     let result = Evaluator::new(&ctx).eval(&term);
+    if !respond {
+        return ctx.durable_seq();
+    }
     // A write is acknowledged only once the log holds it on disk.
     let durable = match ctx.store() {
         Ok(store) => store.wait_durable(ctx.durable_seq()).await,
         Err(_) => Ok(()),
     };
-    if !respond {
-        return;
-    }
     let val = match (result, durable) {
-        (Err(e), _) | (Ok(_), Err(e)) => return conn.send(token, &error_body(&e)),
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            conn.send(token, &error_body(&e));
+            return 0;
+        }
         (Ok(v), Ok(())) => v,
     };
     match val {
@@ -455,6 +468,7 @@ async fn run_query(
             }
         }
     }
+    0
 }
 
 /// Fills one batch; returns the items as JSON and whether the stream ended.

@@ -7,7 +7,9 @@ use super::seq::{self, Op, Seq, SeqKind, Source};
 use super::{ops, Evaluator, Single, Val};
 use crate::datum::Datum;
 use crate::error::{ReqlError, Result};
-use crate::feed::{FeedKind, FeedOpts, FeedSource, Squash, SubKind, TopN, Transform};
+use crate::feed::{
+    Backlog, FeedKind, FeedOpts, FeedSource, Squash, SubKind, TopN, Transform, DEFAULT_QUEUE_SIZE,
+};
 use crate::storage::{ScanSpec, Table};
 use crate::term::Term;
 
@@ -40,21 +42,31 @@ pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<V
         include_types: ev.opt_bool(t, "include_types")?,
         squash,
     };
-    if let Some(q) = ev.opt(t, "changefeed_queue_size")? {
-        ops::int(&q)?;
-    }
+    let backlog = match ev.opt(t, "changefeed_queue_size")? {
+        Some(q) => match ops::int(&q)? {
+            n if n >= 1 => Backlog::new(n as usize),
+            n => {
+                return Err(ReqlError::logic(format!(
+                    "Changefeed queue size must be at least 1 (got {n})."
+                )))
+            }
+        },
+        None => Backlog::new(DEFAULT_QUEUE_SIZE),
+    };
     let feed = match target {
-        Val::Table(table) => range_feed(table, ScanSpec::all(), Vec::new(), opts)?,
+        Val::Table(table) => range_feed(table, ScanSpec::all(), Vec::new(), opts, backlog)?,
         Val::Single(Single { table, key, .. }) => {
             if opts.include_offsets {
                 return Err(ReqlError::logic("Cannot include offsets for point subs."));
             }
             let k = key.clone();
-            let (rx, initial) = table.subscribe(SubKind::Point(key), move |data| {
-                vec![data.get(&k).cloned().unwrap_or(Datum::Null)]
-            })?;
+            let (rx, initial) =
+                table.subscribe(SubKind::Point(key), backlog.clone(), move |data| {
+                    vec![data.get(&k).cloned().unwrap_or(Datum::Null)]
+                })?;
             let mut f = FeedSource::new(
                 rx,
+                backlog,
                 FeedKind::Point,
                 opts,
                 table.primary_key.clone(),
@@ -77,9 +89,10 @@ pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<V
                     scan.spec.clone(),
                     scan.local.clone(),
                     opts,
+                    backlog,
                 )?,
                 [Op::Limit(n)] if scan.ordered && scan.local.is_empty() => {
-                    top_n_feed(scan.table.clone(), scan.spec.clone(), *n, opts)?
+                    top_n_feed(scan.table.clone(), scan.spec.clone(), *n, opts, backlog)?
                 }
                 _ => return Err(eager()),
             }
@@ -100,6 +113,7 @@ fn range_feed(
     spec: ScanSpec,
     local: Vec<Op>,
     opts: FeedOpts,
+    backlog: Backlog,
 ) -> Result<FeedSource> {
     if opts.include_offsets {
         return Err(ReqlError::logic("Cannot include offsets for range subs."));
@@ -119,7 +133,7 @@ fn range_feed(
         desc: false,
         ..spec.clone()
     };
-    let (rx, raw_initial) = table.subscribe(SubKind::Table, move |data| {
+    let (rx, raw_initial) = table.subscribe(SubKind::Table, backlog.clone(), move |data| {
         if want_initial {
             data.ordered(&init_spec, usize::MAX)
                 .into_iter()
@@ -156,7 +170,7 @@ fn range_feed(
     } else {
         None
     };
-    let mut f = FeedSource::new(rx, FeedKind::Range, opts, pk, transform);
+    let mut f = FeedSource::new(rx, backlog, FeedKind::Range, opts, pk, transform);
     f.start(initial);
     Ok(f)
 }
@@ -166,6 +180,7 @@ fn top_n_feed(
     spec: ScanSpec,
     limit: usize,
     opts: FeedOpts,
+    backlog: Backlog,
 ) -> Result<FeedSource> {
     let init_spec = spec.clone();
     let (rx, initial) = table.subscribe(
@@ -174,6 +189,7 @@ fn top_n_feed(
             limit,
             current: Vec::new(),
         }),
+        backlog.clone(),
         move |data| {
             data.ordered(&init_spec, limit)
                 .into_iter()
@@ -183,6 +199,7 @@ fn top_n_feed(
     )?;
     let mut f = FeedSource::new(
         rx,
+        backlog,
         FeedKind::TopN,
         opts,
         table.primary_key.clone(),

@@ -23,7 +23,7 @@ use crate::datum::{
     primary_key_bytes, shard_of, valid_index_key, write_json_string, Datum, SHARDS,
 };
 use crate::error::{ReqlError, Result, ServerError};
-use crate::feed::{FeedMsg, SortKey, SubKind, Subscriber};
+use crate::feed::{Backlog, FeedMsg, SortKey, SubKind, Subscriber};
 
 pub type KeyFn = Arc<dyn Fn(&Datum) -> Vec<Datum> + Send + Sync>;
 
@@ -357,6 +357,7 @@ impl Table {
     pub fn subscribe(
         &self,
         kind: SubKind,
+        backlog: Backlog,
         initial: impl FnOnce(&TableData) -> Vec<Datum>,
     ) -> Result<(tokio::sync::mpsc::UnboundedReceiver<FeedMsg>, Vec<Datum>)> {
         let mut data = self.data.write();
@@ -372,7 +373,7 @@ impl Table {
             }
             k => k,
         };
-        data.subs.push(Subscriber { kind, tx });
+        data.subs.push(Subscriber { kind, tx, backlog });
         Ok((rx, init))
     }
 
@@ -597,34 +598,29 @@ fn notify(data: &mut TableData, pk: &Datum, old: &Option<Datum>, new: &Option<Da
     if data.subs.is_empty() {
         return;
     }
-    let TableData { subs, .. } = data;
-    let mut subs_taken = std::mem::take(subs);
-    subs_taken.retain(|s| !s.tx.is_closed());
-    for s in subs_taken.iter_mut() {
+    let mut subs = std::mem::take(&mut data.subs);
+    subs.retain_mut(|s| {
+        if s.tx.is_closed() {
+            return false;
+        }
         match &mut s.kind {
-            SubKind::Table => {
-                let _ = s.tx.send(FeedMsg::Change {
-                    old: old.clone(),
-                    new: new.clone(),
-                });
-            }
-            SubKind::Point(key) => {
-                if key == pk {
-                    let _ = s.tx.send(FeedMsg::Change {
-                        old: old.clone(),
-                        new: new.clone(),
-                    });
-                }
-            }
+            SubKind::Table => s.deliver(FeedMsg::Change {
+                old: old.clone(),
+                new: new.clone(),
+            }),
+            SubKind::Point(key) if key == pk => s.deliver(FeedMsg::Change {
+                old: old.clone(),
+                new: new.clone(),
+            }),
+            SubKind::Point(_) => true,
             SubKind::TopN(top) => {
                 let fresh = data.ordered(&top.spec, top.limit);
-                for m in top.diff(fresh) {
-                    let _ = s.tx.send(m);
-                }
+                let msgs = top.diff(fresh);
+                msgs.into_iter().all(|m| s.deliver(m))
             }
         }
-    }
-    data.subs = subs_taken;
+    });
+    data.subs = subs;
 }
 
 // ------------------------------------------------------------------ catalog
