@@ -3,7 +3,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Longest id accepted for a board or a player. Generated ids are UUIDs (36).
-pub const MAX_ID_LEN: usize = 64;
+/// A player is stored under `<board id>:<player id>`, and RethinkDB's
+/// primary keys hold at most 127 bytes: 63 + 1 + 63.
+pub const MAX_ID_LEN: usize = 63;
 /// Longest name accepted, counted in characters.
 pub const MAX_NAME_LEN: usize = 100;
 /// Largest score magnitude. RethinkDB stores every number as an IEEE double, so
@@ -58,7 +60,7 @@ macro_rules! id_type {
         pub struct $name(String);
 
         impl $name {
-            /// Checks `raw` against the id rules: 1 to 64 characters of
+            /// Checks `raw` against the id rules: 1 to 63 characters of
             /// `[A-Za-z0-9_-]`, so an id is always safe in a URL path, a
             /// channel name and a header.
             pub fn parse(raw: &str) -> Result<Self, ValidationError> {
@@ -205,8 +207,8 @@ mod tests {
     #[test]
     fn ids_refuse_empty_long_and_unsafe() {
         assert!(BoardId::parse("").is_err());
-        assert!(BoardId::parse(&"a".repeat(65)).is_err());
-        assert!(BoardId::parse(&"a".repeat(64)).is_ok());
+        assert!(BoardId::parse(&"a".repeat(64)).is_err());
+        assert!(BoardId::parse(&"a".repeat(63)).is_ok());
         for bad in ["a b", "a/b", "a;b", "a,b", "é", "a\nb", "..", "a%20"] {
             assert!(BoardId::parse(bad).is_err(), "{bad:?}");
         }

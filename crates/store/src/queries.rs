@@ -12,9 +12,8 @@ use unreql::{func, r, rjson, Command};
 use crate::pool::{Pool, PoolOptions};
 use crate::{DatabaseUrl, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
 
-/// Marks the errors raised inside the score update, so they can be told apart
+/// Marks the error raised inside the score update, so it can be told apart
 /// from any other write error in `first_error`.
-const WRONG_BOARD: &str = "leaderboard: player is on another board";
 const OUT_OF_RANGE: &str = "leaderboard: score out of range";
 
 /// The leaderboard's queries, over a pool of connections.
@@ -99,8 +98,28 @@ fn top_players_query(board: &str, n: usize) -> Command {
         .limit(n)
 }
 
+/// A player's primary key: players are scoped to their board, so two boards
+/// can both have a player `alice`. Ids cannot hold `:`, so the key is
+/// unambiguous, and with ids of at most 63 characters it stays within
+/// RethinkDB's 127-byte key limit.
+fn player_key(board: &BoardId, player: &PlayerId) -> String {
+    format!("{board}:{player}")
+}
+
+/// The client's view of a player document `{id: "<board>:<player>", board,
+/// player, name, score}`: its id is the `player` field.
 fn player_view(doc: &Value) -> Result<Player, StoreError> {
-    decode(doc.clone())
+    let mut doc = doc.clone();
+    let id = doc
+        .get("player")
+        .cloned()
+        .ok_or_else(|| StoreError::Decode("player document without `player`".into()))?;
+    doc["id"] = id;
+    decode(doc)
+}
+
+fn player_views(docs: Vec<Value>) -> Result<Vec<Player>, StoreError> {
+    docs.iter().map(player_view).collect()
 }
 
 impl Store {
@@ -146,22 +165,22 @@ impl Store {
         #[derive(Deserialize)]
         struct Row {
             board: Option<BoardSummary>,
-            players: Vec<Player>,
+            players: Vec<Value>,
         }
         let row: Row = decode(value)?;
-        Ok(row.board.map(|b| {
-            Snapshot::new(Board {
-                id: b.id,
-                name: b.name,
-                players: row.players,
-            })
-        }))
+        let Some(board) = row.board else {
+            return Ok(None);
+        };
+        Ok(Some(Snapshot::new(Board {
+            id: board.id,
+            name: board.name,
+            players: player_views(row.players)?,
+        })))
     }
 
     /// The top `n` players of a board, highest score first.
     pub async fn top_players(&self, board: &BoardId, n: usize) -> Result<Vec<Player>, StoreError> {
-        let values = self.run(top_players_query(board.as_str(), n)).await?;
-        values.into_iter().map(decode).collect()
+        player_views(self.run(top_players_query(board.as_str(), n)).await?)
     }
 
     /// Boards in id order, at most `limit`.
@@ -230,10 +249,16 @@ impl Store {
         if !self.board_exists(board).await? {
             return Ok(None);
         }
-        let mut doc = json!({ "board": board.as_str(), "name": new.name.as_str(), "score": 0 });
-        if let Some(id) = &new.id {
-            doc["id"] = json!(id.as_str());
-        }
+        let id = new.id.unwrap_or_else(|| {
+            PlayerId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid id")
+        });
+        let doc = json!({
+            "id": player_key(board, &id),
+            "board": board.as_str(),
+            "player": id.as_str(),
+            "name": new.name.as_str(),
+            "score": 0,
+        });
         let result = self
             .write(
                 r.table(PLAYERS)
@@ -268,8 +293,11 @@ impl Store {
         board: &BoardId,
         player: &PlayerId,
     ) -> Result<Option<Player>, StoreError> {
-        let value = single(self.run(r.table(PLAYERS).get(player.to_string())).await?)?;
-        if value.get("board").and_then(Value::as_str) != Some(board.as_str()) {
+        let value = single(
+            self.run(r.table(PLAYERS).get(player_key(board, player)))
+                .await?,
+        )?;
+        if value.is_null() {
             return Ok(None);
         }
         player_view(&value).map(Some)
@@ -282,12 +310,7 @@ impl Store {
         player: &PlayerId,
     ) -> Result<bool, StoreError> {
         let result = self
-            .write(
-                r.table(PLAYERS)
-                    .get_all(player.to_string())
-                    .filter(json!({ "board": board.as_str() }))
-                    .delete(()),
-            )
+            .write(r.table(PLAYERS).get(player_key(board, player)).delete(()))
             .await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
@@ -298,8 +321,8 @@ impl Store {
     /// Adds `delta` to a player's score in one atomic server-side update and
     /// returns the player as that update left it.
     ///
-    /// The board check and the range check run inside the update function,
-    /// on the document being written, so there is no read-modify-write window.
+    /// The range check runs inside the update function, on the document
+    /// being written, so there is no read-modify-write window.
     pub async fn add_score(
         &self,
         board: &BoardId,
@@ -312,26 +335,21 @@ impl Store {
             return self.player(board, player).await;
         }
         let d = delta.get();
-        let board_id = board.as_str().to_owned();
         let update = func!(|p| {
             r.branch(
-                p.clone().g("board").ne(board_id.clone()),
-                r.error(WRONG_BOARD),
-                r.branch(
-                    p.clone().g("score").add(d).gt(MAX_SCORE).or(p
-                        .clone()
-                        .g("score")
-                        .add(d)
-                        .lt(-MAX_SCORE)),
-                    r.error(OUT_OF_RANGE),
-                    rjson!({ "score": p.g("score").add(d) }),
-                ),
+                p.clone().g("score").add(d).gt(MAX_SCORE).or(p
+                    .clone()
+                    .g("score")
+                    .add(d)
+                    .lt(-MAX_SCORE)),
+                r.error(OUT_OF_RANGE),
+                rjson!({ "score": p.g("score").add(d) }),
             )
         });
         let result = self
             .write(
                 r.table(PLAYERS)
-                    .get(player.to_string())
+                    .get(player_key(board, player))
                     .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into()))),
             )
             .await?;
@@ -340,7 +358,6 @@ impl Store {
         }
         if result.errors > 0 {
             return match result.first_error.as_deref() {
-                Some(e) if e.contains(WRONG_BOARD) => Ok(None),
                 Some(e) if e.contains(OUT_OF_RANGE) => Err(StoreError::ScoreOutOfRange),
                 _ => Err(write_error(result.first_error)),
             };

@@ -106,7 +106,11 @@ impl Pushpin {
         let mut cmd = Command::new("pushpin");
         cmd.arg(format!("--config={}", config.display()))
             .arg("--merge-output")
-            .args(std::env::var("PUSHPIN_LOGLEVEL").ok().map(|l| format!("--loglevel={l}")))
+            .args(
+                std::env::var("PUSHPIN_LOGLEVEL")
+                    .ok()
+                    .map(|l| format!("--loglevel={l}")),
+            )
             .arg(format!("--route=* 127.0.0.1:{origin_port}"));
         let process = ManagedProcess::spawn("pushpin", cmd, dir)?;
         let mut pushpin = Self {

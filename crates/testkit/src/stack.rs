@@ -346,7 +346,9 @@ impl Stack {
     /// SIGTERM to the origin, which finishes in-flight requests first;
     /// SIGKILL if it is not gone within 30 s (Heroku's grace period).
     pub fn stop_web(&mut self) -> Option<std::process::ExitStatus> {
-        self.web.take().and_then(|mut web| web.stop(Duration::from_secs(30)))
+        self.web
+            .take()
+            .and_then(|mut web| web.stop(Duration::from_secs(30)))
     }
 
     pub async fn start_web(&mut self) -> anyhow::Result<()> {

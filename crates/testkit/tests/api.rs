@@ -163,12 +163,34 @@ async fn score_add_takes_one_a_json_value_or_a_form_value() {
     let session = stack.db_session().await;
     let doc: Value = unreql::r
         .table("players")
-        .get("p")
+        .get("b:p")
         .exec(&session)
         .await
         .unwrap();
     assert_eq!(doc["score"], 8);
     assert_eq!(doc["board"], "b");
+    assert_eq!(doc["player"], "p");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn player_ids_belong_to_their_board() {
+    let stack = Stack::start().await.unwrap();
+    stack.create_board("daily", &[("alice", "Alice")]).await;
+    stack.create_board("weekly", &[("alice", "Alice W")]).await;
+    stack.score_add("daily", "alice", 3).await;
+    let (_, daily) = body(stack.get("/boards/daily/players/alice/").await).await;
+    let (_, weekly) = body(stack.get("/boards/weekly/players/alice/").await).await;
+    assert_eq!(
+        (daily["score"].as_i64(), weekly["score"].as_i64()),
+        (Some(3), Some(0))
+    );
+    assert_eq!(weekly["name"], "Alice W");
+    assert_eq!(
+        stack.delete("/boards/daily/players/alice/").await.status(),
+        204
+    );
+    let (status, _) = body(stack.get("/boards/weekly/players/alice/").await).await;
+    assert_eq!(status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -507,7 +529,9 @@ async fn a_thousand_concurrent_score_adds_lose_nothing() {
                     continue;
                 }
                 assert_eq!(status, 200, "{text}");
-                return serde_json::from_str::<Value>(&text).unwrap()["score"].as_i64().unwrap();
+                return serde_json::from_str::<Value>(&text).unwrap()["score"]
+                    .as_i64()
+                    .unwrap();
             }
             panic!("still refused after 50 tries");
         }
@@ -517,13 +541,23 @@ async fn a_thousand_concurrent_score_adds_lose_nothing() {
     // answers are exactly 1..=1000, each once: nothing lost, and no retried
     // request was applied twice.
     let distinct: BTreeSet<i64> = scores.iter().copied().collect();
-    assert_eq!(distinct.len(), 1000, "retried after 502: {}", refused.into_inner());
+    assert_eq!(
+        distinct.len(),
+        1000,
+        "retried after 502: {}",
+        refused.into_inner()
+    );
     assert_eq!(distinct.first(), Some(&1));
     assert_eq!(distinct.last(), Some(&1000));
     let (_, p) = body(stack.get("/boards/race/players/p/").await).await;
     assert_eq!(p["score"], 1000);
     let session = stack.db_session().await;
-    let doc: Value = unreql::r.table("players").get("p").exec(&session).await.unwrap();
+    let doc: Value = unreql::r
+        .table("players")
+        .get("race:p")
+        .exec(&session)
+        .await
+        .unwrap();
     assert_eq!(doc["score"], 1000);
 }
 

@@ -104,7 +104,7 @@ async fn origin_restart_while_streams_are_held() {
     let session = stack.db_session().await;
     let _: Value = unreql::r
         .table("players")
-        .get("a")
+        .get("o:a")
         .update(serde_json::json!({"score": 9}))
         .exec(&session)
         .await
