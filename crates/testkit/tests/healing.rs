@@ -98,6 +98,10 @@ async fn origin_restart_while_streams_are_held() {
     let mut stack = Stack::start().await.unwrap();
     stack.create_board("o", &[("a", "Ann")]).await;
     let mut subs = subscribers(&stack, "o", 3).await;
+    // Let the worker's publishes of the set-up land first: one that crossed
+    // a subscription needs the origin to repair it (reliable mode), and the
+    // point here is what happens once the streams are in step.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stack.stop_web();
     // Streams are held by Pushpin, so they live on without the origin, and
     // the worker keeps publishing to them.
