@@ -95,8 +95,13 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> HttpResponse {
 
 /// `/`: the live page for browsers, a small JSON index for API clients.
 async fn index(req: HttpRequest) -> HttpResponse {
-    let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    if negotiate(accept, &[Representation::Json, Representation::Html]) == Some(Representation::Html) {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if negotiate(accept, &[Representation::Json, Representation::Html])
+        == Some(Representation::Html)
+    {
         return page::index(req).await;
     }
     json_response(
@@ -164,7 +169,11 @@ async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<Stri
                 .headers()
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
-            let offered = [Representation::Json, Representation::EventStream, Representation::Html];
+            let offered = [
+                Representation::Json,
+                Representation::EventStream,
+                Representation::Html,
+            ];
             match negotiate(accept, &offered) {
                 Some(Representation::EventStream) => Some(streams.client_request(&req)),
                 Some(Representation::Json) => None,
