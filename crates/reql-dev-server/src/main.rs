@@ -7,11 +7,13 @@ use std::process::ExitCode;
 
 use reql_dev_server::{listening_line, Config, Server};
 
-const USAGE: &str = "Usage: reql-dev-server [--bind ADDR|all] [--driver-port N] [--directory DIR] \
-[--initial-password PW] [--server-name NAME]";
+const USAGE: &str = "Usage: reql-dev-server [--bind ADDR|all] [--driver-port N] [--port-offset N] \
+[--directory DIR] [--initial-password PW] [--server-name NAME]";
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
+fn parse_args(args: impl Iterator<Item = String>) -> Result<(Config, Vec<String>), String> {
     let mut config = Config::default();
+    let mut offset: u16 = 0;
+    let mut ignored = Vec::new();
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -46,10 +48,35 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
             "--directory" | "-d" => config.directory = Some(PathBuf::from(value()?)),
             "--initial-password" => config.initial_password = Some(value()?),
             "--server-name" | "-n" => config.server_name = value()?,
+            "--port-offset" => {
+                let v = value()?;
+                offset = v
+                    .parse()
+                    .map_err(|_| format!("--port-offset: not a number: {v}"))?;
+            }
+            // RethinkDB options that mean nothing here; accepted so the same
+            // command line works for both servers.
+            "--no-http-admin" | "--no-update-check" => ignored.push(flag.clone()),
+            "--http-port"
+            | "--cluster-port"
+            | "--cache-size"
+            | "--io-threads"
+            | "--cores"
+            | "--canonical-address"
+            | "--join" => {
+                value()?;
+                ignored.push(flag.clone());
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
-    Ok(config)
+    if config.port != 0 {
+        config.port = config
+            .port
+            .checked_add(offset)
+            .ok_or_else(|| "--port-offset: port out of range".to_string())?;
+    }
+    Ok((config, ignored))
 }
 
 async fn stop_signal() {
@@ -77,7 +104,7 @@ async fn stop_signal() {
 #[tokio::main]
 async fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = match parse_args(std::env::args().skip(1)) {
+    let (config, ignored) = match parse_args(std::env::args().skip(1)) {
         Ok(c) => c,
         Err(msg) => {
             if msg.is_empty() {
@@ -88,6 +115,9 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for flag in ignored {
+        log::info!("ignoring {flag}: it has no meaning for reql-dev-server");
+    }
     log::info!("starting with {config:?}");
     let server = match Server::bind(config).await {
         Ok(s) => s,

@@ -434,8 +434,13 @@ impl<'a> Evaluator<'a> {
                     .args()
                     .first()
                     .ok_or_else(|| ReqlError::compile("Expected 1 argument but found 0."))?;
-                for d in ops::array(&self.datum(inner)?)?.iter() {
-                    out.push(Term::datum(d.clone()));
+                if inner.ty() == tt::MAKE_ARRAY {
+                    // Keep the element terms, so functions inside stay functions.
+                    out.extend(inner.args().iter().cloned());
+                } else {
+                    for d in ops::array(&self.datum(inner)?)?.iter() {
+                        out.push(Term::datum(d.clone()));
+                    }
                 }
             } else {
                 out.push(a.clone());
@@ -679,21 +684,16 @@ impl<'a> Evaluator<'a> {
                 Ok(Val::Table(self.ctx.store()?.table(&db, &name)?))
             }
             EQ | NE | LT | LE | GT | GE => {
-                let mut prev = self.datum(&args[0])?;
-                let mut result = true;
-                for a in &args[1..] {
-                    let next = self.datum(a)?;
-                    if !ops::compare(ty, &prev, &next) {
-                        result = false;
-                    }
-                    prev = next;
+                let mut vals = Vec::with_capacity(args.len());
+                for a in args {
+                    vals.push(self.datum(a)?);
                 }
-                if ty == NE && args.len() > 2 {
+                let result = if ty == NE {
                     // `ne` over several values is the negation of `eq` over them.
-                    let all: Vec<Datum> =
-                        args.iter().map(|a| self.datum(a)).collect::<Result<_>>()?;
-                    result = !all.windows(2).all(|w| w[0] == w[1]);
-                }
+                    !vals.windows(2).all(|w| w[0] == w[1])
+                } else {
+                    vals.windows(2).all(|w| ops::compare(ty, &w[0], &w[1]))
+                };
                 Ok(Val::Datum(Datum::Bool(result)))
             }
             NOT => Ok(Val::Datum(Datum::Bool(!self.datum(&args[0])?.truthy()))),
