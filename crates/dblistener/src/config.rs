@@ -13,6 +13,7 @@ struct RawEnv {
     grip_url: Option<String>,
     grip_prefix: Option<String>,
     publish_interval_ms: Option<String>,
+    status_port: Option<String>,
 }
 
 pub const DEFAULT_DATABASE_URL: &str = "rethinkdb://localhost:28015/leaderboard";
@@ -30,6 +31,9 @@ pub struct Settings {
     /// `PUBLISH_INTERVAL_MS`: at most one publish per board per interval,
     /// default 50.
     pub publish_interval: Duration,
+    /// `STATUS_PORT`: serve `/healthz` and `/metrics` on this port (all
+    /// interfaces); off when unset.
+    pub status_port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +99,17 @@ impl Settings {
                     )
                 })?,
         };
+        let status_port = match non_empty(raw.status_port) {
+            None => None,
+            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
+                bad(
+                    "STATUS_PORT",
+                    format!("must be a port number (0-65535), got {p:?}"),
+                )
+            })?),
+        };
         Ok(Self {
+            status_port,
             database_url,
             grip_urls,
             grip_prefix,
@@ -113,6 +127,7 @@ impl fmt::Debug for Settings {
             .field("grip_urls", &grip)
             .field("grip_prefix", &self.grip_prefix)
             .field("publish_interval", &self.publish_interval)
+            .field("status_port", &self.status_port)
             .finish()
     }
 }

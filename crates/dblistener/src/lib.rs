@@ -8,7 +8,10 @@
 //! (re)connect all boards are published again. Run exactly one.
 
 pub mod config;
+pub mod metrics;
+pub mod status;
 pub mod worker;
 
 pub use config::Settings;
+pub use metrics::Metrics;
 pub use worker::{Backoff, PublishReport, Worker};

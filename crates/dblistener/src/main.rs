@@ -43,11 +43,21 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     log::info!("starting with {settings:?}");
     let store = Store::new(settings.database_url.clone(), PoolOptions::default());
     let publisher = grip::Publisher::new(settings.grip_urls.clone())?;
+    let metrics = dblistener::Metrics::new();
+    if let Some(port) = settings.status_port {
+        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+        log::info!(
+            "status on http://{}/healthz and /metrics",
+            listener.local_addr()?
+        );
+        tokio::spawn(dblistener::status::serve(listener, metrics.clone()));
+    }
     let worker = Worker::new(
         store,
         publisher,
         settings.grip_prefix.clone(),
         settings.publish_interval,
+        metrics,
     );
     worker.run_until_stopped(shutdown_signal()).await;
     log::info!("stopped");

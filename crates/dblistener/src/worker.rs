@@ -12,7 +12,7 @@
 //! The snapshot is read *after* the board is taken off the dirty set, so a
 //! change that lands during the read marks it dirty again and is not lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -20,6 +20,8 @@ use domain::{Snapshot, SnapshotVersion};
 use futures::{FutureExt, StreamExt};
 use grip::{ChannelName, Item, ItemId, Publisher};
 use store::{BoardChange, BoardChanges, Store, StoreError};
+
+use crate::metrics::Metrics;
 use tokio::time::Instant;
 
 /// How many snapshot reads run at once when many boards are due together,
@@ -64,18 +66,27 @@ pub struct Worker {
     prefix: String,
     interval: Duration,
     boards: HashMap<String, BoardState>,
-    dirty: HashSet<String>,
+    /// Boards to publish, with when their first unpublished change was seen.
+    dirty: HashMap<String, Instant>,
+    metrics: Metrics,
 }
 
 impl Worker {
-    pub fn new(store: Store, publisher: Publisher, prefix: String, interval: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        publisher: Publisher,
+        prefix: String,
+        interval: Duration,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             store,
             publisher,
             prefix,
             interval,
             boards: HashMap::new(),
-            dirty: HashSet::new(),
+            dirty: HashMap::new(),
+            metrics,
         }
     }
 
@@ -96,9 +107,11 @@ impl Worker {
                 }
                 Err(e) => FeedEnd::Broken(e),
             };
+            self.metrics.feed_ready.set(0);
             match end {
                 FeedEnd::Stopped => return,
                 FeedEnd::Broken(e) => {
+                    self.metrics.reconnects.inc();
                     let delay = backoff.next_delay();
                     log::warn!("changefeed lost ({e}); reconnecting in {delay:?}");
                     tokio::select! {
@@ -137,12 +150,14 @@ impl Worker {
                     loop {
                         match change {
                             Some(Ok(BoardChange::Touched(board))) => {
-                                self.dirty.insert(board);
+                                self.metrics.changes.inc();
+                                self.dirty.entry(board).or_insert_with(Instant::now);
                             }
                             Some(Ok(BoardChange::Ready)) => {
                                 if let Err(e) = self.mark_all_dirty().await {
                                     return FeedEnd::Broken(e);
                                 }
+                                self.metrics.feed_ready.set(1);
                                 backoff.reset();
                             }
                             Some(Err(e)) => return FeedEnd::Broken(e),
@@ -165,20 +180,23 @@ impl Worker {
         let ids = self.store.all_board_ids().await?;
         log::info!("feeds ready; republishing {} boards", ids.len());
         self.boards.clear();
-        self.dirty.extend(ids);
+        let now = Instant::now();
+        for id in ids {
+            self.dirty.entry(id).or_insert(now);
+        }
         Ok(())
     }
 
     /// Marks a board as changed, as a feed event would.
     pub fn mark_dirty(&mut self, board: impl Into<String>) {
-        self.dirty.insert(board.into());
+        self.dirty.entry(board.into()).or_insert_with(Instant::now);
     }
 
     /// The earliest moment a dirty board may be published.
     fn next_due(&self) -> Option<Instant> {
         let now = Instant::now();
         self.dirty
-            .iter()
+            .keys()
             .map(|b| self.boards.get(b).and_then(|s| s.not_before).unwrap_or(now))
             .min()
     }
@@ -188,7 +206,7 @@ impl Worker {
         let now = Instant::now();
         let due: Vec<String> = self
             .dirty
-            .iter()
+            .keys()
             .filter(|b| {
                 self.boards
                     .get(*b)
@@ -197,8 +215,11 @@ impl Worker {
             })
             .cloned()
             .collect();
+        let mut first_seen = HashMap::with_capacity(due.len());
         for board in &due {
-            self.dirty.remove(board);
+            if let Some(seen) = self.dirty.remove(board) {
+                first_seen.insert(board.clone(), seen);
+            }
         }
         let mut report = PublishReport::default();
         let store = &self.store;
@@ -240,7 +261,9 @@ impl Worker {
                 Err(e) => {
                     log::warn!("cannot read board {board:?}: {e}");
                     report.failed += 1;
-                    self.retry_later(board, now);
+                    self.metrics.publish_failures.inc();
+                    let seen = first_seen.get(&board).copied().unwrap_or(now);
+                    self.retry_later(board, seen);
                 }
             }
         }
@@ -254,8 +277,12 @@ impl Worker {
                 Ok(()) => {
                     let sent_at = Instant::now();
                     for (board, _, version) in chunk {
+                        if let Some(seen) = first_seen.get(board) {
+                            self.metrics.observe_lag(sent_at.duration_since(*seen));
+                        }
                         match version {
                             Some(version) => {
+                                self.metrics.publishes.inc();
                                 let state = self.boards.entry(board.clone()).or_default();
                                 state.published = Some(version.clone());
                                 state.not_before = Some(sent_at + self.interval);
@@ -272,18 +299,25 @@ impl Worker {
                     log::warn!("publish of {} items failed: {e}", items.len());
                     for (board, _, _) in chunk {
                         report.failed += 1;
-                        self.retry_later(board.clone(), now);
+                        self.metrics.publish_failures.inc();
+                        self.retry_later(
+                            board.clone(),
+                            first_seen.get(board).copied().unwrap_or(now),
+                        );
                     }
                 }
             }
         }
+        self.metrics.dirty_boards.set(self.dirty.len() as i64);
         report
     }
 
-    fn retry_later(&mut self, board: String, now: Instant) {
+    /// Puts a board back on the dirty set, due after the retry delay, and
+    /// keeps when its change was first seen so the lag stays truthful.
+    fn retry_later(&mut self, board: String, first_seen: Instant) {
         self.boards.entry(board.clone()).or_default().not_before =
-            Some(now + RETRY_DELAY.max(self.interval));
-        self.dirty.insert(board);
+            Some(Instant::now() + RETRY_DELAY.max(self.interval));
+        self.dirty.entry(board).or_insert(first_seen);
     }
 
     fn channel(&self, board: &str) -> Option<ChannelName> {

@@ -56,6 +56,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The kind of database failure behind this error, for metrics.
+    pub fn database_error_kind(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Unavailable(_) => Some("unavailable"),
+            ApiError::Internal(e) if e.downcast_ref::<StoreError>().is_some() => Some("query"),
+            _ => None,
+        }
+    }
+
     fn code(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "invalid_input",

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod negotiate;
 pub mod page;
 pub mod routes;

@@ -28,10 +28,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/", &["GET"]).route(web::get().to(index)))
         // NormalizePath adds a slash to every path, files included.
         .service(resource("/static/{file}/", &["GET"]).route(web::get().to(page::asset)))
-        .service(resource("/healthz", &["GET"]).route(web::get().to(healthz)))
         .service(resource("/healthz/", &["GET"]).route(web::get().to(healthz)))
-        .service(resource("/readyz", &["GET"]).route(web::get().to(readyz)))
         .service(resource("/readyz/", &["GET"]).route(web::get().to(readyz)))
+        .service(resource("/metrics/", &["GET"]).route(web::get().to(metrics)))
         .service(
             resource("/boards/", &["GET", "POST"])
                 .route(web::get().to(list_boards))
@@ -112,6 +111,16 @@ async fn index(req: HttpRequest) -> HttpResponse {
 
 async fn healthz() -> HttpResponse {
     json_response(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+async fn metrics(state: Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(state.metrics.render())
 }
 
 async fn readyz(state: Data<AppState>) -> ApiResult {

@@ -15,6 +15,7 @@ use crate::auth::WriteAuth;
 use crate::config::Cors as CorsSetting;
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::stream::StreamSettings;
 
@@ -24,6 +25,7 @@ pub struct AppState {
     pub store: Store,
     pub streams: StreamSettings,
     pub write_auth: WriteAuth,
+    pub metrics: Metrics,
     schema_ready: Arc<AtomicBool>,
 }
 
@@ -73,6 +75,7 @@ impl Application {
         let state = Data::new(AppState {
             store,
             write_auth: settings.write_auth.clone(),
+            metrics: Metrics::new(),
             streams: StreamSettings {
                 prefix: settings.grip_prefix.clone(),
                 keep_alive: settings.keep_alive,
@@ -83,8 +86,39 @@ impl Application {
         });
         let cors = settings.cors.clone();
         let server = HttpServer::new(move || {
+            let metrics = state.metrics.clone();
             App::new()
                 .app_data(state.clone())
+                // Outermost: sees every answer, errors and CORS included.
+                .wrap_fn(move |req, srv| {
+                    let started = std::time::Instant::now();
+                    let method = req.method().clone();
+                    let metrics = metrics.clone();
+                    let call = actix_web::dev::Service::call(srv, req);
+                    async move {
+                        let res = call.await?;
+                        let route = res
+                            .request()
+                            .match_pattern()
+                            .unwrap_or_else(|| "unmatched".into());
+                        if let Some(err) = res
+                            .response()
+                            .error()
+                            .and_then(|e| e.as_error::<ApiError>())
+                        {
+                            if let Some(kind) = err.database_error_kind() {
+                                metrics.database_error(kind);
+                            }
+                        }
+                        metrics.observe(
+                            &route,
+                            method.as_str(),
+                            res.status().as_u16(),
+                            started.elapsed(),
+                        );
+                        Ok(res)
+                    }
+                })
                 .wrap(cors_middleware(&cors))
                 .wrap(NormalizePath::new(TrailingSlash::Always))
                 .wrap(Logger::new("%a \"%r\" %s %b %Dms"))

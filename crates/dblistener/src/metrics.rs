@@ -1,0 +1,91 @@
+//! Prometheus metrics and health of the worker, served on `STATUS_PORT`
+//! (`GET /metrics`, `GET /healthz`) when it is set.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+
+/// The worker's metrics. Cheap to clone (the collectors are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// Board changes read from the changefeeds.
+    pub changes: IntCounter,
+    /// Snapshots published (one per board per publish).
+    pub publishes: IntCounter,
+    /// Boards whose read or publish failed (they are retried).
+    pub publish_failures: IntCounter,
+    /// Times the changefeeds were lost and reopened.
+    pub reconnects: IntCounter,
+    /// 1 while the changefeeds are open and ready.
+    pub feed_ready: IntGauge,
+    /// Boards waiting to be published.
+    pub dirty_boards: IntGauge,
+    /// From the first change of a board to the publish that carries it.
+    pub lag: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("dblistener".into()), None).unwrap_or_default();
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let metrics = Self {
+            changes: counter(
+                "changes_consumed_total",
+                "Board changes read from the changefeeds",
+            ),
+            publishes: counter("publishes_total", "Board snapshots published"),
+            publish_failures: counter(
+                "publish_failures_total",
+                "Board reads or publishes that failed and will be retried",
+            ),
+            reconnects: counter(
+                "feed_reconnects_total",
+                "Times the changefeeds were lost and reopened",
+            ),
+            feed_ready: gauge("feed_ready", "1 while the changefeeds are open and ready"),
+            dirty_boards: gauge("dirty_boards", "Boards waiting to be published"),
+            lag: Histogram::with_opts(
+                HistogramOpts::new(
+                    "publish_lag_seconds",
+                    "From a board's first unpublished change to its publish",
+                )
+                .buckets(vec![
+                    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 30.0,
+                ]),
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.changes.clone()),
+            Box::new(metrics.publishes.clone()),
+            Box::new(metrics.publish_failures.clone()),
+            Box::new(metrics.reconnects.clone()),
+            Box::new(metrics.feed_ready.clone()),
+            Box::new(metrics.dirty_boards.clone()),
+            Box::new(metrics.lag.clone()),
+        ];
+        for c in collectors {
+            let _ = metrics.registry.register(c);
+        }
+        metrics
+    }
+
+    pub fn observe_lag(&self, lag: Duration) {
+        self.lag.observe(lag.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
