@@ -288,3 +288,27 @@ async fn changefeed_with_states_on_a_dedicated_connection() -> anyhow::Result<()
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_password_is_checked() -> anyhow::Result<()> {
+    let server = InProcess::start(Config {
+        initial_password: Some("s3cret, =x".into()),
+        ..Config::default()
+    })
+    .await?;
+    let opts = |pw: &'static str| {
+        unreql::cmd::connect::Options::new()
+            .host("127.0.0.1")
+            .port(server.port)
+            .password(pw)
+    };
+    let conn = r.connect(opts("s3cret, =x")).await?;
+    let three: u64 = r.expr(1).add(2).exec(&conn).await?;
+    assert_eq!(three, 3);
+    let wrong = r.connect(opts("nope")).await;
+    let err = wrong.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("Wrong password"), "{err}");
+    drop(conn);
+    server.stop().await;
+    Ok(())
+}

@@ -1276,6 +1276,9 @@ impl<'a> Evaluator<'a> {
             Val::ArraySel(_, items) => items.len(),
             other => {
                 let mut s = self.seq(other)?.finite()?;
+                if let Some(n) = s.known_len() {
+                    return Ok(Val::Datum(Datum::from(n)));
+                }
                 let mut n = 0usize;
                 while s.next()?.is_some() {
                     n += 1;

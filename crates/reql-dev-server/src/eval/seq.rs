@@ -625,6 +625,21 @@ impl Seq {
         endless && !self.ops.iter().any(|o| matches!(o, Op::Limit(_)))
     }
 
+    /// The number of elements, when it is known without reading them.
+    pub fn known_len(&self) -> Option<usize> {
+        if !self.ops.is_empty() || !self.pending.is_empty() {
+            return None;
+        }
+        match &self.src {
+            Source::Range {
+                next,
+                end: Some(end),
+            } => Some((end - next).max(0.0) as usize),
+            Source::Items(it) => Some(it.len()),
+            _ => None,
+        }
+    }
+
     /// Fails for sequences that would never end when read whole.
     pub fn finite(self) -> Result<Seq> {
         if self.is_infinite() {
