@@ -148,3 +148,35 @@ async fn compacted_directory_loads_back() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_do_not_pile_up_log_files() -> anyhow::Result<()> {
+    let dir = TempDir::new("restarts");
+    let config = Config {
+        directory: Some(dir.path().to_path_buf()),
+        ..Config::default()
+    };
+    for i in 0..20 {
+        let server = InProcess::start(config.clone()).await?;
+        let conn = connect(server.port).await?;
+        if i == 0 {
+            let _: Value = r.table_create("t").exec(&conn).await?;
+        }
+        let res: Value = r.table("t").insert(json!({"id": i})).exec(&conn).await?;
+        assert_eq!(res["inserted"], 1, "{res}");
+        drop(conn);
+        server.stop().await;
+    }
+    let logs = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("wal-"))
+        .count();
+    assert!(logs <= 10, "{logs} log files after 20 restarts");
+    let server = InProcess::start(config).await?;
+    let conn = connect(server.port).await?;
+    let count: u64 = r.table("t").count(()).exec(&conn).await?;
+    assert_eq!(count, 20);
+    drop(conn);
+    server.stop().await;
+    Ok(())
+}

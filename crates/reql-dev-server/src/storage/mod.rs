@@ -683,15 +683,23 @@ impl Store {
             store.create_default_db();
             return Ok(store);
         };
-        let (had_data, next) = wal::replay(dir, &mut |rec| store.apply_record(rec))?;
+        let replayed = wal::replay(dir, &mut |rec| store.apply_record(rec))?;
         store.rebuild_indexes();
+        let next = replayed.next;
+        // Every start begins a new log file; fold them into a snapshot before
+        // they pile up across restarts.
+        if replayed.log_files > 8 || replayed.log_bytes > compact_bytes {
+            if let Err(e) = wal::write_snapshot(dir, next, &*store) {
+                ::log::warn!("cannot compact {}: {e}", dir.display());
+            }
+        }
         let source: Arc<dyn SnapshotSource> = store.clone();
         let weak: Weak<dyn SnapshotSource> = Arc::downgrade(&source);
         let log = Log::start(dir, next, weak, compact_bytes)?;
         let _ = store.log.set(log);
         // Tables loaded from disk were created before the log existed.
         store.attach_log();
-        if !had_data {
+        if !replayed.had_data {
             store.create_default_db_logged();
         }
         Ok(store)

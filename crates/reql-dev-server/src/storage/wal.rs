@@ -132,9 +132,19 @@ fn list_files(dir: &Path) -> std::io::Result<Files> {
     })
 }
 
-/// Replays the directory's snapshot and logs through `apply`. Returns whether the
-/// directory held any data, and the number the next log file gets.
-pub fn replay(dir: &Path, apply: &mut dyn FnMut(&[u8])) -> Result<(bool, u64), ServerError> {
+/// What a replay found.
+pub struct Replayed {
+    /// Whether the directory held any data.
+    pub had_data: bool,
+    /// The number the next log file gets.
+    pub next: u64,
+    /// Size and count of the log files replayed after the snapshot.
+    pub log_bytes: u64,
+    pub log_files: usize,
+}
+
+/// Replays the directory's snapshot and logs through `apply`.
+pub fn replay(dir: &Path, apply: &mut dyn FnMut(&[u8])) -> Result<Replayed, ServerError> {
     let dir_err = |source| ServerError::Directory {
         path: dir.display().to_string(),
         source,
@@ -148,17 +158,26 @@ pub fn replay(dir: &Path, apply: &mut dyn FnMut(&[u8])) -> Result<(bool, u64), S
         any = true;
     }
     let mut next = first_wal;
+    let (mut log_bytes, mut log_files) = (0u64, 0usize);
     for &n in &files.wals {
         if n < first_wal {
             // Covered by the snapshot; left over from a compaction that stopped early.
             let _ = fs::remove_file(dir.join(wal_name(n)));
             continue;
         }
-        read_records(&dir.join(wal_name(n)), apply).map_err(dir_err)?;
+        let path = dir.join(wal_name(n));
+        log_bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        log_files += 1;
+        read_records(&path, apply).map_err(dir_err)?;
         any = true;
         next = next.max(n);
     }
-    Ok((any, next + 1))
+    Ok(Replayed {
+        had_data: any,
+        next: next + 1,
+        log_bytes,
+        log_files,
+    })
 }
 
 impl Log {
@@ -330,7 +349,7 @@ impl Writer {
 
 /// Writes a snapshot that covers every log file numbered below `number`, then
 /// removes those files.
-fn write_snapshot(dir: &Path, number: u64, source: &dyn SnapshotSource) -> std::io::Result<()> {
+pub fn write_snapshot(dir: &Path, number: u64, source: &dyn SnapshotSource) -> std::io::Result<()> {
     let tmp = dir.join(format!("{}.tmp", snapshot_name(number)));
     let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
     let mut err = None;
@@ -403,13 +422,13 @@ mod tests {
         bytes.extend(&encode_frame("{\"op\":\"c\"}")[..5]);
         fs::write(dir.join(wal_name(1)), &bytes).unwrap();
         let mut seen = Vec::new();
-        let (any, next) = replay(&dir, &mut |p| {
+        let r = replay(&dir, &mut |p| {
             let v: serde_json::Value = serde_json::from_slice(p).unwrap();
             seen.push(v["op"].as_str().unwrap().to_string())
         })
         .unwrap();
-        assert!(any);
-        assert_eq!(next, 2);
+        assert!(r.had_data);
+        assert_eq!(r.next, 2);
         assert_eq!(seen, ["a", "b"]);
         assert!(full > 0);
         let _ = fs::remove_dir_all(&dir);
