@@ -366,8 +366,8 @@ impl<'de> serde::Deserialize<'de> for Datum {
 // ------------------------------------------------------------------ JSON out
 
 pub fn write_number(n: f64, out: &mut String) {
-    if n.fract() == 0.0 && n.abs() < MAX_EXACT_INT {
-        // Covers -0.0 too, which RethinkDB writes as a plain integer as well.
+    if n.fract() == 0.0 && n.abs() <= MAX_EXACT_INT {
+        // -0.0 comes out as 0 too, which integer decoders accept.
         let _ = write!(out, "{}", n as i64);
     } else if let Some(num) = serde_json::Number::from_f64(n) {
         let _ = write!(out, "{num}");
