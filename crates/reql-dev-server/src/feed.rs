@@ -262,7 +262,12 @@ impl FeedSource {
                     }
                 }
                 if let Squash::Wait(secs) = self.opts.squash {
-                    tokio::time::sleep(Duration::from_secs_f64(secs.clamp(0.0, 3600.0))).await;
+                    let secs = if secs.is_finite() {
+                        secs.clamp(0.0, 3600.0)
+                    } else {
+                        0.0
+                    };
+                    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
                 }
             }
             while let Ok(m) = self.rx.try_recv() {

@@ -83,3 +83,46 @@ async fn dropping_the_table_ends_its_feeds() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_all_feeds_follow_their_keys() -> anyhow::Result<()> {
+    let server = InProcess::start(Config::default()).await?;
+    let mut writer = Raw::connect(server.port).await?;
+    let mut reader = Raw::connect(server.port).await?;
+    writer.query(1, &json!([1, [60, ["players"]], {}])).await?;
+    writer
+        .query(2, &json!([1, [75, [[15, ["players"]], "board"]], {}]))
+        .await?;
+    writer
+        .query(
+            3,
+            &json!([1, [56, [[15, ["players"]], {"id": "a", "board": "b1", "score": 1}]], {}]),
+        )
+        .await?;
+    let feed = json!([1, [152, [[78, [[15, ["players"]], "b1"], {"index": "board"}]], {"include_initial": true}], {}]);
+    let first = reader.query(4, &feed).await?;
+    assert_eq!(
+        first,
+        json!({"t": 3, "r": [{"new_val": {"id": "a", "board": "b1", "score": 1}}], "n": [1]})
+    );
+    reader.send(4, &json!([2])).await?;
+    writer
+        .query(
+            5,
+            &json!([1, [56, [[15, ["players"]], {"id": "x", "board": "b2", "score": 9}]], {}]),
+        )
+        .await?;
+    writer
+        .query(
+            6,
+            &json!([1, [53, [[16, [[15, ["players"]], "a"]], {"board": "b2"}]], {}]),
+        )
+        .await?;
+    let (_, change) = reader.recv().await?;
+    assert_eq!(
+        change,
+        json!({"t": 3, "r": [{"new_val": null, "old_val": {"id": "a", "board": "b1", "score": 1}}], "n": [1]})
+    );
+    server.stop().await;
+    Ok(())
+}

@@ -54,7 +54,13 @@ pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<V
         None => Backlog::new(DEFAULT_QUEUE_SIZE),
     };
     let feed = match target {
-        Val::Table(table) => range_feed(table, ScanSpec::all(), Vec::new(), opts, backlog)?,
+        Val::Table(table) => range_feed(
+            table,
+            Scope::Range(ScanSpec::all()),
+            Vec::new(),
+            opts,
+            backlog,
+        )?,
         Val::Single(Single { table, key, .. }) => {
             if opts.include_offsets {
                 return Err(ReqlError::logic("Cannot include offsets for point subs."));
@@ -80,13 +86,20 @@ pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<V
             if s.is_feed() {
                 return Err(ReqlError::logic("Cannot call `changes` on a changefeed."));
             }
+            if let (Some((index, keys)), Some(table)) = (s.get_all.clone(), s.table.clone()) {
+                return finish(
+                    ev,
+                    range_feed(table, Scope::Keys(index, keys), Vec::new(), opts, backlog)?,
+                    opts,
+                );
+            }
             let Source::Scan(scan) = s.src else {
                 return Err(eager());
             };
             match s.ops.as_slice() {
                 [] => range_feed(
                     scan.table.clone(),
-                    scan.spec.clone(),
+                    Scope::Range(scan.spec.clone()),
                     scan.local.clone(),
                     opts,
                     backlog,
@@ -99,6 +112,10 @@ pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<V
         }
         _ => return Err(eager()),
     };
+    finish(ev, feed, opts)
+}
+
+fn finish(ev: &Evaluator<'_>, feed: FeedSource, opts: FeedOpts) -> Result<Val> {
     let mut notes = vec![feed.kind.note()];
     if opts.include_states {
         notes.push(5);
@@ -108,9 +125,31 @@ pub(super) fn changes(ev: &mut Evaluator<'_>, target: Val, t: &Term) -> Result<V
     Ok(Val::Seq(Box::new(seq)))
 }
 
+/// The documents a range feed covers: an index range, or the keys of a `getAll`.
+enum Scope {
+    Range(ScanSpec),
+    Keys(Option<String>, Vec<Datum>),
+}
+
+impl Scope {
+    fn index(&self) -> Option<&String> {
+        match self {
+            Scope::Range(spec) => spec.index.as_ref(),
+            Scope::Keys(index, _) => index.as_ref(),
+        }
+    }
+
+    fn covers(&self, key: &Datum) -> bool {
+        match self {
+            Scope::Range(spec) => spec.contains(key),
+            Scope::Keys(_, keys) => keys.contains(key),
+        }
+    }
+}
+
 fn range_feed(
     table: Arc<Table>,
-    spec: ScanSpec,
+    scope: Scope,
     local: Vec<Op>,
     opts: FeedOpts,
     backlog: Backlog,
@@ -118,7 +157,7 @@ fn range_feed(
     if opts.include_offsets {
         return Err(ReqlError::logic("Cannot include offsets for range subs."));
     }
-    let def = match &spec.index {
+    let def = match scope.index() {
         Some(name) => Some(table.read().index_def(name).ok_or_else(|| {
             ReqlError::op_failed(format!(
                 "Index `{name}` was not found on table `{}`.",
@@ -129,30 +168,38 @@ fn range_feed(
     };
     let pk = table.primary_key.clone();
     let want_initial = opts.include_initial;
-    let init_spec = ScanSpec {
-        desc: false,
-        ..spec.clone()
+    let init_scope = match &scope {
+        Scope::Range(spec) => Scope::Range(ScanSpec {
+            desc: false,
+            ..spec.clone()
+        }),
+        Scope::Keys(index, keys) => Scope::Keys(index.clone(), keys.clone()),
     };
     let (rx, raw_initial) = table.subscribe(SubKind::Table, backlog.clone(), move |data| {
-        if want_initial {
-            data.ordered(&init_spec, usize::MAX)
+        if !want_initial {
+            return Vec::new();
+        }
+        match &init_scope {
+            Scope::Range(spec) => data
+                .ordered(spec, usize::MAX)
                 .into_iter()
                 .map(|e| e.1)
-                .collect()
-        } else {
-            Vec::new()
+                .collect(),
+            Scope::Keys(index, keys) => keys
+                .iter()
+                .flat_map(|k| data.lookup(index.as_deref(), k))
+                .collect(),
         }
     })?;
     let mut transform_ops = local;
-    let range_spec = spec.clone();
     let pk_field = pk.clone();
     let mut transform: Transform = Box::new(move |d: &Datum| {
         let in_range = match &def {
             None => match d.get(&pk_field) {
-                Some(k) => range_spec.contains(k),
+                Some(k) => scope.covers(k),
                 None => false,
             },
-            Some(def) => def.keys_of(d).iter().any(|k| range_spec.contains(k)),
+            Some(def) => def.keys_of(d).iter().any(|k| scope.covers(k)),
         };
         if !in_range {
             return Ok(None);

@@ -1519,6 +1519,7 @@ impl<'a> Evaluator<'a> {
         let mut s = Seq::from_items(docs, self.ctx.clone());
         s.table = Some(table);
         s.kind = SeqKind::Selection;
+        s.get_all = Some((index, keys));
         Ok(Val::Seq(Box::new(s)))
     }
 

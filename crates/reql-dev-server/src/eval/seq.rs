@@ -594,6 +594,8 @@ pub struct Seq {
     pub kind: SeqKind,
     /// Feed notes for the response (`n`), when this is a changefeed.
     pub notes: Vec<u32>,
+    /// For a plain `getAll`: the index and keys, so it can become a feed.
+    pub get_all: Option<(Option<String>, Vec<Datum>)>,
     pub ctx: Arc<QueryCtx>,
 }
 
@@ -607,6 +609,7 @@ impl Seq {
             table: None,
             kind,
             notes: Vec::new(),
+            get_all: None,
             ctx,
         }
     }
@@ -679,6 +682,7 @@ impl Seq {
     }
 
     pub fn push_op(&mut self, op: Op) {
+        self.get_all = None;
         if !op.keeps_selection() {
             self.table = None;
         }
