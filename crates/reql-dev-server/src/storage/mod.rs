@@ -328,7 +328,9 @@ pub struct Table {
     pub primary_key: String,
     pub durability: Durability,
     data: RwLock<TableData>,
-    log: Option<Arc<Log>>,
+    /// Unset while a data directory is being loaded, so replayed changes are not
+    /// logged again.
+    log: OnceLock<Arc<Log>>,
 }
 
 impl Table {
@@ -378,7 +380,7 @@ impl Table {
     }
 
     fn log_append(&self, payload: &str, durability: Durability) -> u64 {
-        match &self.log {
+        match self.log.get() {
             Some(log) => log.append(payload, durability == Durability::Hard),
             None => 0,
         }
@@ -396,7 +398,7 @@ impl Table {
                 self.full_name()
             )));
         }
-        if let Some(log) = &self.log {
+        if let Some(log) = self.log.get() {
             log.append(&index_record(&self.id, &def), true);
         }
         install_index(&mut data, def);
@@ -582,7 +584,7 @@ impl TableWriter<'_> {
                 }
             }
         }
-        if self.table.log.is_some() {
+        if self.table.log.get().is_some() {
             let rec = wal::put_record(&self.table.id.to_string(), pk, new.as_ref());
             let seq = self.table.log_append(&rec, durability);
             if durability == Durability::Hard {
@@ -707,23 +709,8 @@ impl Store {
 
     fn attach_log(&self) {
         let Some(log) = self.log.get() else { return };
-        let mut cat = self.catalog.write();
-        let keys: Vec<_> = cat.tables.keys().cloned().collect();
-        for k in keys {
-            if let Some(t) = cat.tables.get(&k) {
-                let data = std::mem::replace(&mut *t.data.write(), TableData::new());
-                let fresh = Arc::new(Table {
-                    id: t.id,
-                    db_id: t.db_id,
-                    db: t.db.clone(),
-                    name: t.name.clone(),
-                    primary_key: t.primary_key.clone(),
-                    durability: t.durability,
-                    data: RwLock::new(data),
-                    log: Some(log.clone()),
-                });
-                cat.tables.insert(k, fresh);
-            }
+        for t in self.catalog.read().tables.values() {
+            let _ = t.log.set(log.clone());
         }
     }
 
@@ -908,7 +895,10 @@ impl Store {
             primary_key: spec.primary_key.to_string(),
             durability: spec.durability,
             data: RwLock::new(TableData::new()),
-            log: self.log.get().cloned(),
+            log: match self.log.get() {
+                Some(l) => OnceLock::from(l.clone()),
+                None => OnceLock::new(),
+            },
         });
         let seq = self.log_catalog(serde_json::json!({
             "op": "table_create",
@@ -1063,7 +1053,7 @@ impl Store {
                     primary_key: s("primary_key"),
                     durability: Durability::parse(&s("durability")).unwrap_or(Durability::Hard),
                     data: RwLock::new(TableData::new()),
-                    log: None,
+                    log: OnceLock::new(),
                 });
                 cat.tables.insert((db.name, name), table);
             }
