@@ -528,46 +528,60 @@ async fn stream_task(
         conn.streams.lock().remove(&token);
         conn.send(token, body);
     };
-    while let Some(cmd) = rx.recv().await {
-        match cmd {
-            StreamCmd::Stop => {
-                finish(&conn, EMPTY_DONE);
-                return;
+    // CONTINUEs received and not answered yet.
+    let mut wanted = 0usize;
+    loop {
+        if wanted == 0 {
+            match rx.recv().await {
+                None => break,
+                Some(StreamCmd::Stop) => {
+                    finish(&conn, EMPTY_DONE);
+                    return;
+                }
+                Some(StreamCmd::Continue) => wanted = 1,
             }
-            StreamCmd::Continue => {
-                let batch = if seq.is_feed() {
-                    loop {
-                        tokio::select! {
-                            _ = seq.wait() => {}
-                            cmd = rx.recv() => {
-                                // STOP while this CONTINUE waits: both get an empty answer.
-                                conn.streams.lock().remove(&token);
+        }
+        let batch = if seq.is_feed() {
+            loop {
+                tokio::select! {
+                    _ = seq.wait() => {}
+                    cmd = rx.recv() => match cmd {
+                        Some(StreamCmd::Continue) => {
+                            wanted += 1;
+                            continue;
+                        }
+                        other => {
+                            // STOP while CONTINUEs wait: each gets an empty answer,
+                            // and so does the STOP.
+                            conn.streams.lock().remove(&token);
+                            for _ in 0..wanted {
                                 conn.send(token, EMPTY_DONE);
-                                if matches!(cmd, Some(StreamCmd::Stop)) {
-                                    conn.send(token, EMPTY_DONE);
-                                }
-                                return;
                             }
+                            if matches!(other, Some(StreamCmd::Stop)) {
+                                conn.send(token, EMPTY_DONE);
+                            }
+                            return;
                         }
-                        match fill_batch(&mut seq, &limits, false) {
-                            Ok((items, false)) if items.is_empty() => continue,
-                            other => break other,
-                        }
-                    }
-                } else {
-                    fill_batch(&mut seq, &limits, false)
-                };
-                match batch {
-                    Ok((items, false)) => conn.send(token, &seq_body(false, &items, &notes)),
-                    Ok((items, true)) => {
-                        finish(&conn, &seq_body(true, &items, &notes));
-                        return;
-                    }
-                    Err(e) => {
-                        finish(&conn, &error_body(&e));
-                        return;
                     }
                 }
+                match fill_batch(&mut seq, &limits, false) {
+                    Ok((items, false)) if items.is_empty() => continue,
+                    other => break other,
+                }
+            }
+        } else {
+            fill_batch(&mut seq, &limits, false)
+        };
+        wanted -= 1;
+        match batch {
+            Ok((items, false)) => conn.send(token, &seq_body(false, &items, &notes)),
+            Ok((items, true)) => {
+                finish(&conn, &seq_body(true, &items, &notes));
+                return;
+            }
+            Err(e) => {
+                finish(&conn, &error_body(&e));
+                return;
             }
         }
     }

@@ -126,3 +126,29 @@ async fn get_all_feeds_follow_their_keys() -> anyhow::Result<()> {
     server.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_outstanding_continue_gets_its_own_answer() -> anyhow::Result<()> {
+    let server = InProcess::start(Config::default()).await?;
+    let mut writer = Raw::connect(server.port).await?;
+    let mut reader = Raw::connect(server.port).await?;
+    writer.query(1, &json!([1, [60, ["t"]], {}])).await?;
+    let first = reader
+        .query(3, &json!([1, [152, [[15, ["t"]]]], {}]))
+        .await?;
+    assert_eq!(first["t"], 3);
+    reader.send(3, &json!([2])).await?;
+    reader.send(3, &json!([2])).await?;
+    for id in ["a", "b"] {
+        writer
+            .query(2, &json!([1, [56, [[15, ["t"]], {"id": id}]], {}]))
+            .await?;
+        let (_, v) = reader.recv().await?;
+        assert_eq!(v["r"][0]["new_val"]["id"], id, "{v}");
+    }
+    // A STOP with nothing outstanding ends the feed.
+    let v = reader.query(3, &json!([3])).await?;
+    assert_eq!(v, json!({"t": 2, "r": [], "n": []}));
+    server.stop().await;
+    Ok(())
+}
