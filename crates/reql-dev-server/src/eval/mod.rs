@@ -851,31 +851,26 @@ impl<'a> Evaluator<'a> {
                 Ok(Val::Datum(Datum::object(o)))
             }
             DEFAULT => {
-                let r = self.eval(&args[0]).and_then(|v| match v {
-                    Val::Datum(Datum::Null) => Err(ReqlError::missing("null")),
-                    Val::Single(Single { doc: None, .. }) => Err(ReqlError::missing("null")),
-                    v => Ok(v),
-                });
-                match r {
-                    Ok(v) => Ok(v),
-                    Err(e) if e.is_non_existence() => {
-                        let saved = self.env.default_error.replace(e.clone());
-                        let out = match self.func_of(&args[1]) {
-                            Some(f) if matches!(args[1].kind(), Kind::Func { .. }) => {
-                                let msg = if e.message() == "null" {
-                                    Datum::Null
-                                } else {
-                                    Datum::from(e.message())
-                                };
-                                f.call(vec![Bound::Datum(msg)])
-                            }
-                            _ => self.eval(&args[1]),
-                        };
-                        self.env.default_error = saved;
-                        out
+                // `default` stands in for null and for errors about missing data;
+                // other errors pass through.
+                let missing = match self.eval(&args[0]) {
+                    Ok(Val::Datum(Datum::Null)) | Ok(Val::Single(Single { doc: None, .. })) => None,
+                    Ok(v) => return Ok(v),
+                    Err(e) if e.is_non_existence() => Some(e),
+                    Err(e) => return Err(e),
+                };
+                let saved = std::mem::replace(&mut self.env.default_error, missing.clone());
+                let out = match (args[1].kind(), self.func_of(&args[1])) {
+                    (Kind::Func { .. }, Some(f)) => {
+                        let arg = missing
+                            .map(|e| Datum::from(e.message()))
+                            .unwrap_or(Datum::Null);
+                        f.call(vec![Bound::Datum(arg)])
                     }
-                    Err(e) => Err(e),
-                }
+                    _ => self.eval(&args[1]),
+                };
+                self.env.default_error = saved;
+                out
             }
             TYPE_OF => {
                 let v = self.eval(&args[0])?;
