@@ -96,9 +96,14 @@ impl Worker {
         tokio::pin!(shutdown);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
+            // The worker may start before the origin (or alone): it creates
+            // the schema too, idempotently, so its feeds have tables to follow.
             let feed = tokio::select! {
                 _ = &mut shutdown => return,
-                feed = self.store.board_changes() => feed,
+                feed = async {
+                    self.store.ensure_schema().await?;
+                    self.store.board_changes().await
+                } => feed,
             };
             let end = match feed {
                 Ok(feed) => {
