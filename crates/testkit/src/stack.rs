@@ -333,6 +333,14 @@ impl Stack {
             .push((name.to_owned(), value.to_owned()));
     }
 
+    /// Sets an environment variable for the next origin start.
+    pub fn set_web_env(&mut self, name: &str, value: &str) {
+        self.options.web_env.retain(|(k, _)| k != name);
+        self.options
+            .web_env
+            .push((name.to_owned(), value.to_owned()));
+    }
+
     pub fn kill_worker(&mut self) {
         if let Some(mut worker) = self.worker.take() {
             worker.kill_hard();

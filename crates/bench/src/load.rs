@@ -1,0 +1,183 @@
+//! Closed-loop load: N clients, each sending its next operation when the
+//! previous one has answered, as concurrency N. Throughput and latency come
+//! from the same run.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::stats::{Samples, Summary};
+
+/// One client of a load run. Each client owns its connection, so no two
+/// operations share one.
+pub trait Client: Send + 'static {
+    /// Performs operation number `seq` (unique across the run's clients).
+    fn call(&mut self, seq: u64) -> impl Future<Output = anyhow::Result<()>> + Send + '_;
+}
+
+/// How long a run lasts.
+#[derive(Debug, Clone, Copy)]
+pub enum Limit {
+    /// Operations started during `warmup` are not measured; measurement
+    /// stops taking new operations after `measure`.
+    Time { warmup: Duration, measure: Duration },
+    /// Exactly this many operations, all measured, as fast as they go.
+    Count(u64),
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadResult {
+    pub concurrency: usize,
+    pub ops: usize,
+    pub errors: u64,
+    /// The first error seen, to say what went wrong.
+    pub first_error: Option<String>,
+    pub seconds: f64,
+    pub throughput: f64,
+    pub latency: Summary,
+}
+
+struct Outcome {
+    samples: Samples,
+    errors: u64,
+    first_error: Option<String>,
+    last_done: Option<Instant>,
+}
+
+/// Runs `clients` (one task each) under `limit`.
+pub async fn run<C: Client>(clients: Vec<C>, limit: Limit) -> LoadResult {
+    let concurrency = clients.len();
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let (measure_from, stop_at, count) = match limit {
+        Limit::Time { warmup, measure } => {
+            (start + warmup, Some(start + warmup + measure), u64::MAX)
+        }
+        Limit::Count(n) => (start, None, n),
+    };
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut out = Outcome {
+                    samples: Samples::with_capacity(4096),
+                    errors: 0,
+                    first_error: None,
+                    last_done: None,
+                };
+                loop {
+                    let began = Instant::now();
+                    if stop_at.is_some_and(|t| began >= t) {
+                        break;
+                    }
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= count {
+                        break;
+                    }
+                    let result = client.call(seq).await;
+                    let done = Instant::now();
+                    if began < measure_from {
+                        continue;
+                    }
+                    match result {
+                        Ok(()) => out.samples.record(done - began),
+                        Err(e) => {
+                            out.errors += 1;
+                            out.first_error.get_or_insert_with(|| format!("{e:#}"));
+                        }
+                    }
+                    out.last_done = Some(done);
+                }
+                out
+            })
+        })
+        .collect();
+
+    let mut samples = Samples::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    let mut last_done = measure_from;
+    for task in tasks {
+        match task.await {
+            Ok(out) => {
+                samples.extend(out.samples);
+                errors += out.errors;
+                if first_error.is_none() {
+                    first_error = out.first_error;
+                }
+                if let Some(t) = out.last_done {
+                    last_done = last_done.max(t);
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert_with(|| format!("client task failed: {e}"));
+            }
+        }
+    }
+    // Operations still running at the deadline finish and count, so the
+    // window ends at the last completion rather than at the deadline.
+    let seconds = last_done
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
+    let ops = samples.len();
+    LoadResult {
+        concurrency,
+        ops,
+        errors,
+        first_error,
+        seconds,
+        throughput: if seconds > 0.0 {
+            ops as f64 / seconds
+        } else {
+            0.0
+        },
+        latency: samples.summary(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Sleepy(Duration);
+
+    impl Client for Sleepy {
+        async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
+            tokio::time::sleep(self.0).await;
+            anyhow::ensure!(seq % 10 != 9, "every tenth fails");
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_count_limit_runs_exactly_that_many() {
+        let clients = (0..4).map(|_| Sleepy(Duration::from_millis(1))).collect();
+        let r = run(clients, Limit::Count(100)).await;
+        assert_eq!(r.ops + r.errors as usize, 100);
+        assert_eq!(r.errors, 10);
+        assert!(r.first_error.unwrap().contains("every tenth"));
+        assert!(r.latency.p50_us >= 1000.0);
+    }
+
+    #[tokio::test]
+    async fn a_time_limit_skips_the_warm_up() {
+        let clients = (0..2).map(|_| Sleepy(Duration::from_millis(5))).collect();
+        let r = run(
+            clients,
+            Limit::Time {
+                warmup: Duration::from_millis(50),
+                measure: Duration::from_millis(100),
+            },
+        )
+        .await;
+        // About 2 clients × 100 ms / 5 ms, minus the failures.
+        assert!(r.ops > 10 && r.ops < 60, "{r:?}");
+        assert!(r.seconds >= 0.09, "{r:?}");
+    }
+}

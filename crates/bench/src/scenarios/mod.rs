@@ -1,0 +1,97 @@
+//! One module per scenario. Each measures on a [`Bench`] it is given, adds
+//! its tables, figures and targets to the [`Report`], and fails only when it
+//! could not measure (in a strict run, also when any request failed).
+
+pub mod burst;
+pub mod devserver;
+pub mod e2e;
+pub mod memory;
+pub mod read;
+pub mod score_add;
+pub mod top5;
+
+use serde::Serialize;
+
+use crate::cli::Config;
+use crate::load::{Limit, LoadResult};
+use crate::report::Report;
+use crate::stats::{fmt_rate, fmt_us};
+
+/// The header of a throughput table.
+pub const LOAD_HEADER: [&str; 8] = [
+    "path",
+    "concurrency",
+    "throughput",
+    "mean",
+    "p50",
+    "p99",
+    "ops",
+    "errors",
+];
+
+/// One row of a throughput table.
+pub fn load_row(path: &str, r: &LoadResult) -> Vec<String> {
+    vec![
+        path.to_owned(),
+        r.concurrency.to_string(),
+        fmt_rate(r.throughput),
+        fmt_us(r.latency.mean_us),
+        fmt_us(r.latency.p50_us),
+        fmt_us(r.latency.p99_us),
+        r.ops.to_string(),
+        r.errors.to_string(),
+    ]
+}
+
+/// A load result with the path it measured, for the JSON document.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathResult {
+    pub path: String,
+    #[serde(flatten)]
+    pub result: LoadResult,
+}
+
+impl Config {
+    /// The time limit of one throughput point.
+    pub fn timed(&self) -> Limit {
+        Limit::Time {
+            warmup: self.warmup,
+            measure: self.duration,
+        }
+    }
+
+    /// Whether a failed request fails the run: in the smoke run, whose job is
+    /// to say that everything works.
+    pub fn strict(&self) -> bool {
+        self.scenario == crate::cli::Scenario::Smoke
+    }
+}
+
+/// Checks a load result: it must have measured something, and in a strict
+/// run nothing may have failed.
+pub fn check(config: &Config, what: &str, r: &LoadResult) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        r.ops > 0,
+        "{what}: nothing succeeded ({} errors; first: {})",
+        r.errors,
+        r.first_error.as_deref().unwrap_or("none")
+    );
+    if r.errors > 0 {
+        let first = r.first_error.as_deref().unwrap_or("");
+        anyhow::ensure!(
+            !config.strict(),
+            "{what}: {} requests failed; first: {first}",
+            r.errors
+        );
+        eprintln!(
+            "warning: {what}: {} requests failed; first: {first}",
+            r.errors
+        );
+    }
+    Ok(())
+}
+
+/// Adds a section to the report.
+pub fn record(report: &mut Report, name: &str, value: impl Serialize) {
+    report.section(name, value);
+}
