@@ -30,6 +30,8 @@ use crate::report::Report;
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let config = Config::parse(args)?;
     let started = Instant::now();
+    // Other work on the machine skews every figure; say how busy it was.
+    let load_before = machine::load_average();
     let mut report = Report::default();
     let outcome = run_scenarios(&config, &mut report).await;
 
@@ -53,12 +55,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
         "machine": machine::describe(database),
+        "load_average": {"before": load_before, "after": machine::load_average()},
     });
     report.write_json(&config.json, head)?;
     println!(
-        "\n{} in {:.1} s; results in {}",
+        "\n{} in {:.1} s (load average {load_before} before, {} after); results in {}",
         config.scenario.name(),
         started.elapsed().as_secs_f64(),
+        machine::load_average(),
         config.json.display()
     );
     outcome

@@ -28,6 +28,14 @@ pub fn describe(database: &str) -> Value {
     })
 }
 
+/// The 1-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn first_line(program: &str, args: &[&str]) -> String {
     Command::new(program)
         .args(args)
