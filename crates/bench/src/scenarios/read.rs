@@ -1,5 +1,7 @@
 //! Board JSON reads (`GET /boards/{id}/`, the top five and the board's
-//! name in one query), straight to the origin and through Pushpin.
+//! name in one query), straight to the origin and through Pushpin; and
+//! `GET /healthz`, which touches no database, through both: the cost of the
+//! HTTP path alone, and of Pushpin's proxy path alone.
 
 use std::sync::Arc;
 
@@ -15,14 +17,16 @@ const BOARD: &str = "rd";
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     bench.board(BOARD, config.players).await?;
     let path = format!("/boards/{BOARD}/");
-    let mut table = Table::new("Board read (GET /boards/{id}/ as JSON)", &LOAD_HEADER);
+    let mut table = Table::new("Reads: the board as JSON (GET /boards/{id}/), and GET /healthz (no database)", &LOAD_HEADER);
     let mut results = Vec::new();
     for &c in &config.concurrency {
-        for (name, port) in [
-            ("origin", bench.origin_port()),
-            ("pushpin → origin", bench.pushpin_port()),
+        for (name, port, path) in [
+            ("origin", bench.origin_port(), path.as_str()),
+            ("pushpin → origin", bench.pushpin_port(), path.as_str()),
+            ("origin /healthz", bench.origin_port(), "/healthz"),
+            ("pushpin → origin /healthz", bench.pushpin_port(), "/healthz"),
         ] {
-            let requests = Arc::new(vec![Request::get_json(port, &path)]);
+            let requests = Arc::new(vec![Request::get_json(port, path)]);
             let clients = HttpClient::many(c, port, requests, 200).await?;
             let r = load::run(clients, config.timed()).await;
             check(config, &format!("board read via {name}"), &r)?;

@@ -4,7 +4,9 @@
 //! through the store's pool in this process (which splits the origin's
 //! overhead into the pool's and HTTP's).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use domain::{BoardId, PlayerId, ScoreDelta};
 use store::{PoolOptions, Store};
@@ -14,7 +16,9 @@ use crate::cli::Config;
 use crate::db::{self, UpdateClient};
 use crate::harness::{score_add_requests, Bench, HttpClient};
 use crate::load::{self, Client, LoadResult};
+use crate::machine::{child_named, cpu_time};
 use crate::report::{Report, Table, Target};
+use crate::stats::fmt_us;
 
 const BOARD: &str = "sa";
 
@@ -38,7 +42,42 @@ impl Client for StoreClient {
     }
 }
 
+/// CPU time the server processes spend during one load run, so that a
+/// cost can be compared without the noise other work on the machine puts
+/// into latencies.
+struct CpuMeter {
+    processes: Vec<(&'static str, u32, Duration)>,
+}
+
+impl CpuMeter {
+    fn start(pids: &[(&'static str, u32)]) -> Self {
+        Self {
+            processes: pids
+                .iter()
+                .filter_map(|&(name, pid)| Some((name, pid, cpu_time(pid)?)))
+                .collect(),
+        }
+    }
+
+    /// Microseconds of CPU per operation, by process.
+    fn per_op(&self, ops: usize) -> BTreeMap<&'static str, f64> {
+        self.processes
+            .iter()
+            .filter_map(|&(name, pid, before)| {
+                let used = cpu_time(pid)?.saturating_sub(before);
+                Some((name, used.as_secs_f64() * 1e6 / ops.max(1) as f64))
+            })
+            .collect()
+    }
+}
+
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
+    let (web_pid, worker_pid) = bench.pids()?;
+    let mut pids = vec![("origin", web_pid), ("worker", worker_pid)];
+    // A real RethinkDB elsewhere has no pid here; its CPU goes unmeasured.
+    if let Some(db_pid) = child_named("reql-dev-server") {
+        pids.push(("database", db_pid));
+    }
     let players = bench.board(BOARD, config.players).await?;
     let keys = Arc::new(
         players
@@ -58,13 +97,32 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     let proxied = score_add_requests(bench.pushpin_port(), BOARD, &players);
 
     let mut table = Table::new("Score-add (POST …/score-add/, +1)", &LOAD_HEADER);
+    let mut cpu_table = Table::new(
+        "Server CPU per score-add (µs of CPU time per operation, from /proc/<pid>/stat)",
+        &["path", "concurrency", "origin", "database", "worker", "origin + database"],
+    );
     let mut results = Vec::new();
-    let mut push = |table: &mut Table, path: &str, r: LoadResult| {
+    let mut cpu_results = Vec::new();
+    let mut push = |table: &mut Table, path: &str, r: LoadResult, cpu: BTreeMap<&str, f64>| {
         table.row(load_row(path, &r));
+        let cell = |name: &str| cpu.get(name).map_or("-".to_owned(), |v| format!("{v:.0}"));
+        let serving = cpu.get("origin").unwrap_or(&0.0) + cpu.get("database").unwrap_or(&0.0);
+        cpu_table.row(vec![
+            path.to_owned(),
+            r.concurrency.to_string(),
+            cell("origin"),
+            cell("database"),
+            cell("worker"),
+            format!("{serving:.0}"),
+        ]);
+        cpu_results.push(serde_json::json!({
+            "path": path, "concurrency": r.concurrency, "cpu_us_per_op": cpu,
+        }));
         results.push(PathResult {
             path: path.to_owned(),
             result: r,
         });
+        serving
     };
     let mut db_c1 = None;
     let mut origin_c1 = None;
@@ -78,12 +136,14 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
                 keys: Arc::clone(&keys),
             });
         }
+        let meter = CpuMeter::start(&pids);
         let r = load::run(clients, config.timed()).await;
+        let cpu = meter.per_op(r.ops);
         check(config, "database update", &r)?;
+        let serving = push(&mut table, "database (unreql)", r.clone(), cpu);
         if c == 1 {
-            db_c1 = Some(r.clone());
+            db_c1 = Some((r, serving));
         }
-        push(&mut table, "database (unreql)", r);
 
         let clients = (0..c)
             .map(|i| StoreClient {
@@ -93,27 +153,35 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
                 offset: i,
             })
             .collect();
+        let meter = CpuMeter::start(&pids);
         let r = load::run(clients, config.timed()).await;
+        let cpu = meter.per_op(r.ops);
         check(config, "store add_score", &r)?;
-        push(&mut table, "store pool (in-process)", r);
+        push(&mut table, "store pool (in-process)", r, cpu);
 
         let clients = HttpClient::many(c, bench.origin_port(), Arc::clone(&direct), 200).await?;
+        let meter = CpuMeter::start(&pids);
         let r = load::run(clients, config.timed()).await;
+        let cpu = meter.per_op(r.ops);
         check(config, "score-add to the origin", &r)?;
+        let serving = push(&mut table, "origin", r.clone(), cpu);
         if c == 1 {
-            origin_c1 = Some(r.clone());
+            origin_c1 = Some((r, serving));
         }
-        push(&mut table, "origin", r);
 
         let clients = HttpClient::many(c, bench.pushpin_port(), Arc::clone(&proxied), 200).await?;
+        let meter = CpuMeter::start(&pids);
         let r = load::run(clients, config.timed()).await;
+        let cpu = meter.per_op(r.ops);
         check(config, "score-add through Pushpin", &r)?;
-        push(&mut table, "pushpin → origin", r);
+        push(&mut table, "pushpin → origin", r, cpu);
     }
     report.table(table);
+    report.table(cpu_table);
     report.section("score_add", &results);
+    report.section("score_add_cpu", &cpu_results);
 
-    if let (Some(db), Some(origin)) = (db_c1, origin_c1) {
+    if let (Some((db, db_cpu)), Some((origin, origin_cpu))) = (db_c1, origin_c1) {
         report.target(Target::ratio(
             "origin score-add ≤ 1.3× database update (c=1, mean)",
             format!(
@@ -126,6 +194,18 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
             origin.latency.mean_us / db.latency.mean_us,
             1.3,
         ));
+        if db_cpu > 0.0 && pids.len() > 2 {
+            report.target(Target::ratio(
+                "origin score-add ≤ 1.3× database update (c=1, server CPU per op)",
+                format!(
+                    "origin + database {} / database {} of CPU",
+                    fmt_us(origin_cpu),
+                    fmt_us(db_cpu)
+                ),
+                origin_cpu / db_cpu,
+                1.3,
+            ));
+        }
     }
     Ok(())
 }
