@@ -185,7 +185,10 @@ mod tests {
     #[test]
     fn reads_cpu_time_and_finds_children() {
         assert!(cpu_time(std::process::id()).is_some());
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         assert_eq!(child_named("sleep"), Some(child.id()));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -17,14 +17,21 @@ const BOARD: &str = "rd";
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     bench.board(BOARD, config.players).await?;
     let path = format!("/boards/{BOARD}/");
-    let mut table = Table::new("Reads: the board as JSON (GET /boards/{id}/), and GET /healthz (no database)", &LOAD_HEADER);
+    let mut table = Table::new(
+        "Reads: the board as JSON (GET /boards/{id}/), and GET /healthz (no database)",
+        &LOAD_HEADER,
+    );
     let mut results = Vec::new();
     for &c in &config.concurrency {
         for (name, port, path) in [
             ("origin", bench.origin_port(), path.as_str()),
             ("pushpin → origin", bench.pushpin_port(), path.as_str()),
             ("origin /healthz", bench.origin_port(), "/healthz"),
-            ("pushpin → origin /healthz", bench.pushpin_port(), "/healthz"),
+            (
+                "pushpin → origin /healthz",
+                bench.pushpin_port(),
+                "/healthz",
+            ),
         ] {
             let requests = Arc::new(vec![Request::get_json(port, path)]);
             let clients = HttpClient::many(c, port, requests, 200).await?;

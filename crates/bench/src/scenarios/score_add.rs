@@ -99,7 +99,14 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     let mut table = Table::new("Score-add (POST …/score-add/, +1)", &LOAD_HEADER);
     let mut cpu_table = Table::new(
         "Server CPU per score-add (µs of CPU time per operation, from /proc/<pid>/stat)",
-        &["path", "concurrency", "origin", "database", "worker", "origin + database"],
+        &[
+            "path",
+            "concurrency",
+            "origin",
+            "database",
+            "worker",
+            "origin + database",
+        ],
     );
     let mut results = Vec::new();
     let mut cpu_results = Vec::new();
