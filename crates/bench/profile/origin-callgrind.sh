@@ -47,6 +47,6 @@ for i in range(n):
 PY
 kill -TERM $WPID; wait $WPID || true
 TOTAL=$(grep "^totals:" "$OUT/callgrind.out" | awk '{print $2}')
-echo "$N score-adds: $TOTAL instructions in all, $((TOTAL / N)) per score-add (start-up included, under 1%)"
+echo "$N score-adds: $TOTAL instructions in all, $((TOTAL / N)) per score-add (start-up and set-up included: use N in the thousands)"
 callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null | sed -n '20,80p' | cut -c1-180
 echo "profile: $OUT/callgrind.out"
