@@ -21,6 +21,8 @@ pub struct Bench {
     /// The event-stream client. testkit's own client has a 30 s time-out,
     /// which would cut streams that outlive it.
     sse_client: reqwest::Client,
+    /// The origin's log, which has a line per request.
+    web_log: std::path::PathBuf,
 }
 
 impl Bench {
@@ -49,11 +51,16 @@ impl Bench {
         stack.start_worker().await?;
         let db_url = DatabaseUrl::parse(&direct).context("the stack's database URL")?;
         let setup = tokio::sync::Mutex::new(Connection::connect(stack.web_port()).await?);
+        let web_log = stack
+            .web()
+            .map(|p| p.log_path().to_path_buf())
+            .context("no origin")?;
         Ok(Self {
             stack,
             db_url,
             setup,
             sse_client: reqwest::Client::new(),
+            web_log,
         })
     }
 
@@ -119,6 +126,14 @@ impl Bench {
             ids.push(pid);
         }
         Ok(ids)
+    }
+
+    /// How many requests for `path_and_query` the origin has logged.
+    pub fn requests_logged(&self, path_and_query: &str) -> usize {
+        let needle = format!(" {path_and_query} HTTP/");
+        std::fs::read_to_string(&self.web_log)
+            .map(|log| log.lines().filter(|l| l.contains(&needle)).count())
+            .unwrap_or(0)
     }
 
     /// The board's JSON as the origin serves it.

@@ -77,6 +77,13 @@ impl Audience {
     async fn grow(&mut self, bench: &Bench, n: usize) -> anyhow::Result<()> {
         let board = self.board.clone();
         let board = board.as_str();
+        let link = format!("/boards/{board}/?recover=1");
+        let checks_before = bench.requests_logged(&link);
+        // Pushpin follows the next link once, about a second after the first
+        // reliable stream of a channel is held, to catch a publish that
+        // raced with the hold (later streams of the channel cause no such
+        // check here).
+        let checks_expected = usize::from(self.len() == 0);
         let subscribers: Vec<_> = futures::stream::iter(self.len()..n)
             .map(|i| async move {
                 let mut sub = bench.subscribe(board).await?;
@@ -105,11 +112,17 @@ impl Audience {
                 }
             }));
         }
-        // Pushpin follows a reliable stream's next link once, about a second
-        // after the hold, to catch a publish that raced with it. Measuring
-        // before that would have the check land among the raw publishes,
-        // whose ids are not the board's version, and resend the board.
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // A check landing among the raw publishes, whose ids are not the
+        // board's version, would resend the board and break their chain; so
+        // wait until it has reached the origin (whose log has a line per
+        // request), or for a generous time-out if it never comes.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while bench.requests_logged(&link) < checks_before + checks_expected
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
         Ok(())
     }
 
