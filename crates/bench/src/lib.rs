@@ -28,6 +28,13 @@ use crate::report::Report;
 
 /// Runs what `args` (without the program name) ask for.
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    if matches!(
+        args.first().map(String::as_str),
+        Some("-h" | "--help" | "help")
+    ) {
+        println!("{}", cli::usage());
+        return Ok(());
+    }
     let config = Config::parse(args)?;
     let started = Instant::now();
     // Other work on the machine skews every figure; say how busy it was.
