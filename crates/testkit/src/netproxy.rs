@@ -26,7 +26,9 @@ impl Drop for NetProxy {
 impl NetProxy {
     /// Listens on a loopback port and forwards to `target` (host:port).
     pub async fn start(target: String) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", crate::free_port())).await?;
+        // Port 0: the kernel picks a free port in the same call that binds
+        // it, so no other listener can take it in between.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let port = listener.local_addr()?.port();
         let (up, _) = watch::channel(true);
         let up = Arc::new(up);

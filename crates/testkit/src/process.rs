@@ -156,7 +156,7 @@ impl Drop for ManagedProcess {
             eprintln!(
                 "----- {} log (tail) -----\n{}\n-----",
                 self.name,
-                self.log_tail(60)
+                self.log_tail(400)
             );
         }
         self.stop(Duration::from_secs(3));

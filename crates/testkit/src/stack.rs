@@ -1,6 +1,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::pushpin::http_status;
 use crate::{
     binary, free_port, Binary, Database, ManagedProcess, NetProxy, Pushpin, PushpinOptions,
@@ -52,7 +54,16 @@ pub struct Stack {
     web: Option<ManagedProcess>,
     web_port: u16,
     worker: Option<ManagedProcess>,
+    /// For ordinary requests; keeps connections alive between requests.
     pub client: reqwest::Client,
+    /// For stream requests through Pushpin: a new connection each time,
+    /// as an `EventSource` usually gets. Pushpin 1.36, in the first moments
+    /// after it starts, sometimes fails to hand a stream over to its handler
+    /// when the stream arrives on a connection that already carried a
+    /// request: the client gets 500 "Accept service unavailable", or the
+    /// next request on a new connection goes unanswered. Tests of this
+    /// project's behaviour keep clear of that.
+    pub stream_client: reqwest::Client,
     options: StackOptions,
     // Dropped last: the processes' logs live in it.
     dir: TempDir,
@@ -63,7 +74,25 @@ impl Stack {
         Self::start_with(StackOptions::default()).await
     }
 
+    /// Starts the stack, trying again (on new ports) when a process fails
+    /// to start: the ports are chosen free, but another process on the
+    /// machine can still take one before ours binds it.
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
+        const ATTEMPTS: usize = 3;
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(options.clone()).await {
+                Ok(stack) => return Ok(stack),
+                Err(e) if attempt < ATTEMPTS => {
+                    eprintln!("stack start, attempt {attempt} of {ATTEMPTS}, failed: {e:#}");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn start_once(options: StackOptions) -> anyhow::Result<Self> {
         let dir = TempDir::new("stack")?;
         let data = dir.path().join("data");
         let password = options.db_password.clone();
@@ -74,7 +103,9 @@ impl Stack {
             db.map(|db| (dir, db))
         })
         .await??;
-        let db_proxy = NetProxy::start(db.address()).await?;
+        let db_proxy = NetProxy::start(db.address())
+            .await
+            .context("database proxy")?;
         tokio::task::spawn_blocking(move || Self::start_blocking(options, dir, db, db_proxy))
             .await?
     }
@@ -97,6 +128,9 @@ impl Stack {
             worker: None,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .build()?,
+            stream_client: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
                 .build()?,
             options,
             dir,
@@ -299,7 +333,7 @@ impl Stack {
 
     pub async fn subscribe_from(&self, board: &str, last_event_id: Option<&str>) -> Subscriber {
         Subscriber::connect(
-            &self.client,
+            &self.stream_client,
             &self.url(&format!("/boards/{board}/")),
             last_event_id,
         )
@@ -310,7 +344,7 @@ impl Stack {
     /// A subscriber that reconnects with Last-Event-ID like a browser.
     pub fn resilient_subscriber(&self, board: &str) -> crate::ResilientSubscriber {
         crate::ResilientSubscriber::start(
-            self.client.clone(),
+            self.stream_client.clone(),
             self.url(&format!("/boards/{board}/")),
         )
     }

@@ -31,7 +31,7 @@ async fn resuming_with_the_current_id_sends_nothing_until_a_change() {
     assert!(resumed.drain(Duration::from_millis(500)).await.is_empty());
     // The query-parameter form, for EventSource polyfills.
     let mut polyfill = testkit::Subscriber::connect(
-        &stack.client,
+        &stack.stream_client,
         &stack.url(&format!("/boards/r/?lastEventId={}", snapshot.id)),
         None,
     )
@@ -195,7 +195,7 @@ async fn idle_streams_get_keep_alive_comments() {
     .unwrap();
     stack.create_board("k", &[]).await;
     let resp = stack
-        .client
+        .stream_client
         .get(stack.url("/boards/k/"))
         .header("Accept", "text/event-stream")
         .send()

@@ -268,7 +268,7 @@ async fn cors_lets_configured_origins_in() {
     );
     // Streams carry it too, through Pushpin.
     let resp = stack
-        .client
+        .stream_client
         .get(stack.url("/boards/c/"))
         .header("Origin", "https://game.example")
         .header("Accept", "text/event-stream")

@@ -129,7 +129,7 @@ async fn accept_with_q_values_selects_the_stream() {
         ("text/html, text/event-stream;q=0.9, */*;q=0.1", false),
     ] {
         let resp = stack
-            .client
+            .stream_client
             .get(stack.url("/boards/q/"))
             .header("Accept", accept)
             .send()
