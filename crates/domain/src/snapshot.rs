@@ -18,7 +18,8 @@ pub struct Player {
 /// RethinkDB numbers are doubles. Scores written through this API are always
 /// integral, but a document edited by hand may not be; reading it must not
 /// fail the whole board, so a fractional score is truncated toward zero.
-fn integral_score<'de, D: Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
+/// For `#[serde(deserialize_with)]` on any type that holds a stored score.
+pub fn integral_score<'de, D: Deserializer<'de>>(de: D) -> Result<i64, D::Error> {
     let number = serde_json::Number::deserialize(de)?;
     if let Some(i) = number.as_i64() {
         return Ok(i);

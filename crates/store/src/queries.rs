@@ -106,16 +106,24 @@ fn player_key(board: &BoardId, player: &PlayerId) -> String {
     format!("{board}:{player}")
 }
 
-/// The client's view of a player document `{id: "<board>:<player>", board,
-/// player, name, score}`: its id is the `player` field.
+/// A player document as stored: `{id: "<board>:<player>", board, player,
+/// name, score}`. Clients know a player by its `player` field.
+#[derive(Deserialize)]
+struct PlayerDoc {
+    player: String,
+    name: String,
+    #[serde(deserialize_with = "domain::integral_score")]
+    score: i64,
+}
+
+/// The client's view of a player document, read from the answer in place.
 fn player_view(doc: &Value) -> Result<Player, StoreError> {
-    let mut doc = doc.clone();
-    let id = doc
-        .get("player")
-        .cloned()
-        .ok_or_else(|| StoreError::Decode("player document without `player`".into()))?;
-    doc["id"] = id;
-    decode(doc)
+    let doc = PlayerDoc::deserialize(doc).map_err(|e| StoreError::Decode(e.to_string()))?;
+    Ok(Player {
+        id: doc.player,
+        name: doc.name,
+        score: doc.score,
+    })
 }
 
 fn player_views(docs: Vec<Value>) -> Result<Vec<Player>, StoreError> {
@@ -275,7 +283,7 @@ impl Store {
         // A board deleted between the check and the insert would leave this
         // player orphaned; look again and undo.
         if !self.board_exists(board).await? {
-            self.write(r.table(PLAYERS).get(player.id.clone()).delete(()))
+            self.write(r.table(PLAYERS).get(player_key(board, &id)).delete(()))
                 .await?;
             return Ok(None);
         }

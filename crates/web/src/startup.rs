@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{Logger, NormalizePath, TrailingSlash};
+use actix_web::middleware::{Condition, Logger, NormalizePath, TrailingSlash};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
 use store::{PoolOptions, Store, StoreError};
@@ -85,6 +85,7 @@ impl Application {
             schema_ready,
         });
         let cors = settings.cors.clone();
+        let access_log = settings.access_log;
         let server = HttpServer::new(move || {
             let metrics = state.metrics.clone();
             App::new()
@@ -121,7 +122,10 @@ impl Application {
                 })
                 .wrap(cors_middleware(&cors))
                 .wrap(NormalizePath::new(TrailingSlash::Always))
-                .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+                .wrap(Condition::new(
+                    access_log,
+                    Logger::new("%a \"%r\" %s %b %Dms"),
+                ))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
