@@ -129,8 +129,13 @@ impl Stack {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
+            // No overall time limit (a stream is open-ended), but a request
+            // that gets nothing for a minute fails instead of hanging: idle
+            // streams get a keep-alive comment every KEEP_ALIVE_SECS (20 s).
             stream_client: reqwest::Client::builder()
                 .pool_max_idle_per_host(0)
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
                 .build()?,
             options,
             dir,
