@@ -63,7 +63,7 @@ pub struct Settings {
     pub cors: Cors,
     /// `ACCESS_LOG`: a log line per request, default `true`. A router in
     /// front that logs requests already (Heroku's does) makes it redundant;
-    /// it is 8% of the origin's work per request.
+    /// it is about 10% of the origin's instructions per request.
     pub access_log: bool,
 }
 
