@@ -415,7 +415,15 @@ async fn run_query(
             return 0;
         }
     };
-    let result = Evaluator::new(&ctx).eval(&term);
+    let mut result = Evaluator::new(&ctx).eval(&term);
+    if result.is_ok() {
+        if let Err(e) = ctx
+            .commit_created_tables(conn.shared.table_create_window)
+            .await
+        {
+            result = Err(e);
+        }
+    }
     if !respond {
         return ctx.durable_seq();
     }

@@ -15,6 +15,9 @@ use crate::eval::{admin_compiler, Shared};
 use crate::storage::Store;
 use crate::wire::Auth;
 
+/// The default of [`Config::table_create_window`].
+pub const DEFAULT_TABLE_CREATE_WINDOW: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How to run a server; the defaults match `rethinkdb` with no flags, except that
 /// data is kept in memory unless `directory` is set.
 #[derive(Clone)]
@@ -31,6 +34,10 @@ pub struct Config {
     /// Log size (bytes) after which the data directory is compacted into a
     /// snapshot.
     pub compact_log_bytes: u64,
+    /// How long a `tableCreate` takes to become visible to a concurrent
+    /// creation of the same name. Within it both succeed and the database holds
+    /// two tables of that name, as on RethinkDB 2.4.4; zero turns the hazard off.
+    pub table_create_window: std::time::Duration,
 }
 
 impl Default for Config {
@@ -42,6 +49,7 @@ impl Default for Config {
             initial_password: None,
             server_name: "reql_dev_server".into(),
             compact_log_bytes: crate::storage::wal::DEFAULT_COMPACT_BYTES,
+            table_create_window: DEFAULT_TABLE_CREATE_WINDOW,
         }
     }
 }
@@ -58,6 +66,7 @@ impl std::fmt::Debug for Config {
             )
             .field("server_name", &self.server_name)
             .field("compact_log_bytes", &self.compact_log_bytes)
+            .field("table_create_window", &self.table_create_window)
             .finish()
     }
 }
@@ -112,6 +121,7 @@ impl Server {
                 store,
                 server_id: id,
                 server_name: config.server_name,
+                table_create_window: config.table_create_window,
             }),
             auth: Arc::new(Auth::new(&password)),
         })

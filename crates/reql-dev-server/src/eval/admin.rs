@@ -198,6 +198,54 @@ pub fn compile_stored_index(json: &serde_json::Value) -> std::result::Result<Key
     compile_index_fn(&t).map_err(|e| e.to_string())
 }
 
+/// `r.db("rethinkdb").table(name)`: `table_config` and `db_config` as they
+/// are now, with rows that can be deleted to drop a table or a database (how a
+/// duplicated table name is repaired); the other system tables are not served.
+pub(super) fn system_table(ctx: &QueryCtx, name: &str) -> Result<Arc<Table>> {
+    let store = ctx.store()?.clone();
+    let server = ctx.server_name();
+    let uuid_of = |key: &Datum| match key {
+        Datum::Str(s) => uuid::Uuid::parse_str(s).ok(),
+        _ => None,
+    };
+    match name {
+        "table_config" => {
+            let rows = store
+                .all_tables()
+                .iter()
+                .map(|t| table_config(t, &server))
+                .collect();
+            Ok(Table::system_view(
+                name,
+                rows,
+                Arc::new(move |key| {
+                    let dropped = uuid_of(key).map(|id| store.table_drop_id(id)).transpose()?;
+                    Ok(dropped.flatten().map_or(0, |(_, seq)| seq))
+                }),
+            ))
+        }
+        "db_config" => {
+            let rows = store.all_dbs().iter().map(db_doc).collect();
+            Ok(Table::system_view(
+                name,
+                rows,
+                Arc::new(move |key| {
+                    let dropped = uuid_of(key).map(|id| store.db_drop_id(id)).transpose()?;
+                    Ok(dropped.flatten().map_or(0, |(_, _, seq)| seq))
+                }),
+            ))
+        }
+        _ if crate::storage::SYSTEM_TABLES.contains(&name) => Err(ReqlError::op_failed(format!(
+            "System table `{}.{name}` is not available on this development server.",
+            crate::storage::SYSTEM_DB
+        ))),
+        _ => Err(ReqlError::op_failed(format!(
+            "Table `{}.{name}` does not exist.",
+            crate::storage::SYSTEM_DB
+        ))),
+    }
+}
+
 pub(super) fn eval_admin(ev: &mut Evaluator<'_>, ty: u32, t: &Term, args: &[Term]) -> Result<Val> {
     let store = ev.ctx.store()?.clone();
     let server = ev.ctx.server_name();
@@ -494,7 +542,7 @@ fn table_admin(
                     }
                 }
             }
-            let (table, seq) = store.table_create(
+            let table = store.table_create(
                 db,
                 &name,
                 TableSpec {
@@ -502,7 +550,7 @@ fn table_admin(
                     durability,
                 },
             )?;
-            ev.ctx.note_durable(seq);
+            ev.ctx.note_created_table(table.clone());
             Ok(Val::Datum(obj(vec![
                 (
                     "config_changes",

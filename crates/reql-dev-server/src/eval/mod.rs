@@ -25,6 +25,9 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub server_id: Uuid,
     pub server_name: String,
+    /// How long a table creation stays invisible to other creations of the
+    /// same name (see [`crate::storage::Store::table_create`]).
+    pub table_create_window: std::time::Duration,
 }
 
 /// Per-query settings from the global optional arguments, and the log position
@@ -36,6 +39,9 @@ pub struct QueryCtx {
     pub array_limit: usize,
     pub durability: Option<Durability>,
     durable_seq: AtomicU64,
+    /// Tables this query created, made visible once it has run (see
+    /// [`crate::storage::Store::table_create`]).
+    created_tables: parking_lot::Mutex<Vec<Arc<crate::storage::Table>>>,
 }
 
 pub const DEFAULT_ARRAY_LIMIT: usize = 100_000;
@@ -57,6 +63,7 @@ impl QueryCtx {
             array_limit: DEFAULT_ARRAY_LIMIT,
             durability: None,
             durable_seq: AtomicU64::new(0),
+            created_tables: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -68,6 +75,7 @@ impl QueryCtx {
             array_limit: DEFAULT_ARRAY_LIMIT,
             durability: None,
             durable_seq: AtomicU64::new(0),
+            created_tables: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -87,6 +95,30 @@ impl QueryCtx {
 
     pub fn note_durable(&self, seq: u64) {
         self.durable_seq.fetch_max(seq, AtomicOrdering::SeqCst);
+    }
+
+    /// Records a table whose creation this query has started.
+    pub fn note_created_table(&self, table: Arc<crate::storage::Table>) {
+        self.created_tables.lock().push(table);
+    }
+
+    /// Finishes the table creations of this query: after `latency` (the
+    /// window in which a real server lets a second creation of the same name
+    /// through), the tables become visible.
+    pub async fn commit_created_tables(&self, latency: std::time::Duration) -> Result<()> {
+        let tables = std::mem::take(&mut *self.created_tables.lock());
+        if tables.is_empty() {
+            return Ok(());
+        }
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let store = self.store()?;
+        for table in tables {
+            let seq = store.commit_table(table)?;
+            self.note_durable(seq);
+        }
+        Ok(())
     }
 
     pub fn durable_seq(&self) -> u64 {
@@ -466,6 +498,16 @@ impl<'a> Evaluator<'a> {
         ops::int(&d)
     }
 
+    /// An argument RethinkDB reads as a 32-bit integer (`limit`, `nth`):
+    /// anything outside that range is refused, whichever its sign.
+    fn int32(&mut self, t: &Term) -> Result<i64> {
+        let n = self.int(t)?;
+        if i32::try_from(n).is_err() {
+            return Err(ReqlError::logic(format!("Integer too large: {n}")));
+        }
+        Ok(n)
+    }
+
     fn opt(&mut self, t: &Term, name: &str) -> Result<Option<Datum>> {
         match t.optarg(name) {
             Some(o) => Ok(Some(self.datum(o)?)),
@@ -680,6 +722,9 @@ impl<'a> Evaluator<'a> {
                             "Read mode `{rm}` unrecognized (options are \"majority\", \"single\", and \"outdated\")."
                         )));
                     }
+                }
+                if db == crate::storage::SYSTEM_DB {
+                    return admin::system_table(self.ctx, &name).map(Val::Table);
                 }
                 Ok(Val::Table(self.ctx.store()?.table(&db, &name)?))
             }
@@ -1089,11 +1134,17 @@ impl<'a> Evaluator<'a> {
                 Ok(Val::Datum(Datum::Bool(empty)))
             }
             NTH => {
-                let i = self.int(&args[1])?;
+                let i = self.int32(&args[1])?;
                 self.nth(first, i)
             }
             SKIP | LIMIT => {
-                let n = self.int(&args[1])?;
+                // RethinkDB reads LIMIT's argument as a 32-bit integer and
+                // SKIP's as a 64-bit one (`limits.jsonl`).
+                let n = if ty == LIMIT {
+                    self.int32(&args[1])?
+                } else {
+                    self.int(&args[1])?
+                };
                 if n < 0 {
                     return Err(ReqlError::logic(format!(
                         "{} takes a non-negative argument (got {n})",

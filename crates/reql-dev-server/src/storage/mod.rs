@@ -331,9 +331,47 @@ pub struct Table {
     /// Unset while a data directory is being loaded, so replayed changes are not
     /// logged again.
     log: OnceLock<Arc<Log>>,
+    /// Set on a view of a system table (`rethinkdb.table_config`...): what
+    /// deleting one of its rows does.
+    system: Option<SystemDelete>,
+}
+
+/// Deletes the catalog entry behind one row of a system table, returning the
+/// log position of the change.
+pub type SystemDelete = Arc<dyn Fn(&Datum) -> Result<u64> + Send + Sync>;
+
+fn ambiguous(db: &str, name: &str) -> ReqlError {
+    ReqlError::op_failed(format!(
+        "Table `{db}.{name}` is ambiguous; there are multiple tables with that name."
+    ))
 }
 
 impl Table {
+    /// A read-only view of a system table as it is now, keyed by `id`, whose
+    /// rows can be deleted through `on_delete`.
+    pub fn system_view(name: &str, rows: Vec<Datum>, on_delete: SystemDelete) -> Arc<Table> {
+        let mut data = TableData::new();
+        for row in rows {
+            let Some(key) = row.get("id").cloned() else {
+                continue;
+            };
+            if let Ok(bytes) = primary_key_bytes(&key) {
+                data.shards[shard_of(&bytes)].insert(key, row);
+            }
+        }
+        Arc::new(Table {
+            id: Uuid::nil(),
+            db_id: Uuid::nil(),
+            db: SYSTEM_DB.to_string(),
+            name: name.to_string(),
+            primary_key: "id".to_string(),
+            durability: Durability::Hard,
+            data: RwLock::new(data),
+            log: OnceLock::new(),
+            system: Some(on_delete),
+        })
+    }
+
     pub fn read(&self) -> RwLockReadGuard<'_, TableData> {
         self.data.read()
     }
@@ -362,6 +400,12 @@ impl Table {
         backlog: Backlog,
         initial: impl FnOnce(&TableData) -> Vec<Datum>,
     ) -> Result<(tokio::sync::mpsc::UnboundedReceiver<FeedMsg>, Vec<Datum>)> {
+        if self.system.is_some() {
+            return Err(ReqlError::op_failed(format!(
+                "Changefeeds on `{}` are not supported by this development server.",
+                self.full_name()
+            )));
+        }
         let mut data = self.data.write();
         if data.dropped {
             return Err(self.missing());
@@ -387,6 +431,11 @@ impl Table {
     }
 
     pub fn index_create(&self, def: IndexDef) -> Result<()> {
+        if self.system.is_some() {
+            return Err(ReqlError::op_failed(format!(
+                "Database `{SYSTEM_DB}` is special; you can't create secondary indexes on the tables in it."
+            )));
+        }
         let mut data = self.data.write();
         if data.dropped {
             return Err(self.missing());
@@ -548,6 +597,18 @@ impl TableWriter<'_> {
         if self.data.dropped {
             return Err(self.table.missing());
         }
+        if let Some(on_delete) = &self.table.system {
+            if new.is_some() {
+                return Err(ReqlError::op_failed(format!(
+                    "This development server can only delete rows of `{}`.",
+                    self.table.full_name()
+                )));
+            }
+            let seq = on_delete(pk)?;
+            self.durable_seq = self.durable_seq.max(seq);
+            let bytes = primary_key_bytes(pk)?;
+            return Ok(self.data.shards[shard_of(&bytes)].remove(pk));
+        }
         let bytes = primary_key_bytes(pk)?;
         if let Some(n) = &new {
             if n.has_extrema() {
@@ -633,10 +694,65 @@ pub struct DbInfo {
     pub name: String,
 }
 
+/// Databases and tables by name. A name normally maps to one table, but as
+/// on a real RethinkDB two creations of the same name that overlap in time
+/// both succeed (see [`Store::table_create`]), so a name holds a list.
 #[derive(Default)]
 struct Catalog {
     dbs: BTreeMap<String, DbInfo>,
-    tables: BTreeMap<(String, String), Arc<Table>>,
+    tables: BTreeMap<(String, String), Vec<Arc<Table>>>,
+}
+
+impl Catalog {
+    fn all_tables(&self) -> impl Iterator<Item = &Arc<Table>> {
+        self.tables.values().flatten()
+    }
+
+    fn named(&self, db: &str, name: &str) -> &[Arc<Table>] {
+        self.tables
+            .get(&(db.to_string(), name.to_string()))
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    fn insert(&mut self, table: Arc<Table>) {
+        self.tables
+            .entry((table.db.clone(), table.name.clone()))
+            .or_default()
+            .push(table);
+    }
+
+    fn find_id(&self, id: Uuid) -> Option<Arc<Table>> {
+        self.all_tables().find(|t| t.id == id).cloned()
+    }
+
+    fn remove_id(&mut self, id: Uuid) -> Option<Arc<Table>> {
+        let key = self
+            .tables
+            .iter()
+            .find(|(_, ts)| ts.iter().any(|t| t.id == id))
+            .map(|(k, _)| k.clone())?;
+        let list = self.tables.get_mut(&key)?;
+        let at = list.iter().position(|t| t.id == id)?;
+        let table = list.remove(at);
+        if list.is_empty() {
+            self.tables.remove(&key);
+        }
+        Some(table)
+    }
+
+    fn remove_db(&mut self, db: &str) -> Vec<Arc<Table>> {
+        let keys: Vec<_> = self
+            .tables
+            .keys()
+            .filter(|(d, _)| d == db)
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.tables.remove(&k))
+            .flatten()
+            .collect()
+    }
 }
 
 /// The system database every RethinkDB server has. Its tables are not available
@@ -709,7 +825,7 @@ impl Store {
 
     fn attach_log(&self) {
         let Some(log) = self.log.get() else { return };
-        for t in self.catalog.read().tables.values() {
+        for t in self.catalog.read().all_tables() {
             let _ = t.log.set(log.clone());
         }
     }
@@ -802,18 +918,9 @@ impl Store {
             .dbs
             .remove(name)
             .ok_or_else(|| ReqlError::op_failed(format!("Database `{name}` does not exist.")))?;
-        let keys: Vec<_> = cat
-            .tables
-            .keys()
-            .filter(|(d, _)| d == name)
-            .cloned()
-            .collect();
-        let mut dropped = Vec::new();
-        for k in keys {
-            if let Some(t) = cat.tables.remove(&k) {
-                t.mark_dropped();
-                dropped.push(t);
-            }
+        let dropped = cat.remove_db(name);
+        for t in &dropped {
+            t.mark_dropped();
         }
         let seq = self.log_catalog(serde_json::json!({"op": "db_drop", "id": info.id.to_string()}));
         Ok((info, dropped, seq))
@@ -829,6 +936,7 @@ impl Store {
                 "Database `{db}` does not exist."
             )));
         }
+        // A name held by several tables is listed once, as RethinkDB does.
         Ok(cat
             .tables
             .keys()
@@ -839,38 +947,45 @@ impl Store {
 
     pub fn tables_of(&self, db: &str) -> Vec<Arc<Table>> {
         let cat = self.catalog.read();
-        cat.tables
-            .iter()
-            .filter(|((d, _), _)| d == db)
-            .map(|(_, t)| t.clone())
-            .collect()
+        cat.all_tables().filter(|t| t.db == db).cloned().collect()
+    }
+
+    /// Every table of every database, in name order, duplicates included.
+    pub fn all_tables(&self) -> Vec<Arc<Table>> {
+        self.catalog.read().all_tables().cloned().collect()
+    }
+
+    /// Every database but the system one, in name order.
+    pub fn all_dbs(&self) -> Vec<DbInfo> {
+        self.catalog.read().dbs.values().cloned().collect()
     }
 
     pub fn table(&self, db: &str, name: &str) -> Result<Arc<Table>> {
         let cat = self.catalog.read();
-        if db == SYSTEM_DB {
-            return Err(ReqlError::op_failed(format!(
-                "System table `{SYSTEM_DB}.{name}` is not available on this development server."
-            )));
-        }
         if !cat.dbs.contains_key(db) {
             return Err(ReqlError::op_failed(format!(
                 "Database `{db}` does not exist."
             )));
         }
-        cat.tables
-            .get(&(db.to_string(), name.to_string()))
-            .cloned()
-            .ok_or_else(|| ReqlError::op_failed(format!("Table `{db}.{name}` does not exist.")))
+        match cat.named(db, name) {
+            [table] => Ok(table.clone()),
+            [] => Err(ReqlError::op_failed(format!(
+                "Table `{db}.{name}` does not exist."
+            ))),
+            _ => Err(ambiguous(db, name)),
+        }
     }
 
-    pub fn table_create(
-        &self,
-        db: &str,
-        name: &str,
-        spec: TableSpec<'_>,
-    ) -> Result<(Arc<Table>, u64)> {
-        let mut cat = self.catalog.write();
+    /// The first half of a table creation: checks the name and builds the
+    /// table, which stays invisible until [`Store::commit_table`].
+    ///
+    /// RethinkDB checks the name against the tables it knows of and only then,
+    /// after a round of cluster metadata, makes the new table visible. Two
+    /// creations of one name that overlap in that window both succeed and leave
+    /// two tables, after which every query on the name fails as ambiguous. The
+    /// caller reproduces the window by waiting between the two halves.
+    pub fn table_create(&self, db: &str, name: &str, spec: TableSpec<'_>) -> Result<Arc<Table>> {
+        let cat = self.catalog.read();
         if db == SYSTEM_DB {
             return Err(ReqlError::op_failed(format!(
                 "Table `{db}.{name}` already exists."
@@ -881,13 +996,12 @@ impl Store {
             .get(db)
             .cloned()
             .ok_or_else(|| ReqlError::op_failed(format!("Database `{db}` does not exist.")))?;
-        let key = (db.to_string(), name.to_string());
-        if cat.tables.contains_key(&key) {
+        if !cat.named(db, name).is_empty() {
             return Err(ReqlError::op_failed(format!(
                 "Table `{db}.{name}` already exists."
             )));
         }
-        let table = Arc::new(Table {
+        Ok(Arc::new(Table {
             id: Uuid::new_v4(),
             db_id: db_info.id,
             db: db.to_string(),
@@ -899,34 +1013,65 @@ impl Store {
                 Some(l) => OnceLock::from(l.clone()),
                 None => OnceLock::new(),
             },
-        });
+            system: None,
+        }))
+    }
+
+    /// Makes a table from [`Store::table_create`] visible, whatever was created
+    /// under its name meanwhile. Returns the log position of the creation.
+    pub fn commit_table(&self, table: Arc<Table>) -> Result<u64> {
+        let mut cat = self.catalog.write();
+        if !cat.dbs.values().any(|d| d.id == table.db_id) {
+            return Err(ReqlError::op_failed(format!(
+                "Database `{}` does not exist.",
+                table.db
+            )));
+        }
         let seq = self.log_catalog(serde_json::json!({
             "op": "table_create",
             "id": table.id.to_string(),
-            "db": db_info.id.to_string(),
-            "name": name,
-            "primary_key": spec.primary_key,
-            "durability": spec.durability.name(),
+            "db": table.db_id.to_string(),
+            "name": table.name,
+            "primary_key": table.primary_key,
+            "durability": table.durability.name(),
         }));
-        cat.tables.insert(key, table.clone());
-        Ok((table, seq))
+        cat.insert(table);
+        Ok(seq)
     }
 
     pub fn table_drop(&self, db: &str, name: &str) -> Result<(Arc<Table>, u64)> {
+        let id = self.table(db, name)?.id;
+        self.table_drop_id(id)?
+            .ok_or_else(|| ReqlError::op_failed(format!("Table `{db}.{name}` does not exist.")))
+    }
+
+    /// Drops the table with this id (what deleting its `table_config` row
+    /// does). `None` if there is no such table.
+    pub fn table_drop_id(&self, id: Uuid) -> Result<Option<(Arc<Table>, u64)>> {
         let mut cat = self.catalog.write();
-        if !cat.dbs.contains_key(db) {
-            return Err(ReqlError::op_failed(format!(
-                "Database `{db}` does not exist."
-            )));
-        }
-        let table = cat
-            .tables
-            .remove(&(db.to_string(), name.to_string()))
-            .ok_or_else(|| ReqlError::op_failed(format!("Table `{db}.{name}` does not exist.")))?;
+        let Some(table) = cat.remove_id(id) else {
+            return Ok(None);
+        };
         table.mark_dropped();
         let seq =
             self.log_catalog(serde_json::json!({"op": "table_drop", "id": table.id.to_string()}));
-        Ok((table, seq))
+        Ok(Some((table, seq)))
+    }
+
+    /// Drops the database with this id and its tables (what deleting its
+    /// `db_config` row does). `None` if there is no such database.
+    pub fn db_drop_id(&self, id: Uuid) -> Result<Option<(DbInfo, Vec<Arc<Table>>, u64)>> {
+        let name = self
+            .catalog
+            .read()
+            .dbs
+            .values()
+            .find(|d| d.id == id)
+            .map(|d| d.name.clone());
+        match name {
+            Some(name) => self.db_drop(&name).map(Some),
+            None => Ok(None),
+        }
     }
 
     pub fn compile_index(&self, func: &serde_json::Value) -> Result<KeyFn, String> {
@@ -936,10 +1081,7 @@ impl Store {
     // -------------------------------------------------------------- replay
 
     fn find_table(cat: &Catalog, id: &str) -> Option<Arc<Table>> {
-        cat.tables
-            .values()
-            .find(|t| t.id.to_string() == id)
-            .cloned()
+        cat.find_id(Uuid::parse_str(id).ok()?)
     }
 
     /// Applies one logged record while loading a data directory. Documents go
@@ -968,14 +1110,7 @@ impl Store {
         let Ok(id) = Uuid::parse_str(table) else {
             return;
         };
-        let Some(t) = self
-            .catalog
-            .read()
-            .tables
-            .values()
-            .find(|t| t.id == id)
-            .cloned()
-        else {
+        let Some(t) = self.catalog.read().find_id(id) else {
             // A write to a table dropped later in the log.
             return;
         };
@@ -996,7 +1131,7 @@ impl Store {
 
     /// Builds every index from the documents loaded by a replay.
     fn rebuild_indexes(&self) {
-        let tables: Vec<Arc<Table>> = self.catalog.read().tables.values().cloned().collect();
+        let tables = self.all_tables();
         for t in tables {
             let mut data = t.data.write();
             let defs = data.index_defs();
@@ -1036,7 +1171,7 @@ impl Store {
                     .map(|d| d.name.clone())
                 {
                     cat.dbs.remove(&name);
-                    cat.tables.retain(|(d, _), _| *d != name);
+                    cat.remove_db(&name);
                 }
             }
             "table_create" => {
@@ -1054,12 +1189,12 @@ impl Store {
                     durability: Durability::parse(&s("durability")).unwrap_or(Durability::Hard),
                     data: RwLock::new(TableData::new()),
                     log: OnceLock::new(),
+                    system: None,
                 });
-                cat.tables.insert((db.name, name), table);
+                cat.insert(table);
             }
             "table_drop" => {
-                let id = s("id");
-                cat.tables.retain(|_, t| t.id.to_string() != id);
+                cat.remove_id(uuid("id"));
             }
             "index_create" => {
                 let Some(t) = Self::find_table(&cat, &s("table")) else {
@@ -1118,7 +1253,7 @@ impl SnapshotSource for Store {
             let cat = self.catalog.read();
             (
                 cat.dbs.values().cloned().collect::<Vec<_>>(),
-                cat.tables.values().cloned().collect::<Vec<_>>(),
+                cat.all_tables().cloned().collect::<Vec<_>>(),
             )
         };
         for db in &dbs {
