@@ -1,18 +1,18 @@
 //! Direct driver access, bypassing the origin: the baselines the origin is
 //! compared with, and fast bulk loading.
 //!
-//! The queries are written out here rather than borrowed from `store`,
-//! which keeps them private, but they are the same ReQL terms the store
-//! sends (a test in `store` pins the top-N term's wire form), so "the
+//! The score update and the top-N read are the store's own query builders
+//! ([`store::score_update`], [`store::top_players_query`]), so "the
 //! database's own cost" is the cost of exactly what the origin asks for.
 
+use std::sync::Arc;
+
 use anyhow::Context;
-use domain::MAX_SCORE;
+use domain::{BoardId, PlayerId, ScoreDelta};
 use serde_json::{json, Value};
 use store::DatabaseUrl;
 use unreql::cmd::connect::Options;
-use unreql::cmd::options::{BetweenOptions, UpdateOptions};
-use unreql::{func, r, rjson, Command, Session};
+use unreql::{r, Session};
 
 use crate::load::Client;
 
@@ -30,54 +30,24 @@ pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Session> {
     .with_context(|| format!("connect to the database at {}:{}", url.host, url.port))
 }
 
-/// A player's primary key, as the store writes it.
-pub fn player_key(board: &str, player: &str) -> String {
-    format!("{board}:{player}")
-}
-
-/// A player document as the store writes it.
-pub fn player_doc(board: &str, player: &str, score: i64) -> Value {
-    json!({
-        "id": player_key(board, player),
-        "board": board,
-        "player": player,
-        "name": player,
+/// A player document as `Store::create_player` writes it (with any score),
+/// named after its id.
+pub fn player_doc(board: &BoardId, player: &str, score: i64) -> anyhow::Result<Value> {
+    let id = PlayerId::parse(player)?;
+    Ok(json!({
+        "id": store::player_key(board, &id),
+        "board": board.as_str(),
+        "player": id.as_str(),
+        "name": id.as_str(),
         "score": score,
-    })
+    }))
 }
 
-/// The store's score-add: one atomic update with the range check inside and
-/// the new document returned.
-pub fn score_update(key: &str, d: i64) -> Command {
-    let update = func!(|p| {
-        r.branch(
-            p.clone().g("score").add(d).gt(MAX_SCORE).or(p
-                .clone()
-                .g("score")
-                .add(d)
-                .lt(-MAX_SCORE)),
-            r.error("leaderboard: score out of range"),
-            rjson!({ "score": p.g("score").add(d) }),
-        )
-    });
-    r.table(store::PLAYERS)
-        .get(key.to_owned())
-        .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into())))
-}
-
-/// The store's top-N read: the `[board, score]` index, descending.
-pub fn top_players(board: &str, n: usize) -> Command {
-    r.table(store::PLAYERS)
-        .between(
-            rjson!([board.to_owned(), r.minval()]),
-            rjson!([board.to_owned(), r.maxval()]),
-            r.with_opt(
-                (),
-                BetweenOptions::new().index(store::BOARD_SCORE_INDEX.to_owned()),
-            ),
-        )
-        .order_by(r.index(r.desc(store::BOARD_SCORE_INDEX)))
-        .limit(n)
+/// Player ids `{prefix}0` to `{prefix}{n-1}`.
+pub fn player_ids(prefix: &str, n: usize) -> anyhow::Result<Vec<PlayerId>> {
+    (0..n)
+        .map(|i| Ok(PlayerId::parse(&format!("{prefix}{i}"))?))
+        .collect()
 }
 
 /// Inserts `docs` in one query; fails if any was refused.
@@ -91,16 +61,20 @@ pub async fn insert(session: &Session, table: &str, docs: Vec<Value>) -> anyhow:
     Ok(())
 }
 
-/// A load client sending the store's score update straight to the database.
+/// A load client sending the store's score update (+1) straight to the
+/// database, cycling through `players`.
 pub struct UpdateClient {
     pub session: Session,
-    pub keys: std::sync::Arc<Vec<String>>,
+    pub board: BoardId,
+    pub players: Arc<Vec<PlayerId>>,
 }
 
 impl Client for UpdateClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
-        let key = &self.keys[seq as usize % self.keys.len()];
-        let result: Value = score_update(key, 1).exec(&self.session).await?;
+        let player = &self.players[seq as usize % self.players.len()];
+        let result: Value = store::score_update(&self.board, player, ScoreDelta::ONE)
+            .exec(&self.session)
+            .await?;
         anyhow::ensure!(result["replaced"].as_u64() == Some(1), "update: {result}");
         Ok(())
     }
@@ -109,13 +83,13 @@ impl Client for UpdateClient {
 /// A load client reading a board's top five straight from the database.
 pub struct TopClient {
     pub session: Session,
-    pub board: String,
+    pub board: BoardId,
     pub expect: usize,
 }
 
 impl Client for TopClient {
     async fn call(&mut self, _seq: u64) -> anyhow::Result<()> {
-        let top: Vec<Value> = top_players(&self.board, 5)
+        let top: Vec<Value> = store::top_players_query(self.board.as_str(), 5)
             .exec_to_vec(&self.session)
             .await?;
         anyhow::ensure!(
@@ -130,13 +104,13 @@ impl Client for TopClient {
 /// A load client inserting one new player per operation.
 pub struct InsertClient {
     pub session: Session,
-    pub board: String,
+    pub board: BoardId,
     pub prefix: String,
 }
 
 impl Client for InsertClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
-        let doc = player_doc(&self.board, &format!("{}{seq}", self.prefix), 0);
+        let doc = player_doc(&self.board, &format!("{}{seq}", self.prefix), 0)?;
         insert(&self.session, store::PLAYERS, vec![doc]).await
     }
 }

@@ -29,6 +29,9 @@ pub use feed::{BoardChange, BoardChanges};
 
 pub use pool::PoolOptions;
 pub use queries::{NewBoard, NewPlayer, Store};
+// The query terms the store sends, for the benchmark to measure the database
+// with exactly what the origin asks of it.
+pub use queries::{player_key, score_update, top_players_query};
 
 /// Table of boards: `{id, name}`.
 pub const BOARDS: &str = "boards";

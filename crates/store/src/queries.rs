@@ -84,7 +84,7 @@ fn single(mut values: Vec<Value>) -> Result<Value, StoreError> {
 /// descending order: O(log N + n) whatever the table's size. Equal scores
 /// come out in descending player-id order, the index's own tie-break, so every
 /// reader sees the same order.
-fn top_players_query(board: &str, n: usize) -> Command {
+pub fn top_players_query(board: &str, n: usize) -> Command {
     r.table(PLAYERS)
         .between(
             rjson!([board.to_owned(), r.minval()]),
@@ -102,8 +102,31 @@ fn top_players_query(board: &str, n: usize) -> Command {
 /// can both have a player `alice`. Ids cannot hold `:`, so the key is
 /// unambiguous, and with ids of at most 63 characters it stays within
 /// RethinkDB's 127-byte key limit.
-fn player_key(board: &BoardId, player: &PlayerId) -> String {
+pub fn player_key(board: &BoardId, player: &PlayerId) -> String {
     format!("{board}:{player}")
+}
+
+/// The score-add term: one atomic update of a player's score by `delta`,
+/// returning the change. The range check runs inside the update function,
+/// on the document being written (no read-modify-write window); a score
+/// that would leave ±`MAX_SCORE` fails the write instead. The benchmark
+/// sends this same term to measure the database's own share of a score-add.
+pub fn score_update(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
+    let d = delta.get();
+    let update = func!(|p| {
+        r.branch(
+            p.clone().g("score").add(d).gt(MAX_SCORE).or(p
+                .clone()
+                .g("score")
+                .add(d)
+                .lt(-MAX_SCORE)),
+            r.error(OUT_OF_RANGE),
+            rjson!({ "score": p.g("score").add(d) }),
+        )
+    });
+    r.table(PLAYERS)
+        .get(player_key(board, player))
+        .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into())))
 }
 
 /// A player document as stored: `{id: "<board>:<player>", board, player,
@@ -342,25 +365,7 @@ impl Store {
             // no change to read the player from.
             return self.player(board, player).await;
         }
-        let d = delta.get();
-        let update = func!(|p| {
-            r.branch(
-                p.clone().g("score").add(d).gt(MAX_SCORE).or(p
-                    .clone()
-                    .g("score")
-                    .add(d)
-                    .lt(-MAX_SCORE)),
-                r.error(OUT_OF_RANGE),
-                rjson!({ "score": p.g("score").add(d) }),
-            )
-        });
-        let result = self
-            .write(
-                r.table(PLAYERS)
-                    .get(player_key(board, player))
-                    .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into()))),
-            )
-            .await?;
+        let result = self.write(score_update(board, player, delta)).await?;
         if result.skipped > 0 {
             return Ok(None);
         }

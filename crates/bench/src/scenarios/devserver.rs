@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use domain::BoardId;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use store::{DatabaseUrl, PoolOptions, Store};
@@ -69,14 +70,15 @@ async fn measure(
 
     // Bulk: documents per second, one batch per operation.
     let n = bulk_docs(config);
+    let board = BoardId::parse(BOARD)?;
     let session = db::connect(&url).await?;
     let started = Instant::now();
     let mut i = 0;
     while i < n {
         let end = (i + config.batch).min(n);
         let docs = (i..end)
-            .map(|k| db::player_doc(BOARD, &format!("b{k}"), (k as i64 * 7919) % 1_000_003))
-            .collect();
+            .map(|k| db::player_doc(&board, &format!("b{k}"), (k as i64 * 7919) % 1_000_003))
+            .collect::<anyhow::Result<_>>()?;
         db::insert(&session, store::PLAYERS, docs).await?;
         i = end;
     }
@@ -97,7 +99,7 @@ async fn measure(
         for k in 0..c {
             clients.push(InsertClient {
                 session: db::connect(&url).await?,
-                board: BOARD.to_owned(),
+                board: board.clone(),
                 prefix: format!("i{c}-{k}-"),
             });
         }
@@ -106,17 +108,14 @@ async fn measure(
         push(&mut table, "insert one document", r);
     }
 
-    let keys = Arc::new(
-        (0..n.min(1000))
-            .map(|k| db::player_key(BOARD, &format!("b{k}")))
-            .collect::<Vec<_>>(),
-    );
+    let players = Arc::new(db::player_ids("b", n.min(1000))?);
     for &c in &levels {
         let mut clients = Vec::new();
         for _ in 0..c {
             clients.push(UpdateClient {
                 session: db::connect(&url).await?,
-                keys: Arc::clone(&keys),
+                board: board.clone(),
+                players: Arc::clone(&players),
             });
         }
         let r = load::run(clients, config.timed()).await;
@@ -128,7 +127,7 @@ async fn measure(
         for _ in 0..c {
             clients.push(TopClient {
                 session: db::connect(&url).await?,
-                board: BOARD.to_owned(),
+                board: board.clone(),
                 expect: 5,
             });
         }
@@ -147,7 +146,8 @@ async fn measure(
         "0".to_owned(),
     ]);
 
-    let feed = changefeed_latency(&url, &keys[0], config.feed_rounds).await?;
+    let key = store::player_key(&board, &players[0]);
+    let feed = changefeed_latency(&url, &key, config.feed_rounds).await?;
     table.row(vec![
         "update → changefeed delivery".to_owned(),
         "1".to_owned(),

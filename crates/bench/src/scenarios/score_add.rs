@@ -79,12 +79,6 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         pids.push(("database", db_pid));
     }
     let players = bench.board(BOARD, config.players).await?;
-    let keys = Arc::new(
-        players
-            .iter()
-            .map(|p| db::player_key(BOARD, p))
-            .collect::<Vec<_>>(),
-    );
     let store = Store::new(bench.db_url.clone(), PoolOptions::default());
     let board = BoardId::parse(BOARD)?;
     let player_ids = Arc::new(
@@ -140,7 +134,8 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         for _ in 0..c {
             clients.push(UpdateClient {
                 session: db::connect(&bench.db_url).await?,
-                keys: Arc::clone(&keys),
+                board: board.clone(),
+                players: Arc::clone(&player_ids),
             });
         }
         let meter = CpuMeter::start(&pids);

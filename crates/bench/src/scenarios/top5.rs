@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use domain::BoardId;
 use serde::Serialize;
 
 use super::check;
@@ -41,8 +42,10 @@ async fn load_players(bench: &Bench, from: usize, to: usize, batch: usize) -> an
         .map(|start| (start, (start + batch).min(to)))
         .collect();
     let per_loader = batches.len().div_ceil(LOADERS).max(1);
+    let board = BoardId::parse(BOARD)?;
     let mut tasks = Vec::new();
     for chunk in batches.chunks(per_loader) {
+        let board = board.clone();
         let chunk = chunk.to_vec();
         let session = db::connect(&bench.db_url).await?;
         tasks.push(tokio::spawn(async move {
@@ -52,9 +55,9 @@ async fn load_players(bench: &Bench, from: usize, to: usize, batch: usize) -> an
                         // Scores spread over a wide range, in no particular
                         // order, as real ones would be.
                         let score = (i as i64 * 7919) % 1_000_003;
-                        db::player_doc(BOARD, &format!("x{i}"), score)
+                        db::player_doc(&board, &format!("x{i}"), score)
                     })
-                    .collect();
+                    .collect::<anyhow::Result<_>>()?;
                 db::insert(&session, store::PLAYERS, docs).await?;
             }
             anyhow::Ok(())
@@ -102,7 +105,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         let database = load::run(
             vec![TopClient {
                 session,
-                board: BOARD.to_owned(),
+                board: BoardId::parse(BOARD)?,
                 expect: size.min(5),
             }],
             reads,
