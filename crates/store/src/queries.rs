@@ -6,11 +6,21 @@ use domain::{
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use unreql::cmd::options::{BetweenOptions, InsertOptions, UpdateOptions};
+use unreql::cmd::options::{BetweenOptions, InsertOptions, Status, UpdateOptions};
 use unreql::{func, r, rjson, Command};
 
 use crate::pool::{Pool, PoolOptions};
 use crate::{DatabaseUrl, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+
+/// Rows per answer when a query walks a whole table.
+const PAGE: usize = 1000;
+
+/// A `limit` argument as RethinkDB accepts it: it refuses integers at or
+/// above 2^31 ("Integer too large"), so larger asks are clamped, which a
+/// limit means anyway.
+fn limit_arg(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
 
 /// Marks the error raised inside the score update, so it can be told apart
 /// from any other write error in `first_error`.
@@ -95,7 +105,7 @@ pub fn top_players_query(board: &str, n: usize) -> Command {
             ),
         )
         .order_by(r.index(r.desc(BOARD_SCORE_INDEX)))
-        .limit(n)
+        .limit(limit_arg(n))
 }
 
 /// A player's primary key: players are scoped to their board, so two boards
@@ -216,20 +226,43 @@ impl Store {
 
     /// Boards in id order, at most `limit`.
     pub async fn list_boards(&self, limit: usize) -> Result<Vec<BoardSummary>, StoreError> {
+        self.boards_page(None, limit).await
+    }
+
+    /// Boards in id order, at most `limit`, starting after the board `after`.
+    async fn boards_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<BoardSummary>, StoreError> {
+        let boards = match after {
+            None => r.table(BOARDS),
+            Some(after) => r.table(BOARDS).between(
+                after.to_owned(),
+                r.maxval(),
+                r.with_opt((), BetweenOptions::new().left_bound(Status::Open)),
+            ),
+        };
         let values = self
-            .run(r.table(BOARDS).order_by(r.index("id")).limit(limit))
+            .run(boards.order_by(r.index("id")).limit(limit_arg(limit)))
             .await?;
         values.into_iter().map(decode).collect()
     }
 
-    /// Every board id, for the worker's republish after a reconnect.
+    /// Every board id, for the worker's republish after a reconnect, read a
+    /// page at a time so that no answer holds the whole table.
     pub async fn all_board_ids(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .list_boards(usize::MAX >> 12)
-            .await?
-            .into_iter()
-            .map(|b| b.id)
-            .collect())
+        let mut ids: Vec<String> = Vec::new();
+        loop {
+            let page = self
+                .boards_page(ids.last().map(String::as_str), PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            ids.extend(page.into_iter().map(|b| b.id));
+            if !full {
+                return Ok(ids);
+            }
+        }
     }
 
     pub async fn create_board(&self, new: NewBoard) -> Result<BoardSummary, StoreError> {

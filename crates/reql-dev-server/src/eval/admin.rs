@@ -43,9 +43,13 @@ fn db_doc(d: &DbInfo) -> Datum {
 }
 
 fn table_config(t: &Table, server: &str) -> Datum {
+    table_config_with_db(t, server, Datum::from(t.db.as_str()))
+}
+
+fn table_config_with_db(t: &Table, server: &str, db: Datum) -> Datum {
     let indexes = t.read().index_names();
     obj(vec![
-        ("db", Datum::from(t.db.as_str())),
+        ("db", db),
         ("durability", Datum::from(t.durability.name())),
         ("id", Datum::from(t.id.to_string())),
         ("indexes", strs(indexes)),
@@ -201,7 +205,10 @@ pub fn compile_stored_index(json: &serde_json::Value) -> std::result::Result<Key
 /// `r.db("rethinkdb").table(name)`: `table_config` and `db_config` as they
 /// are now, with rows that can be deleted to drop a table or a database (how a
 /// duplicated table name is repaired); the other system tables are not served.
-pub(super) fn system_table(ctx: &QueryCtx, name: &str) -> Result<Arc<Table>> {
+///
+/// With `by_uuid` (`identifierFormat: "uuid"`), a table's `db` is its
+/// database's id rather than its name.
+pub(super) fn system_table(ctx: &QueryCtx, name: &str, by_uuid: bool) -> Result<Arc<Table>> {
     let store = ctx.store()?.clone();
     let server = ctx.server_name();
     let uuid_of = |key: &Datum| match key {
@@ -213,7 +220,14 @@ pub(super) fn system_table(ctx: &QueryCtx, name: &str) -> Result<Arc<Table>> {
             let rows = store
                 .all_tables()
                 .iter()
-                .map(|t| table_config(t, &server))
+                .map(|t| {
+                    let db = if by_uuid {
+                        Datum::from(t.db_id.to_string())
+                    } else {
+                        Datum::from(t.db.as_str())
+                    };
+                    table_config_with_db(t, &server, db)
+                })
                 .collect();
             Ok(Table::system_view(
                 name,

@@ -723,8 +723,20 @@ impl<'a> Evaluator<'a> {
                         )));
                     }
                 }
+                let by_uuid = match self.opt(t, "identifier_format")? {
+                    None => false,
+                    Some(f) => match ops::string(&f)? {
+                        "name" => false,
+                        "uuid" => true,
+                        other => {
+                            return Err(ReqlError::logic(format!(
+                                "Identifier format `{other}` unrecognized (options are \"name\" and \"uuid\")."
+                            )))
+                        }
+                    },
+                };
                 if db == crate::storage::SYSTEM_DB {
-                    return admin::system_table(self.ctx, &name).map(Val::Table);
+                    return admin::system_table(self.ctx, &name, by_uuid).map(Val::Table);
                 }
                 Ok(Val::Table(self.ctx.store()?.table(&db, &name)?))
             }
