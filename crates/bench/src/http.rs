@@ -15,7 +15,12 @@ use tokio::net::TcpStream;
 
 /// A request rendered once, sent many times.
 #[derive(Debug, Clone)]
-pub struct Request(Vec<u8>);
+pub struct Request {
+    bytes: Vec<u8>,
+    /// Whether sending it twice means the same as sending it once (RFC 9110
+    /// §9.2.2), which makes a blind resend safe.
+    idempotent: bool,
+}
 
 impl Request {
     /// Renders `method path` for `127.0.0.1:port`, with `headers` and `body`
@@ -32,7 +37,13 @@ impl Request {
         text.push_str("\r\n");
         let mut bytes = text.into_bytes();
         bytes.extend_from_slice(body);
-        Self(bytes)
+        Self {
+            bytes,
+            idempotent: matches!(
+                method,
+                "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+            ),
+        }
     }
 
     /// A JSON `POST`.
@@ -76,6 +87,8 @@ pub struct Connection {
     addr: SocketAddr,
     stream: Option<TcpStream>,
     buf: Vec<u8>,
+    /// Whether any byte of the current answer has arrived.
+    answered: bool,
 }
 
 impl Connection {
@@ -84,6 +97,7 @@ impl Connection {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             stream: None,
             buf: Vec::with_capacity(16 * 1024),
+            answered: false,
         }
     }
 
@@ -109,13 +123,18 @@ impl Connection {
     }
 
     /// Sends `request` and reads the whole answer.
+    ///
+    /// A failed request is resent once, on a new connection, only when it
+    /// went out on a reused connection, nothing of its answer arrived, and
+    /// its method is idempotent. A `POST` that reached the server before the
+    /// connection broke may have been applied (a score-add would then count
+    /// twice), so its failure is reported instead.
     pub async fn send(&mut self, request: &Request) -> anyhow::Result<Response> {
+        self.drop_if_closed();
         let reused = self.stream.is_some();
         match self.exchange(request).await {
             Ok(response) => Ok(response),
-            // A kept-alive connection the server had already closed fails on
-            // first use; one fresh attempt is what every HTTP client does.
-            Err(_) if reused => {
+            Err(_) if reused && !self.answered && request.idempotent => {
                 self.stream = None;
                 self.exchange(request).await
             }
@@ -123,9 +142,24 @@ impl Connection {
         }
     }
 
+    /// Forgets the connection if the server has closed it since the last
+    /// answer (its idle time-out, say), so that nothing is sent on it.
+    fn drop_if_closed(&mut self) {
+        let Some(stream) = &self.stream else {
+            return;
+        };
+        let mut probe = [0u8; 1];
+        match stream.try_read(&mut probe) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            // End of stream, an error, or bytes nobody asked for.
+            _ => self.stream = None,
+        }
+    }
+
     async fn exchange(&mut self, request: &Request) -> anyhow::Result<Response> {
+        self.answered = false;
         let result = async {
-            self.stream().await?.write_all(&request.0).await?;
+            self.stream().await?.write_all(&request.bytes).await?;
             self.read_response().await
         }
         .await;
@@ -143,6 +177,7 @@ impl Connection {
         if n == 0 {
             bail!("connection closed by the server");
         }
+        self.answered = true;
         Ok(())
     }
 
@@ -273,6 +308,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use tokio::net::TcpListener;
 
     /// A server that answers each request on one connection with the next
@@ -326,10 +363,93 @@ mod tests {
         assert_eq!(r.text(), "all of it");
     }
 
+    /// A server whose first connection answers one request, then reads the
+    /// next one and closes without answering (as a server that crashed after
+    /// applying it would); later connections answer every request. Returns
+    /// the port and a count of the requests it received.
+    async fn drops_the_second_answer() -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&received);
+        tokio::spawn(async move {
+            for first in [true, false, false] {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let mut answered = 0;
+                loop {
+                    let mut got = Vec::new();
+                    while find(&got, b"\r\n\r\n").is_none() {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if got.is_empty() {
+                        break;
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if first && answered == 1 {
+                        break;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    sock.write_all(answer.as_bytes()).await.unwrap();
+                    answered += 1;
+                }
+            }
+        });
+        (port, received)
+    }
+
+    #[tokio::test]
+    async fn a_post_whose_answer_was_lost_is_not_sent_again() {
+        let (port, received) = drops_the_second_answer().await;
+        let mut conn = Connection::connect(port).await.unwrap();
+        let post = Request::post_json(port, "/score-add/", "{}");
+        assert_eq!(conn.send(&post).await.unwrap().status, 200);
+        assert!(conn.send(&post).await.is_err());
+        assert_eq!(received.load(Ordering::SeqCst), 2);
+        // The connection is replaced for the next request.
+        assert_eq!(conn.send(&post).await.unwrap().status, 200);
+        assert_eq!(received.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_get_whose_answer_was_lost_is_sent_again() {
+        let (port, received) = drops_the_second_answer().await;
+        let mut conn = Connection::connect(port).await.unwrap();
+        let get = Request::get_json(port, "/");
+        assert_eq!(conn.send(&get).await.unwrap().status, 200);
+        assert_eq!(conn.send(&get).await.unwrap().status, 200);
+        assert_eq!(received.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_while_idle_is_replaced_before_sending() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            // The first connection closes after one answer; the next answers.
+            for _ in 0..2 {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let _ = sock.read(&mut buf).await.unwrap();
+                let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                sock.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        let mut conn = Connection::connect(port).await.unwrap();
+        let post = Request::post_json(port, "/score-add/", "{}");
+        assert_eq!(conn.send(&post).await.unwrap().status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(conn.send(&post).await.unwrap().status, 200);
+    }
+
     #[test]
     fn renders_a_post_with_its_length() {
         let r = Request::post_json(80, "/x/", r#"{"value":1}"#);
-        let text = String::from_utf8(r.0).unwrap();
+        assert!(!r.idempotent);
+        let text = String::from_utf8(r.bytes).unwrap();
         assert!(text.starts_with("POST /x/ HTTP/1.1\r\nHost: 127.0.0.1:80\r\n"));
         assert!(text.contains("Content-Length: 11\r\n\r\n{\"value\":1}"));
     }
