@@ -2,9 +2,10 @@
 //! board snapshot that both the origin (in a hold response) and the worker (in
 //! a publish) send to subscribers.
 //!
-//! Keeping the snapshot and its SSE frame here is what guarantees that a new
-//! subscriber's first event and every later published event are byte-for-byte
-//! the same format, and that both processes compute the same event id.
+//! Keeping the snapshot and its SSE frame here (encoded by [`grip::sse`]) is
+//! what guarantees that a new subscriber's first event and every later
+//! published event are byte-for-byte the same format, and that both processes
+//! compute the same event id.
 
 mod ids;
 mod snapshot;

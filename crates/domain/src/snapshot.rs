@@ -1,5 +1,6 @@
 use std::fmt;
 
+use grip::sse::{Event, EventId, EventName};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +75,14 @@ impl SnapshotVersion {
     }
 }
 
+/// A version is the SSE `id:` of its snapshot's event.
+impl From<&SnapshotVersion> for EventId {
+    fn from(version: &SnapshotVersion) -> Self {
+        // Hex digits: never a NUL, CR or LF.
+        EventId::parse(version.as_str()).expect("a hex version is a valid event id")
+    }
+}
+
 impl fmt::Display for SnapshotVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -118,20 +127,19 @@ impl Snapshot {
     /// Compact JSON never holds a raw newline (serde_json escapes them in
     /// strings), so one `data:` line is always enough.
     pub fn sse_event(&self) -> String {
-        format!(
-            "id: {}\nevent: update\ndata: {}\n\n",
-            self.version, self.json
-        )
+        Event::new(self.json.as_str())
+            .with_id(&self.version)
+            .with_event(EventName::from_static("update"))
+            .encode()
     }
 }
 
 /// The SSE frame sent to a deleted board's subscribers before their stream
 /// is closed: `event: deleted\ndata: {"id":"<board>"}\n\n`.
 pub fn deleted_event(board_id: &str) -> String {
-    format!(
-        "event: deleted\ndata: {}\n\n",
-        serde_json::json!({ "id": board_id })
-    )
+    Event::new(serde_json::json!({ "id": board_id }).to_string())
+        .with_event(EventName::from_static("deleted"))
+        .encode()
 }
 
 /// The default channel prefix, as in the original example.
@@ -194,6 +202,14 @@ mod tests {
             .unwrap();
         let parsed: Board = serde_json::from_str(data).unwrap();
         assert_eq!(&parsed, snap.board());
+    }
+
+    #[test]
+    fn deleted_event_names_the_board() {
+        assert_eq!(
+            deleted_event("b1"),
+            "event: deleted\ndata: {\"id\":\"b1\"}\n\n"
+        );
     }
 
     #[test]

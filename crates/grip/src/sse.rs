@@ -95,6 +95,23 @@ impl EventName {
         Ok(Self(s))
     }
 
+    /// An event name written in the source, such as `"update"`.
+    ///
+    /// # Panics
+    /// If `name` is not a valid event name: a bug in the caller, as with
+    /// `http::HeaderValue::from_static`.
+    ///
+    /// ```
+    /// let update = grip::sse::EventName::from_static("update");
+    /// assert_eq!(update.as_str(), "update");
+    /// ```
+    pub fn from_static(name: &'static str) -> Self {
+        match Self::parse(name) {
+            Ok(name) => name,
+            Err(e) => panic!("{e}: {name:?}"),
+        }
+    }
+
     /// The name as text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -327,6 +344,12 @@ mod tests {
         assert!(EventId::parse("").is_ok());
         assert_eq!(EventName::parse("a\nb"), Err(SseError::BadEventName));
         assert_eq!(EventName::parse(""), Err(SseError::BadEventName));
+    }
+
+    #[test]
+    #[should_panic(expected = "line break")]
+    fn a_static_name_with_a_line_break_is_a_bug() {
+        let _ = EventName::from_static("a\nb");
     }
 
     #[test]

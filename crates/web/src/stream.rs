@@ -17,7 +17,7 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse};
 use domain::{BoardId, Snapshot};
-use grip::{Channel, ChannelName, Instruct, ItemId, KeepAlive, SigVerifier};
+use grip::{sse, Channel, ChannelName, Instruct, ItemId, KeepAlive, SigVerifier};
 
 use crate::error::ApiError;
 
@@ -81,7 +81,7 @@ impl StreamSettings {
     pub fn client_request(&self, req: &HttpRequest) -> StreamRequest {
         let last_event_id = req
             .headers()
-            .get("last-event-id")
+            .get(sse::LAST_EVENT_ID)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .or_else(|| query_param(req, "lastEventId"));
@@ -127,7 +127,7 @@ impl StreamSettings {
                 format!("/boards/{board}/?recover=1"),
                 Some(self.recovery_timeout),
             )
-            .keep_alive(KeepAlive::new(":\n\n", self.keep_alive))
+            .keep_alive(KeepAlive::new(sse::comment(""), self.keep_alive))
             .to_headers()
             .map_err(|e| ApiError::Internal(e.into()))?;
         let has_it = request
@@ -143,7 +143,7 @@ impl StreamSettings {
         response
             .insert_header((
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
+                HeaderValue::from_static(sse::CONTENT_TYPE),
             ))
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
             .insert_header((header::VARY, HeaderValue::from_static("Accept")));
@@ -159,7 +159,7 @@ impl StreamSettings {
         HttpResponse::Ok()
             .insert_header((
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
+                HeaderValue::from_static(sse::CONTENT_TYPE),
             ))
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
             .body(domain::deleted_event(board.as_str()))
