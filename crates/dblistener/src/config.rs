@@ -5,18 +5,20 @@ use std::time::Duration;
 
 use grip::GripUrl;
 use serde::Deserialize;
+use service::config::{self, DEFAULT_DATABASE_URL};
+pub use service::ConfigError;
 use store::DatabaseUrl;
 
+/// The variables, typed as envy reads them.
 #[derive(Debug, Deserialize)]
-struct RawEnv {
+struct Env {
     database_url: Option<String>,
     grip_url: Option<String>,
     grip_prefix: Option<String>,
-    publish_interval_ms: Option<String>,
-    status_port: Option<String>,
+    publish_interval_ms: Option<u64>,
+    status_port: Option<u64>,
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "rethinkdb://localhost:28015/leaderboard";
 pub const DEFAULT_GRIP_URL: &str = "http://localhost:5561";
 
 #[derive(Clone)]
@@ -36,84 +38,48 @@ pub struct Settings {
     pub status_port: Option<u16>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {message}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub message: String,
-}
-
-fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        message: message.into(),
-    }
-}
-
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let raw: RawEnv = envy::from_env().map_err(|e| bad("environment", e.to_string()))?;
-        Self::from_raw(raw)
+        Self::from_vars(config::from_env()?)
     }
 
+    /// Settings from explicit `(NAME, value)` pairs, as tests use.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, ConfigError> {
-        let vars = pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let raw: RawEnv = envy::from_iter(vars).map_err(|e| bad("environment", e.to_string()))?;
-        Self::from_raw(raw)
+        Self::from_vars(config::from_pairs(pairs)?)
     }
 
-    fn from_raw(raw: RawEnv) -> Result<Self, ConfigError> {
-        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let database_url = DatabaseUrl::parse(
-            non_empty(raw.database_url)
-                .as_deref()
-                .unwrap_or(DEFAULT_DATABASE_URL),
-        )
-        .map_err(|e| bad("DATABASE_URL", e.to_string()))?;
-        let grip_urls = GripUrl::parse_list(
-            non_empty(raw.grip_url)
-                .as_deref()
-                .unwrap_or(DEFAULT_GRIP_URL),
-        )
-        .map_err(|e| bad("GRIP_URL", e.to_string()))?;
-        let grip_prefix = domain::check_channel_prefix(
-            raw.grip_prefix
-                .as_deref()
-                .unwrap_or(domain::DEFAULT_CHANNEL_PREFIX),
-        )
-        .map_err(|e| bad("GRIP_PREFIX", e.message))?;
-        let publish_interval = match raw.publish_interval_ms.as_deref() {
-            None => Duration::from_millis(50),
-            Some(n) => n
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n <= 60_000)
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    bad(
-                        "PUBLISH_INTERVAL_MS",
-                        format!("must be a number of milliseconds from 0 to 60000, got {n:?}"),
-                    )
-                })?,
-        };
-        let status_port = match non_empty(raw.status_port) {
-            None => None,
-            Some(p) => Some(p.trim().parse::<u16>().map_err(|_| {
-                bad(
-                    "STATUS_PORT",
-                    format!("must be a port number (0-65535), got {p:?}"),
-                )
-            })?),
-        };
+    fn from_vars(env: Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            status_port,
-            database_url,
-            grip_urls,
-            grip_prefix,
-            publish_interval,
+            database_url: config::parsed(
+                "DATABASE_URL",
+                env.database_url.as_deref(),
+                DEFAULT_DATABASE_URL,
+                DatabaseUrl::parse,
+            )?,
+            grip_urls: config::parsed(
+                "GRIP_URL",
+                env.grip_url.as_deref(),
+                DEFAULT_GRIP_URL,
+                GripUrl::parse_list,
+            )?,
+            grip_prefix: config::parsed(
+                "GRIP_PREFIX",
+                env.grip_prefix.as_deref(),
+                domain::DEFAULT_CHANNEL_PREFIX,
+                |p| domain::check_channel_prefix(p).map_err(|e| e.message),
+            )?,
+            publish_interval: config::millis(
+                "PUBLISH_INTERVAL_MS",
+                env.publish_interval_ms,
+                0..=60_000,
+                Duration::from_millis(50),
+            )?,
+            status_port: env
+                .status_port
+                .map(|p| config::number("STATUS_PORT", Some(p), 0..=65_535, 0))
+                .transpose()?,
         })
     }
 }
@@ -157,6 +123,8 @@ mod tests {
             (vec![("DATABASE_URL", "x")], "DATABASE_URL"),
             (vec![("PUBLISH_INTERVAL_MS", "-1")], "PUBLISH_INTERVAL_MS"),
             (vec![("GRIP_PREFIX", "a,b")], "GRIP_PREFIX"),
+            (vec![("STATUS_PORT", "70000")], "STATUS_PORT"),
+            (vec![("STATUS_PORT", "x")], "STATUS_PORT"),
         ] {
             assert_eq!(Settings::from_pairs(pairs).unwrap_err().variable, var);
         }

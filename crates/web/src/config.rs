@@ -5,20 +5,24 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
+use service::config::{self, DEFAULT_DATABASE_URL};
+pub use service::ConfigError;
 use store::DatabaseUrl;
 
-/// The variables as strings; each is then checked by [`Settings::from_env`]
-/// so that an error names the variable and says what it should be.
+/// The variables, typed as envy reads them; [`Settings::from_env`] then
+/// applies defaults and checks each one, so that an error names it.
 #[derive(Debug, Deserialize)]
-struct RawEnv {
-    port: Option<String>,
+struct Env {
+    port: Option<u64>,
     host: Option<String>,
+    web_concurrency: Option<u64>,
     database_url: Option<String>,
     grip_prefix: Option<String>,
-    db_pool_size: Option<String>,
-    db_timeout_ms: Option<String>,
-    keep_alive_secs: Option<String>,
-    recovery_link_secs: Option<String>,
+    db_pool_size: Option<u64>,
+    db_timeout_ms: Option<u64>,
+    keep_alive_secs: Option<u64>,
+    recovery_link_secs: Option<u64>,
+    body_timeout_secs: Option<u64>,
     grip_url: Option<String>,
     grip_sig_key: Option<String>,
     grip_sig_iss: Option<String>,
@@ -36,6 +40,9 @@ pub struct Settings {
     pub host: String,
     /// `PORT`: default 5000; 0 picks a free port.
     pub port: u16,
+    /// `WEB_CONCURRENCY`: how many worker threads serve requests (Heroku
+    /// sets it by dyno size); default one per CPU core.
+    pub workers: Option<usize>,
     /// `DATABASE_URL`: default `rethinkdb://localhost:28015/leaderboard`.
     pub database_url: DatabaseUrl,
     /// `GRIP_PREFIX`: channel name prefix, default `leaderboard-`.
@@ -50,6 +57,9 @@ pub struct Settings {
     /// `RECOVERY_LINK_SECS`: Pushpin also checks a silent stream for missed
     /// publishes this often, default 120.
     pub recovery_timeout: Duration,
+    /// `BODY_TIMEOUT_SECS`: a request body must arrive within this, else
+    /// 408; default 10.
+    pub body_timeout: Duration,
     /// Grip-Sig verification: `GRIP_SIG_KEY` (Pushpin's `sig_key`, may be
     /// `base64:`) with optional `GRIP_SIG_ISS`, or else `GRIP_URL`'s
     /// `verify-key`/`verify-iss`. Off when neither is set.
@@ -76,229 +86,139 @@ pub enum Cors {
 }
 
 fn parse_cors(raw: Option<&str>) -> Result<Cors, ConfigError> {
-    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else {
-        return Ok(Cors::None);
-    };
-    if raw == "*" {
+    let bad = |message: String| ConfigError::new("CORS_ALLOWED_ORIGINS", message);
+    if raw.map(str::trim) == Some("*") {
         return Ok(Cors::Any);
     }
+    let listed = config::list(raw);
+    if listed.is_empty() {
+        return Ok(Cors::None);
+    }
     let mut origins = Vec::new();
-    for origin in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        let url = url::Url::parse(origin).map_err(|e| {
-            bad(
-                "CORS_ALLOWED_ORIGINS",
-                format!("{origin:?} is not an origin: {e}"),
-            )
-        })?;
+    for origin in listed {
+        let url = url::Url::parse(&origin)
+            .map_err(|e| bad(format!("{origin:?} is not an origin: {e}")))?;
         let clean = url.origin().ascii_serialization();
         if !matches!(url.scheme(), "http" | "https")
             || clean == "null"
             || url.path() != "/"
             || origin.ends_with('/')
         {
-            return Err(bad(
-                "CORS_ALLOWED_ORIGINS",
-                format!("{origin:?} must be scheme://host[:port] with no path, e.g. https://game.example.com"),
-            ));
+            return Err(bad(format!(
+                "{origin:?} must be scheme://host[:port] with no path, e.g. https://game.example.com"
+            )));
         }
         origins.push(clean);
     }
     Ok(Cors::Origins(origins))
 }
 
-fn parse_bool(v: &str) -> Option<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "1" | "true" | "on" | "yes" => Some(true),
-        "0" | "false" | "off" | "no" => Some(false),
-        _ => None,
+/// Grip-Sig verification from `GRIP_SIG_KEY`, or else from `GRIP_URL`.
+fn grip_sig(env: &Env) -> Result<Option<grip::SigVerifier>, ConfigError> {
+    if let Some(key) = env.grip_sig_key.as_deref() {
+        let key = grip::Key::parse(key.trim()).map_err(|e| ConfigError::new("GRIP_SIG_KEY", e))?;
+        return Ok(Some(grip::SigVerifier::new(
+            &key,
+            env.grip_sig_iss.as_deref(),
+        )));
     }
+    let Some(url) = env.grip_url.as_deref() else {
+        return Ok(None);
+    };
+    let urls = grip::GripUrl::parse_list(url).map_err(|e| ConfigError::new("GRIP_URL", e))?;
+    Ok(urls.iter().find_map(grip::SigVerifier::from_grip_url))
 }
 
-/// A configuration problem, phrased as one line that names the variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {message}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub message: String,
-}
-
-fn bad(variable: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        message: message.into(),
+fn write_auth(env: Env) -> Result<crate::auth::WriteAuth, ConfigError> {
+    let api_keys = config::list(env.write_api_keys.as_deref());
+    if api_keys.iter().any(|k| k.len() < 16) {
+        return Err(ConfigError::new(
+            "WRITE_API_KEYS",
+            "each key must be at least 16 characters",
+        ));
     }
+    let jwt_key = match env.write_jwt_key.as_deref() {
+        Some(k) => {
+            let key =
+                grip::Key::parse(k.trim()).map_err(|e| ConfigError::new("WRITE_JWT_KEY", e))?;
+            if key.len() < 16 {
+                return Err(ConfigError::new(
+                    "WRITE_JWT_KEY",
+                    "must be at least 16 bytes",
+                ));
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    Ok(crate::auth::WriteAuth::new(
+        &api_keys,
+        jwt_key.as_ref().map(|k| k.expose_bytes()),
+        env.write_jwt_iss,
+    ))
 }
 
-pub const DEFAULT_DATABASE_URL: &str = "rethinkdb://localhost:28015/leaderboard";
 impl Settings {
     pub fn from_env() -> Result<Self, ConfigError> {
-        let raw: RawEnv = envy::from_env().map_err(|e| bad("environment", e.to_string()))?;
-        Self::from_raw(raw)
+        Self::from_vars(config::from_env()?)
     }
 
     /// Settings from explicit `(NAME, value)` pairs, as tests use.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, ConfigError> {
-        let vars = pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned()));
-        let raw: RawEnv = envy::from_iter(vars).map_err(|e| bad("environment", e.to_string()))?;
-        Self::from_raw(raw)
+        Self::from_vars(config::from_pairs(pairs)?)
     }
 
-    fn from_raw(raw: RawEnv) -> Result<Self, ConfigError> {
-        let port = match raw.port.as_deref().map(str::trim) {
-            None | Some("") => 5000,
-            Some(p) => p.parse().map_err(|_| {
-                bad(
-                    "PORT",
-                    format!("must be a port number (0-65535), got {p:?}"),
-                )
-            })?,
-        };
-        let host = raw
-            .host
-            .filter(|h| !h.trim().is_empty())
-            .unwrap_or_else(|| "0.0.0.0".to_owned());
-        let database_url = DatabaseUrl::parse(
-            raw.database_url
-                .as_deref()
-                .filter(|u| !u.trim().is_empty())
-                .unwrap_or(DEFAULT_DATABASE_URL),
-        )
-        .map_err(|e| bad("DATABASE_URL", e.to_string()))?;
-        let grip_prefix = domain::check_channel_prefix(
-            raw.grip_prefix
-                .as_deref()
-                .unwrap_or(domain::DEFAULT_CHANNEL_PREFIX),
-        )
-        .map_err(|e| bad("GRIP_PREFIX", e.message))?;
-        let db_pool_size = match raw.db_pool_size.as_deref() {
-            None => 16,
-            Some(n) => n
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| (1..=1024).contains(n))
-                .ok_or_else(|| {
-                    bad(
-                        "DB_POOL_SIZE",
-                        format!("must be a number from 1 to 1024, got {n:?}"),
-                    )
-                })?,
-        };
-        let db_timeout = match raw.db_timeout_ms.as_deref() {
-            None => Duration::from_secs(10),
-            Some(n) => n
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    bad(
-                        "DB_TIMEOUT_MS",
-                        format!("must be a positive number of milliseconds, got {n:?}"),
-                    )
-                })?,
-        };
-        let keep_alive = match raw.keep_alive_secs.as_deref() {
-            None => Duration::from_secs(20),
-            Some(n) => n
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=3600).contains(n))
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    bad(
-                        "KEEP_ALIVE_SECS",
-                        format!("must be a number of seconds from 1 to 3600, got {n:?}"),
-                    )
-                })?,
-        };
-        let recovery_timeout = match raw.recovery_link_secs.as_deref() {
-            None => Duration::from_secs(120),
-            Some(n) => n
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (1..=86_400).contains(n))
-                .map(Duration::from_secs)
-                .ok_or_else(|| {
-                    bad(
-                        "RECOVERY_LINK_SECS",
-                        format!("must be a number of seconds from 1 to 86400, got {n:?}"),
-                    )
-                })?,
-        };
-        let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-        let grip_sig = match (non_empty(raw.grip_sig_key), non_empty(raw.grip_url)) {
-            (Some(key), _) => {
-                let key =
-                    grip::Key::parse(key.trim()).map_err(|e| bad("GRIP_SIG_KEY", e.to_string()))?;
-                let iss = non_empty(raw.grip_sig_iss);
-                Some(grip::SigVerifier::new(&key, iss.as_deref()))
-            }
-            (None, Some(url)) => {
-                let urls =
-                    grip::GripUrl::parse_list(&url).map_err(|e| bad("GRIP_URL", e.to_string()))?;
-                urls.iter().find_map(grip::SigVerifier::from_grip_url)
-            }
-            (None, None) => None,
-        };
-        let api_keys: Vec<String> = non_empty(raw.write_api_keys)
-            .map(|k| {
-                k.split(',')
-                    .map(|k| k.trim().to_owned())
-                    .filter(|k| !k.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if api_keys.iter().any(|k| k.len() < 16) {
-            return Err(bad(
-                "WRITE_API_KEYS",
-                "each key must be at least 16 characters",
-            ));
-        }
-        let jwt_key = match non_empty(raw.write_jwt_key) {
-            Some(k) => {
-                let key =
-                    grip::Key::parse(k.trim()).map_err(|e| bad("WRITE_JWT_KEY", e.to_string()))?;
-                if key.len() < 16 {
-                    return Err(bad("WRITE_JWT_KEY", "must be at least 16 bytes"));
-                }
-                Some(key)
-            }
-            None => None,
-        };
-        let write_auth = crate::auth::WriteAuth::new(
-            &api_keys,
-            jwt_key.as_ref().map(|k| k.expose_bytes()),
-            non_empty(raw.write_jwt_iss),
-        );
-        let cors = parse_cors(raw.cors_allowed_origins.as_deref())?;
-        let access_log = match raw.access_log.as_deref().map(str::trim) {
-            None | Some("") => true,
-            Some(v) => parse_bool(v).ok_or_else(|| {
-                bad(
-                    "ACCESS_LOG",
-                    format!("must be true or false (or 1/0, on/off, yes/no), got {v:?}"),
-                )
-            })?,
-        };
+    fn from_vars(env: Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            access_log,
-            write_auth,
-            cors,
-            recovery_timeout,
-            grip_sig,
-            keep_alive,
-            host,
-            port,
-            database_url,
-            grip_prefix,
-            db_pool_size,
-            db_timeout,
+            host: env.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned()),
+            port: config::number("PORT", env.port, 0..=65_535, 5000)?,
+            workers: env
+                .web_concurrency
+                .map(|n| config::number("WEB_CONCURRENCY", Some(n), 1..=1024, 1))
+                .transpose()?,
+            database_url: config::parsed(
+                "DATABASE_URL",
+                env.database_url.as_deref(),
+                DEFAULT_DATABASE_URL,
+                DatabaseUrl::parse,
+            )?,
+            grip_prefix: config::parsed(
+                "GRIP_PREFIX",
+                env.grip_prefix.as_deref(),
+                domain::DEFAULT_CHANNEL_PREFIX,
+                |p| domain::check_channel_prefix(p).map_err(|e| e.message),
+            )?,
+            db_pool_size: config::number("DB_POOL_SIZE", env.db_pool_size, 1..=1024, 16)?,
+            db_timeout: config::millis(
+                "DB_TIMEOUT_MS",
+                env.db_timeout_ms,
+                1..=3_600_000,
+                Duration::from_secs(10),
+            )?,
+            keep_alive: config::seconds(
+                "KEEP_ALIVE_SECS",
+                env.keep_alive_secs,
+                1..=3600,
+                Duration::from_secs(20),
+            )?,
+            recovery_timeout: config::seconds(
+                "RECOVERY_LINK_SECS",
+                env.recovery_link_secs,
+                1..=86_400,
+                Duration::from_secs(120),
+            )?,
+            body_timeout: config::seconds(
+                "BODY_TIMEOUT_SECS",
+                env.body_timeout_secs,
+                1..=300,
+                Duration::from_secs(10),
+            )?,
+            grip_sig: grip_sig(&env)?,
+            cors: parse_cors(env.cors_allowed_origins.as_deref())?,
+            access_log: config::switch("ACCESS_LOG", env.access_log.as_deref(), true)?,
+            write_auth: write_auth(env)?,
         })
     }
 }
@@ -309,12 +229,14 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("workers", &self.workers)
             .field("database_url", &self.database_url)
             .field("grip_prefix", &self.grip_prefix)
             .field("db_pool_size", &self.db_pool_size)
             .field("db_timeout", &self.db_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("recovery_timeout", &self.recovery_timeout)
+            .field("body_timeout", &self.body_timeout)
             .field("grip_sig", &self.grip_sig)
             .field("write_auth", &self.write_auth)
             .field("cors", &self.cors)
@@ -336,6 +258,8 @@ mod tests {
         );
         assert_eq!(s.database_url.db, "leaderboard");
         assert!(s.access_log);
+        assert_eq!(s.body_timeout, Duration::from_secs(10));
+        assert_eq!(s.workers, None);
         let quiet = Settings::from_pairs([("ACCESS_LOG", "off")]).unwrap();
         assert!(!quiet.access_log);
     }
@@ -349,11 +273,30 @@ mod tests {
             (vec![("GRIP_PREFIX", "a b")], "GRIP_PREFIX"),
             (vec![("DB_POOL_SIZE", "0")], "DB_POOL_SIZE"),
             (vec![("ACCESS_LOG", "sometimes")], "ACCESS_LOG"),
+            (vec![("BODY_TIMEOUT_SECS", "0")], "BODY_TIMEOUT_SECS"),
+            (vec![("BODY_TIMEOUT_SECS", "ten")], "BODY_TIMEOUT_SECS"),
+            (vec![("WEB_CONCURRENCY", "0")], "WEB_CONCURRENCY"),
+            (vec![("KEEP_ALIVE_SECS", "3601")], "KEEP_ALIVE_SECS"),
         ] {
             let err = Settings::from_pairs(pairs).unwrap_err();
             assert_eq!(err.variable, var);
             assert!(err.to_string().starts_with(var));
         }
+    }
+
+    #[test]
+    fn numbers_and_blank_values() {
+        let s = Settings::from_pairs([
+            ("BODY_TIMEOUT_SECS", "2"),
+            ("WEB_CONCURRENCY", "1"),
+            ("PORT", ""),
+            ("DB_TIMEOUT_MS", "250"),
+        ])
+        .unwrap();
+        assert_eq!(s.body_timeout, Duration::from_secs(2));
+        assert_eq!(s.workers, Some(1));
+        assert_eq!(s.port, 5000, "an empty variable counts as unset");
+        assert_eq!(s.db_timeout, Duration::from_millis(250));
     }
 
     #[test]
