@@ -5,8 +5,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::future::{ready, Ready};
+
+use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::{FromRequest, HttpRequest};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -166,6 +169,29 @@ impl WriteAuth {
             &claims,
             &jwt.encoding,
         ))
+    }
+}
+
+/// Proof that a request may write: the extractor checks the request
+/// against the [`WriteAuth`] registered as app data. Handlers take it as
+/// their first argument, so a refused write is refused before its body is
+/// read.
+#[derive(Debug)]
+pub struct WriteAccess;
+
+impl FromRequest for WriteAccess {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // Without the app data nothing can be checked: refuse, never open.
+        let result = match req.app_data::<WriteAuth>() {
+            Some(auth) => auth.authorize(req).map(|()| WriteAccess),
+            None => Err(ApiError::Internal(anyhow::anyhow!(
+                "write authorization is not registered with the app"
+            ))),
+        };
+        ready(result)
     }
 }
 

@@ -170,6 +170,11 @@ impl ResponseError for ApiError {
         if let ApiError::Unavailable(_) = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
+        // The rest of a body sent too slowly would still be on its way:
+        // the connection cannot carry another request.
+        if let ApiError::BodyTimeout = self {
+            response.force_close();
+        }
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         response.json(body)
     }
@@ -190,6 +195,13 @@ mod tests {
         assert_eq!(body["error"], "internal");
         assert!(body["request_id"].as_str().unwrap().len() == 16);
         assert!(!body.to_string().contains("secret"));
+    }
+
+    #[actix_web::test]
+    async fn a_body_timeout_closes_the_connection() {
+        let resp = ApiError::BodyTimeout.error_response();
+        assert_eq!(resp.status(), 408);
+        assert!(resp.head().connection_type() == actix_web::http::ConnectionType::Close);
     }
 
     #[actix_web::test]

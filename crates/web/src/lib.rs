@@ -15,6 +15,7 @@ pub mod page;
 pub mod routes;
 pub mod seed;
 pub mod startup;
+pub mod state;
 pub mod stream;
 
 pub use config::Settings;

@@ -1,11 +1,55 @@
 //! `leaderboard-web`: the HTTP origin. `leaderboard-web seed` writes the demo
-//! board and exits.
+//! board and exits; `leaderboard-web token` prints a write token.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::{CommandFactory, Parser, Subcommand};
 use web::{Application, Settings};
 
+/// The leaderboard's HTTP origin. Configuration comes from the environment
+/// and `.env` (see README, "Configuration").
+#[derive(Debug, Parser)]
+#[command(name = "leaderboard-web", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API on HOST:PORT until SIGINT or SIGTERM (the default).
+    Serve,
+    /// Write the demo board (`demo`, players Alice to Eve) where missing.
+    Seed,
+    /// Print a write token signed with WRITE_JWT_KEY, for a game server to
+    /// send as `Authorization: Bearer <token>`.
+    Token {
+        /// Who holds the token.
+        #[arg(default_value = "game-server")]
+        subject: String,
+        /// How long the token is valid, in seconds (default 30 days).
+        #[arg(value_name = "TTL_SECONDS", default_value_t = 30 * 24 * 3600)]
+        ttl: u64,
+    },
+    /// Print a shell completion script for this command.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Completions { shell }) = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "leaderboard-web",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     // A missing .env is normal (Heroku, Docker); a broken one is not.
     if let Err(e) = dotenvy::dotenv() {
         if !e.not_found() {
@@ -21,15 +65,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let command = std::env::args().nth(1);
     let result = actix_web::rt::System::new().block_on(async move {
-        match command.as_deref() {
-            None | Some("serve") => serve(settings).await,
-            Some("seed") => seed(settings).await,
-            Some("token") => token(settings, std::env::args().skip(2).collect()),
-            Some(other) => Err(anyhow::anyhow!(
-                "unknown command {other:?}; expected `serve`, `seed` or `token`"
-            )),
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(settings).await,
+            Command::Seed => seed(settings).await,
+            Command::Token { subject, ttl } => token(&settings, &subject, ttl),
+            Command::Completions { .. } => unreachable!("handled before the configuration"),
         }
     });
     match result {
@@ -47,25 +88,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let app = Application::build(settings)?;
     // One line on stdout that scripts and the test harness read the port from.
     println!("leaderboard-web listening on {host}:{}", app.port());
-    app.run_until_stopped().await?;
+    app.run_until_stopped(service::shutdown_signal()).await?;
     log::info!("stopped");
     Ok(())
 }
 
-/// `leaderboard-web token [SUBJECT] [TTL_SECONDS]`: prints a write token
-/// signed with WRITE_JWT_KEY, for a game server to send as
-/// `Authorization: Bearer <token>`.
-fn token(settings: Settings, args: Vec<String>) -> anyhow::Result<()> {
-    let subject = args.first().map(String::as_str).unwrap_or("game-server");
-    let ttl = match args.get(1) {
-        Some(t) => t
-            .parse::<u64>()
-            .map_err(|_| anyhow::anyhow!("TTL must be a number of seconds, got {t:?}"))?,
-        None => 30 * 24 * 3600,
-    };
+fn token(settings: &Settings, subject: &str, ttl: u64) -> anyhow::Result<()> {
     let token = settings
         .write_auth
-        .mint(subject, std::time::Duration::from_secs(ttl))
+        .mint(subject, Duration::from_secs(ttl))
         .ok_or_else(|| {
             anyhow::anyhow!("WRITE_JWT_KEY is not set, so no write token can be signed")
         })??;
@@ -81,4 +112,42 @@ async fn seed(settings: Settings) -> anyhow::Result<()> {
         web::seed::DEMO_BOARD
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn existing_invocations_still_parse() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|c| c.command);
+        assert!(matches!(parse(&["leaderboard-web"]), Ok(None)));
+        assert!(matches!(
+            parse(&["leaderboard-web", "serve"]),
+            Ok(Some(Command::Serve))
+        ));
+        assert!(matches!(
+            parse(&["leaderboard-web", "seed"]),
+            Ok(Some(Command::Seed))
+        ));
+        match parse(&["leaderboard-web", "token", "game-server-7", "60"]) {
+            Ok(Some(Command::Token { subject, ttl })) => {
+                assert_eq!((subject.as_str(), ttl), ("game-server-7", 60))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["leaderboard-web", "token"]) {
+            Ok(Some(Command::Token { subject, ttl })) => {
+                assert_eq!((subject.as_str(), ttl), ("game-server", 2_592_000))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["leaderboard-web", "token", "x", "soon"]).is_err());
+        assert!(parse(&["leaderboard-web", "bogus"]).is_err());
+    }
 }

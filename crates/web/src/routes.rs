@@ -3,17 +3,19 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::web::{self, Data, Payload};
+use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use domain::{BoardId, Name, PlayerId, ScoreDelta};
+use serde::Deserialize;
 use serde_json::json;
 use store::{NewBoard, NewPlayer};
 
-use crate::body::{self, Fields};
+use crate::auth::WriteAccess;
+use crate::body::Body;
 use crate::error::ApiError;
 use crate::negotiate::{negotiate, Representation};
 use crate::page;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
 
@@ -135,19 +137,21 @@ async fn list_boards(state: Data<AppState>) -> ApiResult {
     Ok(json_response(StatusCode::OK, json!({ "boards": boards })))
 }
 
-async fn create_board(state: Data<AppState>, req: HttpRequest, payload: Payload) -> ApiResult {
-    state.write_auth.authorize(&req)?;
-    let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
-    let fields = Fields::parse(&req, &bytes)?;
-    fields.allow_only(&["id", "name"])?;
-    let id = fields
-        .string("id")?
-        .map(|s| BoardId::parse(&s))
-        .transpose()?;
-    let name = fields
-        .string("name")?
-        .map(|s| Name::parse(&s))
-        .transpose()?;
+/// The body of `POST /boards/`; it may be empty.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBoard {
+    id: Option<String>,
+    name: Option<String>,
+}
+
+async fn create_board(
+    _: WriteAccess,
+    state: Data<AppState>,
+    Body(body): Body<CreateBoard>,
+) -> ApiResult {
+    let id = body.id.as_deref().map(BoardId::parse).transpose()?;
+    let name = body.name.as_deref().map(Name::parse).transpose()?;
     state.ready().await?;
     let requested = id.clone();
     let board = state
@@ -227,12 +231,7 @@ impl VaryAccept for HttpResponse {
     }
 }
 
-async fn delete_board(
-    state: Data<AppState>,
-    req: HttpRequest,
-    path: web::Path<String>,
-) -> ApiResult {
-    state.write_auth.authorize(&req)?;
+async fn delete_board(_: WriteAccess, state: Data<AppState>, path: web::Path<String>) -> ApiResult {
     let board = board_id(&path)?;
     state.ready().await?;
     if state.store.delete_board(&board).await? {
@@ -268,24 +267,25 @@ async fn list_players(
     Ok(json_response(StatusCode::OK, json!({ "players": players })))
 }
 
+/// The body of `POST /boards/{board}/players/`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePlayer {
+    id: Option<String>,
+    name: Option<String>,
+}
+
 async fn create_player(
+    _: WriteAccess,
     state: Data<AppState>,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: Payload,
+    Body(body): Body<CreatePlayer>,
 ) -> ApiResult {
-    state.write_auth.authorize(&req)?;
     let board = board_id(&path)?;
-    let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
-    let fields = Fields::parse(&req, &bytes)?;
-    fields.allow_only(&["id", "name"])?;
-    let id = fields
-        .string("id")?
-        .map(|s| PlayerId::parse(&s))
-        .transpose()?;
+    let id = body.id.as_deref().map(PlayerId::parse).transpose()?;
     let name = Name::parse(
-        &fields
-            .string("name")?
+        &body
+            .name
             .ok_or_else(|| ApiError::BadRequest("field \"name\" is required".into()))?,
     )?;
     state.ready().await?;
@@ -326,11 +326,10 @@ async fn get_player(state: Data<AppState>, path: web::Path<(String, String)>) ->
 }
 
 async fn delete_player(
+    _: WriteAccess,
     state: Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult {
-    state.write_auth.authorize(&req)?;
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
     state.ready().await?;
     if state.store.delete_player(&board, &player).await? {
@@ -346,18 +345,21 @@ async fn delete_player(
 /// `POST .../score-add/`: adds 1, or the integer `value` of a JSON or form
 /// body, in one atomic update, and answers with the player as that update
 /// left it.
+/// The body of `POST .../score-add/`; it may be empty.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreAdd {
+    value: Option<i64>,
+}
+
 async fn score_add(
+    _: WriteAccess,
     state: Data<AppState>,
-    req: HttpRequest,
     path: web::Path<(String, String)>,
-    payload: Payload,
+    Body(body): Body<ScoreAdd>,
 ) -> ApiResult {
-    state.write_auth.authorize(&req)?;
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
-    let bytes = body::read(&req, payload, body::MAX_BODY_BYTES).await?;
-    let fields = Fields::parse(&req, &bytes)?;
-    fields.allow_only(&["value"])?;
-    let delta = match fields.integer("value")? {
+    let delta = match body.value {
         Some(v) => ScoreDelta::new(v)?,
         None => ScoreDelta::ONE,
     };

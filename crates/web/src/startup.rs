@@ -1,51 +1,24 @@
 //! Building and running the origin.
 
+use std::future::Future;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::middleware::{Condition, Logger, NormalizePath, TrailingSlash};
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
+use service::Backoff;
 use store::{PoolOptions, Store, StoreError};
 
-use crate::auth::WriteAuth;
+use crate::body::BodyConfig;
 use crate::config::Cors as CorsSetting;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::routes;
+use crate::state::AppState;
 use crate::stream::StreamSettings;
-
-/// What every handler shares. The origin keeps no per-client state: every
-/// answer is computed from the database.
-pub struct AppState {
-    pub store: Store,
-    pub streams: StreamSettings,
-    pub write_auth: WriteAuth,
-    pub metrics: Metrics,
-    schema_ready: Arc<AtomicBool>,
-}
-
-impl AppState {
-    /// Fails with 503 until the schema is known to exist, so that the first
-    /// requests after a cold start get a clear "not ready" instead of a
-    /// missing-table error.
-    pub async fn ready(&self) -> Result<(), ApiError> {
-        if self.schema_ready.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        match self.store.ensure_schema().await {
-            Ok(()) => {
-                self.schema_ready.store(true, Ordering::Release);
-                Ok(())
-            }
-            Err(e) => Err(ApiError::Unavailable(e)),
-        }
-    }
-}
 
 pub struct Application {
     port: u16,
@@ -70,26 +43,30 @@ impl Application {
                 ..PoolOptions::default()
             },
         );
-        let schema_ready = Arc::new(AtomicBool::new(false));
-        spawn_schema_setup(store.clone(), Arc::clone(&schema_ready));
-        let state = Data::new(AppState {
+        let state = Data::new(AppState::new(
             store,
-            write_auth: settings.write_auth.clone(),
-            metrics: Metrics::new(),
-            streams: StreamSettings {
+            StreamSettings {
                 prefix: settings.grip_prefix.clone(),
                 keep_alive: settings.keep_alive,
                 recovery_timeout: settings.recovery_timeout,
                 signature: settings.grip_sig.clone(),
             },
-            schema_ready,
-        });
+            Metrics::new(),
+        ));
+        spawn_schema_setup(state.clone());
+        let body = BodyConfig {
+            timeout: settings.body_timeout,
+            ..BodyConfig::default()
+        };
+        let write_auth = settings.write_auth.clone();
         let cors = settings.cors.clone();
         let access_log = settings.access_log;
-        let server = HttpServer::new(move || {
+        let mut server = HttpServer::new(move || {
             let metrics = state.metrics.clone();
             App::new()
                 .app_data(state.clone())
+                .app_data(write_auth.clone())
+                .app_data(body.clone())
                 // Outermost: sees every answer, errors and CORS included.
                 .wrap_fn(move |req, srv| {
                     let started = std::time::Instant::now();
@@ -130,15 +107,20 @@ impl Application {
                 .default_service(web::to(routes::not_found))
         })
         // Slow or idle clients must not pin workers: headers within 5 s,
-        // idle keep-alive connections closed after 5 s. A graceful stop
-        // waits for open connections, so the keep-alive also bounds how
-        // long a SIGTERM takes when the proxy keeps idle connections open.
+        // idle keep-alive connections closed after 5 s (bodies are limited
+        // by BODY_TIMEOUT_SECS as they are read). A graceful stop waits for
+        // open connections, so the keep-alive also bounds how long a
+        // SIGTERM takes when the proxy keeps idle connections open.
         .client_request_timeout(Duration::from_secs(5))
         .client_disconnect_timeout(Duration::from_secs(2))
         .keep_alive(Duration::from_secs(5))
-        .listen(listener)?
-        .shutdown_timeout(25)
-        .run();
+        // The stop signal is the caller's: see `run_until_stopped`.
+        .disable_signals()
+        .shutdown_timeout(25);
+        if let Some(workers) = settings.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
         Ok(Self { port, server })
     }
 
@@ -146,9 +128,22 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets in-flight requests finish.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until `shutdown` completes, then stops accepting and lets the
+    /// requests in flight finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            stopped = &mut server => stopped,
+            () = shutdown => {
+                handle.stop(true).await;
+                server.await
+            }
+        }
     }
 }
 
@@ -172,16 +167,16 @@ fn cors_middleware(setting: &CorsSetting) -> actix_cors::Cors {
     }
 }
 
-/// Creates the schema in the background, retrying with backoff, so the
+/// Creates the schema in the background, retrying with back-off, so the
 /// origin starts (and answers 503) even while the database is down.
-fn spawn_schema_setup(store: Store, ready: Arc<AtomicBool>) {
+fn spawn_schema_setup(state: Data<AppState>) {
     actix_web::rt::spawn(async move {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match store.ensure_schema().await {
+            match state.store.ensure_schema().await {
                 Ok(()) => {
-                    ready.store(true, Ordering::Release);
-                    log::info!("database schema ready at {}", store.url());
+                    state.mark_schema_ready();
+                    log::info!("database schema ready at {}", state.store.url());
                     return;
                 }
                 Err(e) => {
@@ -190,14 +185,14 @@ fn spawn_schema_setup(store: Store, ready: Arc<AtomicBool>) {
                     } else {
                         log::Level::Error
                     };
+                    let delay = backoff.next_delay();
                     log::log!(
                         level,
                         "database schema not ready ({e}); retrying in {delay:?}"
                     );
+                    tokio::time::sleep(delay).await;
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     });
 }
