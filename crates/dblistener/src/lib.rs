@@ -9,9 +9,11 @@
 
 pub mod config;
 pub mod metrics;
+pub mod seams;
 pub mod status;
 pub mod worker;
 
 pub use config::Settings;
 pub use metrics::Metrics;
-pub use worker::{Backoff, PublishReport, Worker};
+pub use seams::{BoardSource, Publish};
+pub use worker::{PublishReport, Worker};

@@ -45,12 +45,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let publisher = grip::Publisher::new(settings.grip_urls.clone())?;
     let metrics = dblistener::Metrics::new();
     if let Some(port) = settings.status_port {
-        let listener = tokio::net::TcpListener::bind(("0.0.0.0", port)).await?;
+        let listener = std::net::TcpListener::bind(("0.0.0.0", port))?;
         log::info!(
             "status on http://{}/healthz and /metrics",
             listener.local_addr()?
         );
-        tokio::spawn(dblistener::status::serve(listener, metrics.clone()));
+        dblistener::status::spawn(listener, metrics.clone())?;
     }
     let worker = Worker::new(
         store,
@@ -59,31 +59,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.publish_interval,
         metrics,
     );
-    worker.run_until_stopped(shutdown_signal()).await;
+    worker.run_until_stopped(service::shutdown_signal()).await;
     log::info!("stopped");
     Ok(())
-}
-
-/// Completes on SIGINT or SIGTERM (Heroku stops dynos with SIGTERM).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

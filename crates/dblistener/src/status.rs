@@ -1,72 +1,132 @@
-//! A minimal HTTP endpoint for the worker's health and metrics. The worker
-//! serves no other HTTP, so a full web framework would be dead weight: this
-//! reads one request line per connection and answers it.
+//! The worker's health and metrics over HTTP, on `STATUS_PORT`:
 //!
 //! - `GET /healthz`: 200 while the changefeeds are open and ready, else 503.
 //! - `GET /metrics`: Prometheus text format.
+//!
+//! It is served by actix-web, the origin's HTTP stack, on a thread of its
+//! own, so it shares nothing with the publish loop but the metrics. That
+//! stack's accept loop pauses when accepting fails (as it does when the
+//! process runs out of file descriptors) instead of spinning, and it limits
+//! slow and idle clients as the origin does.
 
+use std::net::TcpListener;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpResponse, HttpServer};
+use serde_json::json;
 
 use crate::metrics::Metrics;
 
-/// Serves until the listener fails; each connection gets one answer.
-pub async fn serve(listener: TcpListener, metrics: Metrics) {
-    loop {
-        let Ok((mut conn, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            let mut len = 0;
-            // Read until the end of the request line, briefly.
-            let read = tokio::time::timeout(Duration::from_secs(2), async {
-                while len < buf.len() {
-                    match conn.read(&mut buf[len..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            len += n;
-                            if buf[..len].contains(&b'\n') {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .await;
-            if read.is_err() {
-                return;
+/// The status routes; they read the [`Metrics`] registered as app data.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource(["/healthz", "/healthz/"]).route(web::get().to(healthz)))
+        .service(web::resource(["/metrics", "/metrics/"]).route(web::get().to(metrics)))
+        .default_service(web::to(|| async {
+            HttpResponse::NotFound().json(json!({ "error": "not_found" }))
+        }));
+}
+
+async fn healthz(metrics: Data<Metrics>) -> HttpResponse {
+    if metrics.feed_ready.get() == 1 {
+        HttpResponse::Ok().json(json!({ "status": "ok", "feeds": "ready" }))
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "unavailable", "feeds": "not ready" }))
+    }
+}
+
+async fn metrics(metrics: Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        ))
+        .body(metrics.render())
+}
+
+/// Serves the status routes on `listener` from a thread of its own, until
+/// the process exits.
+pub fn spawn(listener: TcpListener, metrics: Metrics) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("status".into())
+        .spawn(move || {
+            let served = actix_web::rt::System::new().block_on(async move {
+                let metrics = Data::new(metrics);
+                HttpServer::new(move || App::new().app_data(metrics.clone()).configure(configure))
+                    .workers(1)
+                    .client_request_timeout(Duration::from_secs(5))
+                    .keep_alive(Duration::from_secs(5))
+                    // The process's stop signal is the publish loop's.
+                    .disable_signals()
+                    .listen(listener)?
+                    .run()
+                    .await
+            });
+            if let Err(e) = served {
+                log::error!("status server stopped: {e}");
             }
-            let line = String::from_utf8_lossy(&buf[..len]);
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let (status, content_type, body) = match (method, path.trim_end_matches('/')) {
-                ("GET", "/healthz") if metrics.feed_ready.get() == 1 => (
-                    "200 OK",
-                    "application/json",
-                    r#"{"status":"ok","feeds":"ready"}"#.to_owned(),
-                ),
-                ("GET", "/healthz") => (
-                    "503 Service Unavailable",
-                    "application/json",
-                    r#"{"status":"unavailable","feeds":"not ready"}"#.to_owned(),
-                ),
-                ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                _ => (
-                    "404 Not Found",
-                    "application/json",
-                    r#"{"error":"not_found"}"#.to_owned(),
-                ),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = conn.write_all(response.as_bytes()).await;
-            let _ = conn.shutdown().await;
-        });
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test as actix;
+
+    #[actix_web::test]
+    async fn health_follows_the_feeds_and_metrics_are_prometheus_text() {
+        let metrics = Metrics::new();
+        let app = actix::init_service(
+            App::new()
+                .app_data(Data::new(metrics.clone()))
+                .configure(configure),
+        )
+        .await;
+        let get = |path: &'static str| actix::TestRequest::get().uri(path).to_request();
+
+        let resp = actix::call_service(&app, get("/healthz")).await;
+        assert_eq!(resp.status(), 503);
+        metrics.feed_ready.set(1);
+        for path in ["/healthz", "/healthz/"] {
+            let resp = actix::call_service(&app, get(path)).await;
+            assert_eq!(resp.status(), 200, "{path}");
+            let body: serde_json::Value = actix::read_body_json(resp).await;
+            assert_eq!(body["feeds"], "ready");
+        }
+
+        metrics.changes.inc();
+        let resp = actix::call_service(&app, get("/metrics")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers().get(header::CONTENT_TYPE).unwrap(),
+            "text/plain; version=0.0.4"
+        );
+        let text = String::from_utf8(actix::read_body(resp).await.to_vec()).unwrap();
+        assert!(
+            text.contains("dblistener_changes_consumed_total 1"),
+            "{text}"
+        );
+
+        let resp = actix::call_service(&app, get("/elsewhere")).await;
+        assert_eq!(resp.status(), 404);
+    }
+
+    #[test]
+    fn it_serves_on_its_own_thread() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let metrics = Metrics::new();
+        metrics.feed_ready.set(1);
+        spawn(listener, metrics).unwrap();
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        use std::io::{Read, Write};
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     }
 }

@@ -19,10 +19,13 @@ use std::time::Duration;
 use domain::{Snapshot, SnapshotVersion};
 use futures::{FutureExt, StreamExt};
 use grip::{ChannelName, Item, ItemId, Publisher};
-use store::{BoardChange, BoardChanges, Store, StoreError};
+use prometheus::IntGauge;
+use service::Backoff;
+use store::{BoardChange, Store, StoreError};
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use tokio::time::Instant;
+use crate::seams::{BoardSource, Publish};
 
 /// How many snapshot reads run at once when many boards are due together,
 /// e.g. after a reconnect.
@@ -30,7 +33,7 @@ const READ_CONCURRENCY: usize = 16;
 /// Most items in one publish request.
 const ITEMS_PER_REQUEST: usize = 200;
 /// Delay before a board whose read or publish failed is tried again.
-const RETRY_DELAY: Duration = Duration::from_millis(500);
+pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Default)]
 struct BoardState {
@@ -55,43 +58,79 @@ pub struct PublishReport {
 
 /// Why [`Worker::consume`] returned.
 #[derive(Debug)]
-pub enum FeedEnd {
+enum FeedEnd {
     Stopped,
     Broken(StoreError),
 }
 
-pub struct Worker {
-    store: Store,
-    publisher: Publisher,
+/// The boards waiting to be published, with when their first unpublished
+/// change was seen. The `dirty_boards` gauge follows every change to it.
+#[derive(Debug)]
+struct DirtySet {
+    boards: HashMap<String, Instant>,
+    gauge: IntGauge,
+}
+
+impl DirtySet {
+    fn new(gauge: IntGauge) -> Self {
+        gauge.set(0);
+        Self {
+            boards: HashMap::new(),
+            gauge,
+        }
+    }
+
+    /// Marks `board` dirty; an earlier first-seen moment is kept.
+    fn mark(&mut self, board: String, seen: Instant) {
+        self.boards.entry(board).or_insert(seen);
+        self.gauge.set(self.boards.len() as i64);
+    }
+
+    /// Takes `board` off the set, with when it was first seen dirty.
+    fn take(&mut self, board: &str) -> Option<Instant> {
+        let seen = self.boards.remove(board);
+        self.gauge.set(self.boards.len() as i64);
+        seen
+    }
+
+    fn boards(&self) -> impl Iterator<Item = &String> {
+        self.boards.keys()
+    }
+}
+
+/// The publish loop over a [`BoardSource`] (the store) and a [`Publish`]
+/// target (the GRIP publisher).
+pub struct Worker<S = Store, P = Publisher> {
+    source: S,
+    publisher: P,
     prefix: String,
     interval: Duration,
     boards: HashMap<String, BoardState>,
-    /// Boards to publish, with when their first unpublished change was seen.
-    dirty: HashMap<String, Instant>,
+    dirty: DirtySet,
     metrics: Metrics,
 }
 
-impl Worker {
+impl<S: BoardSource, P: Publish> Worker<S, P> {
     pub fn new(
-        store: Store,
-        publisher: Publisher,
+        source: S,
+        publisher: P,
         prefix: String,
         interval: Duration,
         metrics: Metrics,
     ) -> Self {
         Self {
-            store,
+            source,
             publisher,
             prefix,
             interval,
             boards: HashMap::new(),
-            dirty: HashMap::new(),
+            dirty: DirtySet::new(metrics.dirty_boards.clone()),
             metrics,
         }
     }
 
-    /// Follows the changefeeds until `shutdown` completes, reconnecting with
-    /// backoff whenever the database goes away.
+    /// Follows the changes until `shutdown` completes, reconnecting with
+    /// back-off whenever the database goes away.
     pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
@@ -101,13 +140,13 @@ impl Worker {
             let feed = tokio::select! {
                 _ = &mut shutdown => return,
                 feed = async {
-                    self.store.ensure_schema().await?;
-                    self.store.board_changes().await
+                    self.source.prepare().await?;
+                    self.source.open_changes().await
                 } => feed,
             };
             let end = match feed {
                 Ok(feed) => {
-                    log::info!("changefeeds open on {}", self.store.url());
+                    log::info!("changefeeds open");
                     self.consume(feed, &mut shutdown, &mut backoff).await
                 }
                 Err(e) => FeedEnd::Broken(e),
@@ -133,7 +172,7 @@ impl Worker {
     /// finished first.
     async fn consume(
         &mut self,
-        mut feed: BoardChanges,
+        mut feed: S::Changes,
         shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
         backoff: &mut Backoff,
     ) -> FeedEnd {
@@ -156,7 +195,7 @@ impl Worker {
                         match change {
                             Some(Ok(BoardChange::Touched(board))) => {
                                 self.metrics.changes.inc();
-                                self.dirty.entry(board).or_insert_with(Instant::now);
+                                self.mark_dirty(board);
                             }
                             Some(Ok(BoardChange::Ready)) => {
                                 if let Err(e) = self.mark_all_dirty().await {
@@ -182,36 +221,37 @@ impl Worker {
     /// publish may have been missed while the feed was down. So every board
     /// is published again, without a `prev-id`.
     async fn mark_all_dirty(&mut self) -> Result<(), StoreError> {
-        let ids = self.store.all_board_ids().await?;
+        let ids = self.source.board_ids().await?;
         log::info!("feeds ready; republishing {} boards", ids.len());
         self.boards.clear();
         let now = Instant::now();
         for id in ids {
-            self.dirty.entry(id).or_insert(now);
+            self.dirty.mark(id, now);
         }
         Ok(())
     }
 
-    /// Marks a board as changed, as a feed event would.
+    /// Marks a board as changed: it is published when its moment comes.
     pub fn mark_dirty(&mut self, board: impl Into<String>) {
-        self.dirty.entry(board.into()).or_insert_with(Instant::now);
+        self.dirty.mark(board.into(), Instant::now());
     }
 
     /// The earliest moment a dirty board may be published.
-    fn next_due(&self) -> Option<Instant> {
+    pub fn next_due(&self) -> Option<Instant> {
         let now = Instant::now();
         self.dirty
-            .keys()
+            .boards()
             .map(|b| self.boards.get(b).and_then(|s| s.not_before).unwrap_or(now))
             .min()
     }
 
-    /// Publishes every dirty board whose moment has come.
+    /// Publishes every dirty board whose moment has come: the step that
+    /// [`Worker::run_until_stopped`] takes whenever a board falls due.
     pub async fn publish_due(&mut self) -> PublishReport {
         let now = Instant::now();
         let due: Vec<String> = self
             .dirty
-            .keys()
+            .boards()
             .filter(|b| {
                 self.boards
                     .get(*b)
@@ -220,18 +260,20 @@ impl Worker {
             })
             .cloned()
             .collect();
+        // Off the dirty set *before* the read: a change that lands during
+        // the read marks the board dirty again.
         let mut first_seen = HashMap::with_capacity(due.len());
         for board in &due {
-            if let Some(seen) = self.dirty.remove(board) {
+            if let Some(seen) = self.dirty.take(board) {
                 first_seen.insert(board.clone(), seen);
             }
         }
         let mut report = PublishReport::default();
-        let store = &self.store;
+        let source = &self.source;
         let reads: Vec<(String, Result<Option<Snapshot>, StoreError>)> = futures::stream::iter(due)
             .map(|board| async move {
                 let result = match domain::BoardId::parse(&board) {
-                    Ok(id) => store.snapshot(&id).await,
+                    Ok(id) => source.read_snapshot(&id).await,
                     // A board id this API would refuse (written by hand)
                     // cannot be subscribed to; nothing to publish.
                     Err(_) => Ok(None),
@@ -313,7 +355,6 @@ impl Worker {
                 }
             }
         }
-        self.metrics.dirty_boards.set(self.dirty.len() as i64);
         report
     }
 
@@ -322,7 +363,7 @@ impl Worker {
     fn retry_later(&mut self, board: String, first_seen: Instant) {
         self.boards.entry(board.clone()).or_default().not_before =
             Some(Instant::now() + RETRY_DELAY.max(self.interval));
-        self.dirty.entry(board).or_insert(first_seen);
+        self.dirty.mark(board, first_seen);
     }
 
     fn channel(&self, board: &str) -> Option<ChannelName> {
@@ -362,47 +403,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t).await,
         None => futures::future::pending().await,
-    }
-}
-
-/// Exponential backoff between reconnects.
-#[derive(Debug)]
-pub struct Backoff {
-    first: Duration,
-    max: Duration,
-    current: Duration,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Self {
-        Self {
-            first,
-            max,
-            current: first,
-        }
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.current;
-        self.current = (self.current * 2).min(self.max);
-        delay
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.first;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_cap_and_resets() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(350));
-        let delays: Vec<u64> = (0..4).map(|_| b.next_delay().as_millis() as u64).collect();
-        assert_eq!(delays, vec![100, 200, 350, 350]);
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_millis(100));
     }
 }
