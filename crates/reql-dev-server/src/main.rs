@@ -5,119 +5,137 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser};
 use reql_dev_server::{listening_line, Config, Server};
 
-const USAGE: &str = "Usage: reql-dev-server [--bind ADDR|all] [--driver-port N] [--port-offset N] \
-[--directory DIR] [--initial-password PW] [--server-name NAME]";
+/// A RethinkDB-compatible server for development and tests. It takes
+/// RethinkDB's own options, so one command line starts either server.
+#[derive(Debug, Parser)]
+#[command(name = "reql-dev-server", version, about)]
+struct Args {
+    /// Address to listen on, or `all` for every interface [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR|all", value_parser = parse_bind)]
+    bind: Option<IpAddr>,
+    /// Port for client drivers; 0 picks a free one. The port is printed on
+    /// stdout either way [default: 28015]
+    #[arg(long, value_name = "N")]
+    driver_port: Option<u16>,
+    /// Added to the driver port (unless it is 0)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    port_offset: u16,
+    /// Keep the data in this directory; without it, data lives in memory
+    #[arg(short = 'd', long, value_name = "DIR")]
+    directory: Option<PathBuf>,
+    /// Password of the `admin` user (empty by default, as on a new RethinkDB)
+    #[arg(long, value_name = "PW")]
+    initial_password: Option<String>,
+    /// The name the server reports [default: reql_dev_server]
+    #[arg(short = 'n', long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// Print a shell completion script and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(Config, Vec<String>), String> {
-    let mut config = Config::default();
-    let mut offset: u16 = 0;
-    let mut ignored = Vec::new();
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--bind" => {
-                let v = value()?;
-                config.bind = if v == "all" {
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-                } else {
-                    v.parse()
-                        .map_err(|_| format!("--bind: not an IP address: {v}"))?
-                };
-            }
-            "--driver-port" => {
-                let v = value()?;
-                config.port = v
-                    .parse()
-                    .map_err(|_| format!("--driver-port: not a port: {v}"))?;
-            }
-            "--directory" | "-d" => config.directory = Some(PathBuf::from(value()?)),
-            "--initial-password" => config.initial_password = Some(value()?),
-            "--server-name" | "-n" => config.server_name = value()?,
-            "--port-offset" => {
-                let v = value()?;
-                offset = v
-                    .parse()
-                    .map_err(|_| format!("--port-offset: not a number: {v}"))?;
-            }
-            // RethinkDB options that mean nothing here; accepted so the same
-            // command line works for both servers.
-            "--no-http-admin" | "--no-update-check" => ignored.push(flag.clone()),
-            "--http-port"
-            | "--cluster-port"
-            | "--cache-size"
-            | "--io-threads"
-            | "--cores"
-            | "--canonical-address"
-            | "--join" => {
-                value()?;
-                ignored.push(flag.clone());
-            }
-            other => return Err(format!("unknown option {other}")),
-        }
-    }
-    if config.port != 0 {
-        config.port = config
-            .port
-            .checked_add(offset)
-            .ok_or_else(|| "--port-offset: port out of range".to_string())?;
-    }
-    Ok((config, ignored))
+    #[command(flatten)]
+    ignored: RethinkDbOnly,
 }
 
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
+/// RethinkDB options that mean nothing here: accepted, logged and ignored.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "RethinkDB options, accepted and ignored")]
+struct RethinkDbOnly {
+    #[arg(long)]
+    no_http_admin: bool,
+    #[arg(long)]
+    no_update_check: bool,
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<String>,
+    #[arg(long, value_name = "PORT")]
+    cluster_port: Option<String>,
+    #[arg(long, value_name = "MB")]
+    cache_size: Option<String>,
+    #[arg(long, value_name = "N")]
+    io_threads: Option<String>,
+    #[arg(long, value_name = "N")]
+    cores: Option<String>,
+    #[arg(long, value_name = "ADDR")]
+    canonical_address: Option<String>,
+    #[arg(long, value_name = "HOST:PORT")]
+    join: Vec<String>,
+}
+
+impl RethinkDbOnly {
+    /// The options that were given, as `--name`.
+    fn given(&self) -> Vec<&'static str> {
+        [
+            ("--no-http-admin", self.no_http_admin),
+            ("--no-update-check", self.no_update_check),
+            ("--http-port", self.http_port.is_some()),
+            ("--cluster-port", self.cluster_port.is_some()),
+            ("--cache-size", self.cache_size.is_some()),
+            ("--io-threads", self.io_threads.is_some()),
+            ("--cores", self.cores.is_some()),
+            ("--canonical-address", self.canonical_address.is_some()),
+            ("--join", !self.join.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+}
+
+fn parse_bind(value: &str) -> Result<IpAddr, String> {
+    if value == "all" {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    value
+        .parse()
+        .map_err(|_| format!("not an IP address: {value}"))
+}
+
+impl Args {
+    fn config(self) -> Result<Config, String> {
+        let defaults = Config::default();
+        let mut port = self.driver_port.unwrap_or(defaults.port);
+        if port != 0 {
+            port = port
+                .checked_add(self.port_offset)
+                .ok_or("--port-offset: port out of range")?;
+        }
+        Ok(Config {
+            bind: self.bind.unwrap_or(defaults.bind),
+            port,
+            directory: self.directory,
+            initial_password: self.initial_password,
+            server_name: self.server_name.unwrap_or(defaults.server_name),
+            ..defaults
+        })
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(shell) = args.completions {
+        let mut command = Args::command();
+        clap_complete::generate(
+            shell,
+            &mut command,
+            "reql-dev-server",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (config, ignored) = match parse_args(std::env::args().skip(1)) {
-        Ok(c) => c,
-        Err(msg) => {
-            if msg.is_empty() {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            eprintln!("reql-dev-server: {msg}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    for flag in ignored {
+    for flag in args.ignored.given() {
         log::info!("ignoring {flag}: it has no meaning for reql-dev-server");
     }
+    let config = match args.config() {
+        Ok(c) => c,
+        Err(msg) => Args::command()
+            .error(clap::error::ErrorKind::ValueValidation, msg)
+            .exit(),
+    };
     log::info!("starting with {config:?}");
     let server = match Server::bind(config).await {
         Ok(s) => s,
@@ -129,11 +147,91 @@ async fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "{}", listening_line(server.local_addr().port()));
     let _ = stdout.flush();
-    match server.run_until_stopped(stop_signal()).await {
+    match server.run_until_stopped(service::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<Config, String> {
+        let args = std::iter::once("reql-dev-server").chain(args.iter().copied());
+        Args::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .config()
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn the_invocations_in_use_still_work() {
+        let c = config(&["--bind", "127.0.0.1", "--driver-port", "0"]).unwrap();
+        assert_eq!((c.bind, c.port), (IpAddr::V4(Ipv4Addr::LOCALHOST), 0));
+        let c = config(&[
+            "--bind",
+            "127.0.0.1",
+            "--driver-port",
+            "28015",
+            "--directory",
+            "./data",
+            "--initial-password",
+            "pw",
+        ])
+        .unwrap();
+        assert_eq!(c.port, 28015);
+        assert_eq!(c.directory, Some(PathBuf::from("./data")));
+        assert_eq!(c.initial_password.as_deref(), Some("pw"));
+        let c = config(&[
+            "--bind=all",
+            "--driver-port=28015",
+            "--port-offset=1",
+            "-n",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(c.bind, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!((c.port, c.server_name.as_str()), (28016, "x"));
+        let c = config(&[]).unwrap();
+        let d = Config::default();
+        assert_eq!(
+            (c.bind, c.port, c.server_name),
+            (d.bind, d.port, d.server_name)
+        );
+    }
+
+    #[test]
+    fn rethinkdb_options_are_accepted() {
+        let args = Args::try_parse_from([
+            "reql-dev-server",
+            "--no-http-admin",
+            "--cache-size",
+            "512",
+            "--join",
+            "a:29015",
+            "--join",
+            "b:29015",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.ignored.given(),
+            vec!["--no-http-admin", "--cache-size", "--join"]
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(config(&["--bind", "localhost"]).is_err());
+        assert!(config(&["--driver-port", "70000"]).is_err());
+        assert!(config(&["--driver-port", "65535", "--port-offset", "1"]).is_err());
+        assert!(config(&["--unknown"]).is_err());
     }
 }
