@@ -3,7 +3,8 @@
 //! measures one scenario or all of them, prints tables and writes every
 //! figure, the machine, the versions and the targets to a JSON file.
 //!
-//! `cargo run --release -p bench -- <scenario>`; see [`cli::usage`].
+//! `cargo run --release -p bench -- <scenario>`; `--help` lists the
+//! scenarios and options ([`cli::Cli`]).
 //! Targets are reported, never enforced: the exit status says only whether
 //! every scenario ran and produced numbers.
 
@@ -26,21 +27,14 @@ use crate::cli::{Config, Scenario};
 use crate::harness::Bench;
 use crate::report::Report;
 
-/// Runs what `args` (without the program name) ask for.
-pub async fn run(args: &[String]) -> anyhow::Result<()> {
-    if matches!(
-        args.first().map(String::as_str),
-        Some("-h" | "--help" | "help")
-    ) {
-        println!("{}", cli::usage());
-        return Ok(());
-    }
-    let config = Config::parse(args)?;
+/// Runs `config`; `args` (the command line without the program name) go
+/// into the JSON document to say how the figures were made.
+pub async fn run(config: &Config, args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     // Other work on the machine skews every figure; say how busy it was.
     let load_before = machine::load_average();
     let mut report = Report::default();
-    let outcome = run_scenarios(&config, &mut report).await;
+    let outcome = run_scenarios(config, &mut report).await;
 
     if !report.targets.is_empty() {
         let targets = report.targets_table();

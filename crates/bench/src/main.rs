@@ -1,14 +1,25 @@
-//! `bench <scenario>`: see the library's documentation.
+//! `bench <scenario>`: see the library's documentation, or `bench --help`.
 
 use std::process::ExitCode;
 
+use bench::cli::{Cli, Command, Config};
+use clap::{CommandFactory, Parser};
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(scenario) = cli.command.scenario() else {
+        if let Command::Completions { shell } = cli.command {
+            clap_complete::generate(shell, &mut Cli::command(), "bench", &mut std::io::stdout());
+        }
+        return ExitCode::SUCCESS;
+    };
+    let config = Config::from_cli(scenario, cli.options);
     let args: Vec<String> = std::env::args().skip(1).collect();
     // On Ctrl-C or SIGTERM the run is dropped, and with it the stack, whose
     // handles stop every process it started.
     let outcome = tokio::select! {
-        outcome = bench::run(&args) => outcome,
+        outcome = bench::run(&config, &args) => outcome,
         signal = stop_signal() => Err(anyhow::anyhow!("stopped by {signal}")),
     };
     match outcome {

@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn rounds_cover_the_samples_but_never_too_few() {
-        let mut config = Config::parse(&["e2e".to_owned()]).unwrap();
+        let mut config = Config::defaults(crate::cli::Scenario::E2e);
         config.e2e_samples = 200;
         config.e2e_min_rounds = 20;
         assert_eq!(rounds_for(&config, 1), 200);
