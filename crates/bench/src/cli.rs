@@ -56,6 +56,9 @@ pub enum Command {
     /// Every scenario with tiny sizes, for CI (no targets enforced; any
     /// failed request fails the run)
     Smoke,
+    /// The hand-written HTTP client against hyper's, alternating
+    #[command(hide = true)]
+    HttpClient,
     /// Prints a completion script for SHELL to standard output
     Completions {
         #[arg(value_enum)]
@@ -137,6 +140,7 @@ pub enum Scenario {
     DevServer,
     All,
     Smoke,
+    HttpClient,
 }
 
 impl Scenario {
@@ -161,6 +165,7 @@ impl Scenario {
             Scenario::DevServer => "devserver",
             Scenario::All => "all",
             Scenario::Smoke => "smoke",
+            Scenario::HttpClient => "http-client",
         }
     }
 }
@@ -178,6 +183,7 @@ impl Command {
             Command::Devserver => Scenario::DevServer,
             Command::All => Scenario::All,
             Command::Smoke => Scenario::Smoke,
+            Command::HttpClient => Scenario::HttpClient,
             Command::Completions { .. } => return None,
         })
     }
