@@ -56,9 +56,6 @@ pub enum Command {
     /// Every scenario with tiny sizes, for CI (no targets enforced; any
     /// failed request fails the run)
     Smoke,
-    /// The hand-written HTTP client against hyper's, alternating
-    #[command(hide = true)]
-    HttpClient,
     /// Prints a completion script for SHELL to standard output
     Completions {
         #[arg(value_enum)]
@@ -140,7 +137,6 @@ pub enum Scenario {
     DevServer,
     All,
     Smoke,
-    HttpClient,
 }
 
 impl Scenario {
@@ -165,7 +161,6 @@ impl Scenario {
             Scenario::DevServer => "devserver",
             Scenario::All => "all",
             Scenario::Smoke => "smoke",
-            Scenario::HttpClient => "http-client",
         }
     }
 }
@@ -183,7 +178,6 @@ impl Command {
             Command::Devserver => Scenario::DevServer,
             Command::All => Scenario::All,
             Command::Smoke => Scenario::Smoke,
-            Command::HttpClient => Scenario::HttpClient,
             Command::Completions { .. } => return None,
         })
     }

@@ -12,7 +12,6 @@ pub mod cli;
 pub mod db;
 pub mod harness;
 pub mod http;
-pub mod hyper_http;
 pub mod load;
 pub mod machine;
 pub mod report;
@@ -101,7 +100,6 @@ async fn run_scenarios(config: &Config, report: &mut Report) -> anyhow::Result<(
             Scenario::Top5 => scenarios::top5::run(bench, config, report).await?,
             Scenario::Burst => scenarios::burst::run(bench, config, report).await?,
             Scenario::Memory => scenarios::memory::run(bench, config, report).await?,
-            Scenario::HttpClient => scenarios::http_client::run(bench, config, report).await?,
             Scenario::DevServer | Scenario::All | Scenario::Smoke => {}
         }
     }

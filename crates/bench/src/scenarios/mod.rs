@@ -5,7 +5,6 @@
 pub mod burst;
 pub mod devserver;
 pub mod e2e;
-pub mod http_client;
 pub mod memory;
 pub mod read;
 pub mod score_add;
