@@ -7,9 +7,13 @@ use crate::{binary, Binary, ManagedProcess};
 /// The database a stack runs on.
 ///
 /// By default a `reql-dev-server` process of its own, in memory or, with
-/// [`Database::start_persistent`], in a directory. When `RETHINKDB_URL` is
-/// set (`rethinkdb://[user[:password]@]host[:port]`), the real server there
-/// is used instead, and each stack works in a database of its own.
+/// [`Database::start_persistent`], in a directory. With
+/// `TEST_DATABASE=rethinkdb` (`scripts/test --real`), a real RethinkDB
+/// instead: the server at `RETHINKDB_URL`
+/// (`rethinkdb://[user[:password]@]host[:port]`), where each stack works in a
+/// database of its own, or else a `rethinkdb` process of its own started from
+/// `RETHINKDB_BIN` or the `rethinkdb` on `PATH`. `RETHINKDB_URL` alone also
+/// selects the server there.
 #[derive(Debug)]
 pub struct Database {
     process: Option<ManagedProcess>,
@@ -58,6 +62,58 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// Which server the tests run on, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `reql-dev-server`, the default and what CI runs.
+    DevServer,
+    /// A real RethinkDB process per database, from this binary.
+    RethinkDbBinary(PathBuf),
+    /// The real RethinkDB at `RETHINKDB_URL`.
+    External(String),
+}
+
+impl ServerKind {
+    /// What the environment asks for. Asking for a real server where none can
+    /// be found runs on the dev server, and says so once.
+    pub fn from_env() -> ServerKind {
+        static KIND: std::sync::OnceLock<ServerKind> = std::sync::OnceLock::new();
+        KIND.get_or_init(|| {
+            if let Some(url) = Database::external_url() {
+                return ServerKind::External(url);
+            }
+            let wanted = std::env::var("TEST_DATABASE").unwrap_or_default();
+            if wanted != "rethinkdb" {
+                return ServerKind::DevServer;
+            }
+            match rethinkdb_binary() {
+                Some(bin) => ServerKind::RethinkDbBinary(bin),
+                None => {
+                    eprintln!(
+                        "TEST_DATABASE=rethinkdb, but there is no RETHINKDB_URL, RETHINKDB_BIN or rethinkdb on PATH: running on reql-dev-server"
+                    );
+                    ServerKind::DevServer
+                }
+            }
+        })
+        .clone()
+    }
+
+    pub fn is_real(&self) -> bool {
+        !matches!(self, ServerKind::DevServer)
+    }
+}
+
+/// `RETHINKDB_BIN`, or `rethinkdb` on `PATH`.
+fn rethinkdb_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("RETHINKDB_BIN").filter(|b| !b.is_empty()) {
+        return Some(PathBuf::from(bin));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join("rethinkdb"))
+        .find(|p| p.is_file())
+}
+
 impl Database {
     /// The external server's base URL, if `RETHINKDB_URL` is set.
     pub fn external_url() -> Option<String> {
@@ -91,26 +147,45 @@ impl Database {
         port: u16,
         password: Option<String>,
     ) -> anyhow::Result<Self> {
-        if let Some(base) = Self::external_url() {
-            return Ok(Self {
-                process: None,
-                base,
-                port: 0,
-                dir: dir.to_path_buf(),
-                data_dir,
-                password: None,
-            });
-        }
-        let mut cmd = Command::new(binary(Binary::DevServer));
+        let (name, mut cmd) = match ServerKind::from_env() {
+            ServerKind::External(base) => {
+                return Ok(Self {
+                    process: None,
+                    base,
+                    port: 0,
+                    dir: dir.to_path_buf(),
+                    data_dir,
+                    password: None,
+                })
+            }
+            ServerKind::DevServer => {
+                let mut cmd = Command::new(binary(Binary::DevServer));
+                if let Some(data) = &data_dir {
+                    cmd.arg("--directory").arg(data);
+                }
+                ("reql-dev-server", cmd)
+            }
+            ServerKind::RethinkDbBinary(bin) => {
+                let mut cmd = Command::new(bin);
+                // A real server always keeps its data on disk; without a
+                // directory of the test's own, a scratch one that a restart
+                // keeps, as the dev server's memory would not.
+                let data = data_dir
+                    .clone()
+                    .unwrap_or_else(|| dir.join("rethinkdb_data"));
+                cmd.arg("--directory")
+                    .arg(data)
+                    .args(["--cluster-port", "0", "--no-http-admin"])
+                    .args(["--no-update-check", "--cache-size", "256"]);
+                ("rethinkdb", cmd)
+            }
+        };
         cmd.args(["--bind", "127.0.0.1", "--driver-port", &port.to_string()]);
-        if let Some(data) = &data_dir {
-            cmd.arg("--directory").arg(data);
-        }
         if let Some(pw) = &password {
             cmd.arg("--initial-password").arg(pw);
         }
-        let mut process = ManagedProcess::spawn("reql-dev-server", cmd, dir)?;
-        let port = process.wait_for_line(Duration::from_secs(20), |line| {
+        let mut process = ManagedProcess::spawn(name, cmd, dir)?;
+        let port = process.wait_for_line(Duration::from_secs(60), |line| {
             line.strip_prefix("Listening for client driver connections on port ")
                 .and_then(|p| p.trim().parse::<u16>().ok())
         })?;

@@ -26,6 +26,13 @@ pub struct StackOptions {
     /// Start the dev server with this admin password (ignored for an
     /// external RethinkDB, whose credentials come from RETHINKDB_URL).
     pub db_password: Option<String>,
+    /// More origins beside the one Pushpin routes to, each on a port of its
+    /// own (see [`Stack::extra_web_ports`]).
+    pub extra_webs: usize,
+    /// Start every origin and the worker at the same instant, then wait for
+    /// all of them, as `foreman start` or `docker compose up` do; otherwise
+    /// the origin is ready before the worker starts.
+    pub start_together: bool,
 }
 
 impl Default for StackOptions {
@@ -38,6 +45,8 @@ impl Default for StackOptions {
             web_env: Vec::new(),
             worker_env: Vec::new(),
             db_password: None,
+            extra_webs: 0,
+            start_together: false,
         }
     }
 }
@@ -53,6 +62,7 @@ pub struct Stack {
     pub pushpin: Pushpin,
     web: Option<ManagedProcess>,
     web_port: u16,
+    extra_webs: Vec<(u16, ManagedProcess)>,
     worker: Option<ManagedProcess>,
     /// For ordinary requests; keeps connections alive between requests.
     pub client: reqwest::Client,
@@ -79,6 +89,11 @@ impl Stack {
     /// machine can still take one before ours binds it.
     pub async fn start_with(options: StackOptions) -> anyhow::Result<Self> {
         const ATTEMPTS: usize = 3;
+        if options.start_together {
+            // What such a start does is what the test is about: never
+            // retried away.
+            return Self::start_once(options).await;
+        }
         let mut attempt = 1;
         loop {
             match Self::start_once(options.clone()).await {
@@ -125,6 +140,7 @@ impl Stack {
             pushpin: Pushpin::start(dir.path(), web_port, &options.pushpin)?,
             web: None,
             web_port,
+            extra_webs: Vec::new(),
             worker: None,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -140,11 +156,53 @@ impl Stack {
             options,
             dir,
         };
+        if stack.options.start_together {
+            stack.start_together_blocking()?;
+            return Ok(stack);
+        }
         stack.start_web_blocking()?;
+        for _ in 0..stack.options.extra_webs {
+            let port = free_port();
+            let web = stack.spawn_web(port)?;
+            stack.extra_webs.push((port, web));
+        }
+        for i in 0..stack.extra_webs.len() {
+            let port = stack.extra_webs[i].0;
+            Self::wait_web_ready(&mut stack.extra_webs[i].1, port)?;
+        }
         if stack.options.worker {
             stack.start_worker_blocking()?;
         }
         Ok(stack)
+    }
+
+    /// Spawns every process first, then waits for each to be ready.
+    fn start_together_blocking(&mut self) -> anyhow::Result<()> {
+        let mut web = self.spawn_web(self.web_port)?;
+        for _ in 0..self.options.extra_webs {
+            let port = free_port();
+            let extra = self.spawn_web(port)?;
+            self.extra_webs.push((port, extra));
+        }
+        let mut worker = match self.options.worker {
+            true => Some(self.spawn_worker()?),
+            false => None,
+        };
+        Self::wait_web_ready(&mut web, self.web_port)?;
+        self.web = Some(web);
+        for (port, extra) in &mut self.extra_webs {
+            Self::wait_web_ready(extra, *port)?;
+        }
+        if let Some(worker) = &mut worker {
+            Self::wait_worker_ready(worker)?;
+        }
+        self.worker = worker;
+        Ok(())
+    }
+
+    /// Ports of the origins beside the one behind Pushpin.
+    pub fn extra_web_ports(&self) -> Vec<u16> {
+        self.extra_webs.iter().map(|(port, _)| *port).collect()
     }
 
     pub fn dir(&self) -> &std::path::Path {
@@ -200,21 +258,29 @@ impl Stack {
             );
     }
 
-    fn start_web_blocking(&mut self) -> anyhow::Result<()> {
+    fn spawn_web(&self, port: u16) -> anyhow::Result<ManagedProcess> {
         let mut cmd = Command::new(binary(Binary::Web));
         self.common_env(&mut cmd);
-        cmd.env("HOST", "127.0.0.1")
-            .env("PORT", self.web_port.to_string());
+        cmd.env("HOST", "127.0.0.1").env("PORT", port.to_string());
         for (k, v) in &self.options.web_env {
             cmd.env(k, v);
         }
-        let mut web = ManagedProcess::spawn("leaderboard-web", cmd, self.dir.path())?;
+        let name = if port == self.web_port {
+            "leaderboard-web".to_owned()
+        } else {
+            format!("leaderboard-web-{port}")
+        };
+        Ok(ManagedProcess::spawn(&name, cmd, self.dir.path())?)
+    }
+
+    /// Waits until an origin listens and its `/readyz` answers 200, which
+    /// means the schema exists, so the test's first request works.
+    fn wait_web_ready(web: &mut ManagedProcess, port: u16) -> anyhow::Result<()> {
         web.wait_for_line(Duration::from_secs(20), |l| {
             l.contains("leaderboard-web listening on").then_some(())
         })?;
-        // Ready means the schema exists, so the test's first request works.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while http_status("GET", self.web_port, "/readyz", "") != Some(200) {
+        while http_status("GET", port, "/readyz", "") != Some(200) {
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
                 "origin not ready:\n{}",
@@ -222,11 +288,17 @@ impl Stack {
             );
             std::thread::sleep(Duration::from_millis(25));
         }
+        Ok(())
+    }
+
+    fn start_web_blocking(&mut self) -> anyhow::Result<()> {
+        let mut web = self.spawn_web(self.web_port)?;
+        Self::wait_web_ready(&mut web, self.web_port)?;
         self.web = Some(web);
         Ok(())
     }
 
-    fn start_worker_blocking(&mut self) -> anyhow::Result<()> {
+    fn spawn_worker(&self) -> anyhow::Result<ManagedProcess> {
         let mut cmd = Command::new(binary(Binary::Worker));
         self.common_env(&mut cmd);
         cmd.env(
@@ -236,10 +308,19 @@ impl Stack {
         for (k, v) in &self.options.worker_env {
             cmd.env(k, v);
         }
-        let mut worker = ManagedProcess::spawn("dblistener", cmd, self.dir.path())?;
+        Ok(ManagedProcess::spawn("dblistener", cmd, self.dir.path())?)
+    }
+
+    fn wait_worker_ready(worker: &mut ManagedProcess) -> anyhow::Result<()> {
         worker.wait_for_line(Duration::from_secs(20), |l| {
             l.contains("feeds ready").then_some(())
         })?;
+        Ok(())
+    }
+
+    fn start_worker_blocking(&mut self) -> anyhow::Result<()> {
+        let mut worker = self.spawn_worker()?;
+        Self::wait_worker_ready(&mut worker)?;
         self.worker = Some(worker);
         Ok(())
     }
@@ -423,6 +504,9 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_worker();
         self.stop_web();
+        for (_, mut web) in self.extra_webs.drain(..) {
+            web.stop(Duration::from_secs(30));
+        }
         self.db.drop_database(&self.db_name);
     }
 }
