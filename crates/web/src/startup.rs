@@ -26,14 +26,10 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `HOST:PORT` and builds the server.
+    /// Binds `HOST:PORT` and builds the server. With `PORT=0` the system
+    /// picks a free port, which [`Application::port`] reports.
     pub fn build(settings: Settings) -> std::io::Result<Self> {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))?;
-        Self::build_with_listener(settings, listener)
-    }
-
-    /// Builds the server on an already bound listener (tests bind port 0).
-    pub fn build_with_listener(settings: Settings, listener: TcpListener) -> std::io::Result<Self> {
         let port = listener.local_addr()?.port();
         let store = Store::new(
             settings.database_url.clone(),
@@ -140,8 +136,9 @@ impl Application {
         tokio::select! {
             stopped = &mut server => stopped,
             () = shutdown => {
-                handle.stop(true).await;
-                server.await
+                // The server future carries out the stop: poll both.
+                let ((), stopped) = tokio::join!(handle.stop(true), server);
+                stopped
             }
         }
     }
