@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use grip::GripUrl;
 use serde::Deserialize;
-use service::config::{self, DEFAULT_DATABASE_URL};
+use service::config;
 pub use service::ConfigError;
 use store::DatabaseUrl;
 
@@ -52,24 +52,15 @@ impl Settings {
 
     fn from_vars(env: Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            database_url: config::parsed(
-                "DATABASE_URL",
-                env.database_url.as_deref(),
-                DEFAULT_DATABASE_URL,
-                DatabaseUrl::parse,
-            )?,
+            database_url: config::database_url(env.database_url.as_deref(), DatabaseUrl::parse)?,
             grip_urls: config::parsed(
                 "GRIP_URL",
                 env.grip_url.as_deref(),
                 DEFAULT_GRIP_URL,
                 GripUrl::parse_list,
             )?,
-            grip_prefix: config::parsed(
-                "GRIP_PREFIX",
-                env.grip_prefix.as_deref(),
-                domain::DEFAULT_CHANNEL_PREFIX,
-                |p| domain::check_channel_prefix(p).map_err(|e| e.message),
-            )?,
+            grip_prefix: domain::channel_prefix(env.grip_prefix.as_deref())
+                .map_err(|e| ConfigError::new("GRIP_PREFIX", e.message))?,
             publish_interval: config::millis(
                 "PUBLISH_INTERVAL_MS",
                 env.publish_interval_ms,

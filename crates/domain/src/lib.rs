@@ -14,6 +14,6 @@ pub use ids::{
     BoardId, Name, PlayerId, ScoreDelta, ValidationError, MAX_ID_LEN, MAX_NAME_LEN, MAX_SCORE,
 };
 pub use snapshot::{
-    channel_name, check_channel_prefix, deleted_event, integral_score, Board, BoardSummary, Player,
-    Snapshot, SnapshotVersion, DEFAULT_CHANNEL_PREFIX, TOP_N,
+    channel_name, channel_prefix, check_channel_prefix, deleted_event, integral_score, Board,
+    BoardSummary, Player, Snapshot, SnapshotVersion, DEFAULT_CHANNEL_PREFIX, TOP_N,
 };

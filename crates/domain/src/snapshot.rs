@@ -163,6 +163,12 @@ pub fn check_channel_prefix(raw: &str) -> Result<String, crate::ValidationError>
     }
 }
 
+/// The channel prefix setting (`GRIP_PREFIX`): `raw` when set, else the
+/// default, checked either way.
+pub fn channel_prefix(raw: Option<&str>) -> Result<String, crate::ValidationError> {
+    check_channel_prefix(raw.unwrap_or(DEFAULT_CHANNEL_PREFIX))
+}
+
 /// The GRIP channel of a board: `<prefix><board id>`.
 pub fn channel_name(prefix: &str, board_id: &str) -> String {
     format!("{prefix}{board_id}")

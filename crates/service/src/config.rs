@@ -169,6 +169,16 @@ pub fn parsed<T, E: Display>(
     parse(value.map_or(default, str::trim)).map_err(|e| ConfigError::new(variable, e))
 }
 
+/// `DATABASE_URL`, which the origin and the worker both read: its name and
+/// default are here, its syntax is `parse`'s (the store's
+/// `DatabaseUrl::parse`).
+pub fn database_url<T, E: Display>(
+    value: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, ConfigError> {
+    parsed("DATABASE_URL", value, DEFAULT_DATABASE_URL, parse)
+}
+
 /// A comma-separated list, without blank items; empty when unset.
 pub fn list(value: Option<&str>) -> Vec<String> {
     value

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use service::config::{self, DEFAULT_DATABASE_URL};
+use service::config;
 pub use service::ConfigError;
 use store::DatabaseUrl;
 
@@ -178,18 +178,9 @@ impl Settings {
                 .web_concurrency
                 .map(|n| config::number("WEB_CONCURRENCY", Some(n), 1..=1024, 1))
                 .transpose()?,
-            database_url: config::parsed(
-                "DATABASE_URL",
-                env.database_url.as_deref(),
-                DEFAULT_DATABASE_URL,
-                DatabaseUrl::parse,
-            )?,
-            grip_prefix: config::parsed(
-                "GRIP_PREFIX",
-                env.grip_prefix.as_deref(),
-                domain::DEFAULT_CHANNEL_PREFIX,
-                |p| domain::check_channel_prefix(p).map_err(|e| e.message),
-            )?,
+            database_url: config::database_url(env.database_url.as_deref(), DatabaseUrl::parse)?,
+            grip_prefix: domain::channel_prefix(env.grip_prefix.as_deref())
+                .map_err(|e| ConfigError::new("GRIP_PREFIX", e.message))?,
             db_pool_size: config::number("DB_POOL_SIZE", env.db_pool_size, 1..=1024, 16)?,
             db_timeout: config::millis(
                 "DB_TIMEOUT_MS",
