@@ -35,7 +35,7 @@
 //! let channel = ChannelName::parse("scores")?;
 //! let headers = Instruct::stream()
 //!     .channel(channel.clone())
-//!     .keep_alive(KeepAlive::new(":\n\n", Duration::from_secs(20)))
+//!     .keep_alive(KeepAlive::new(sse::comment(""), Duration::from_secs(20)))
 //!     .to_headers()?;
 //! assert_eq!(headers[0], ("Grip-Hold", "stream".to_string()));
 //! // ...insert `headers` into the response, with Content-Type text/event-stream.
@@ -99,3 +99,8 @@ pub use request::{
     parse_grip_last, GripFeatures, GripLast, GripLastError, GRIP_FEATURE, GRIP_LAST, GRIP_SIG,
 };
 pub use sig::{validate_sig, SigClaims, SigError, SigVerifier};
+
+/// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
