@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::{Stack, StackOptions};
+use testkit::{binary, Binary, Stack, StackOptions};
 use unreql::{r, rjson};
 
 const ROUNDS: usize = 10;
@@ -36,6 +36,10 @@ async fn table_counts(stack: &Stack) -> BTreeMap<String, usize> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_origins_and_a_worker_starting_together_share_one_schema() {
+    // Built (if need be) before the clock starts.
+    for which in [Binary::Web, Binary::Worker, Binary::DevServer] {
+        binary(which);
+    }
     for round in 1..=ROUNDS {
         let started = Instant::now();
         let stack = Stack::start_with(StackOptions {
