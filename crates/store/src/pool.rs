@@ -37,7 +37,8 @@ impl Default for PoolOptions {
 /// Idle connections are tagged with the pool's generation. A connection-level
 /// failure bumps the generation, so every idle connection opened before it is
 /// dropped rather than tried: when the database restarts, the first failure
-/// clears the lot instead of each stale connection failing one request.
+/// clears the lot instead of each stale connection failing one request. A
+/// query that times out discards only its own connection.
 pub(crate) struct Pool {
     url: DatabaseUrl,
     options: PoolOptions,
@@ -103,6 +104,10 @@ impl Pool {
             }
             Ok(Err(err)) => {
                 if is_connection_error(&err) {
+                    // A reset or closed connection is what a database restart
+                    // looks like, and then every idle connection is as dead as
+                    // this one: dropping them now saves each its own failed
+                    // request.
                     self.invalidate(generation);
                 } else {
                     self.checkin(generation, session);
@@ -110,7 +115,11 @@ impl Pool {
                 Err(err.into())
             }
             Err(_) => {
-                self.invalidate(generation);
+                // The query may still be running on the server, so this
+                // connection still owes it an answer and cannot be lent again;
+                // it is dropped. A slow query says nothing about the other
+                // connections, which stay in the pool.
+                drop(session);
                 Err(StoreError::Unavailable(format!(
                     "query timed out after {:?}",
                     self.options.query_timeout
@@ -174,5 +183,124 @@ pub(crate) async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Sess
             "connecting to {}:{} timed out after {timeout:?}",
             url.host, url.port
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A dev server behind a proxy that counts the connections made through it.
+    struct CountedServer {
+        port: u16,
+        accepted: Arc<AtomicUsize>,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    impl CountedServer {
+        async fn start() -> Self {
+            let server = reql_dev_server::Server::bind(reql_dev_server::Config {
+                port: 0,
+                ..Default::default()
+            })
+            .await
+            .expect("bind the dev server");
+            let backend = server.local_addr();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(server.run_until_stopped(async {
+                let _ = stopped.await;
+            }));
+
+            let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = proxy.local_addr().expect("proxy address").port();
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&accepted);
+            tokio::spawn(async move {
+                while let Ok((mut client, _)) = proxy.accept().await {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    tokio::spawn(async move {
+                        if let Ok(mut upstream) = TcpStream::connect(backend).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        }
+                    });
+                }
+            });
+            Self {
+                port,
+                accepted,
+                stop: Some(stop),
+            }
+        }
+
+        fn connections_opened(&self) -> usize {
+            self.accepted.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Drop for CountedServer {
+        fn drop(&mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+
+    fn idle_count(pool: &Pool) -> usize {
+        pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_query_discards_only_its_own_connection() {
+        let server = CountedServer::start().await;
+        let url = DatabaseUrl::parse(&format!("rethinkdb://127.0.0.1:{}/test", server.port))
+            .expect("url");
+        let pool = Arc::new(Pool::new(
+            url,
+            PoolOptions {
+                max_connections: 4,
+                connect_timeout: Duration::from_secs(5),
+                query_timeout: Duration::from_millis(300),
+            },
+        ));
+        pool.run(r.table_create("t"))
+            .await
+            .expect("create the table");
+
+        // Three connections lent at once, then all returned: three idle.
+        let mut lent = Vec::new();
+        for _ in 0..3 {
+            lent.push(pool.checkout().await.expect("checkout"));
+        }
+        for (generation, session) in lent {
+            pool.checkin(generation, session);
+        }
+        assert_eq!(idle_count(&pool), 3);
+        let opened = server.connections_opened();
+
+        // A changefeed never ends, so collecting it times out.
+        let err = pool
+            .run(r.table("t").changes(()))
+            .await
+            .expect_err("the changefeed cannot be collected in time");
+        assert!(err.is_unavailable(), "{err}");
+        assert!(err.to_string().contains("timed out"), "{err}");
+
+        assert_eq!(
+            idle_count(&pool),
+            2,
+            "only the timed-out connection is gone"
+        );
+        pool.run(r.table("t").count(())).await.expect("count");
+        pool.run(r.table("t").count(())).await.expect("count");
+        assert_eq!(
+            server.connections_opened(),
+            opened,
+            "later queries reuse the idle connections instead of opening new ones"
+        );
+        assert_eq!(idle_count(&pool), 2);
     }
 }
