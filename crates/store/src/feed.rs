@@ -5,8 +5,7 @@ use futures::{Stream, StreamExt};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use unreql::cmd::options::ChangesOptions;
-use unreql::{r, Command};
+use unreql::Command;
 
 use crate::{Store, StoreError, BOARDS, PLAYERS};
 
@@ -76,9 +75,7 @@ impl Store {
         let mut tasks = Vec::new();
         for (table, field) in [(PLAYERS, "board"), (BOARDS, "id")] {
             let session = self.pool().connect().await?;
-            let query: Command = r
-                .table(table)
-                .changes(r.with_opt((), ChangesOptions::new().include_states(true)));
+            let query: Command = crate::reql::table_changes(table);
             let tx = tx.clone();
             let ready_tx = ready_tx.clone();
             tasks.push(tokio::spawn(async move {

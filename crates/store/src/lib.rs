@@ -21,6 +21,7 @@ mod error;
 mod feed;
 mod pool;
 mod queries;
+pub mod reql;
 mod schema;
 
 pub use config::{DatabaseUrl, DatabaseUrlError};
@@ -31,7 +32,7 @@ pub use pool::PoolOptions;
 pub use queries::{NewBoard, NewPlayer, Store};
 // The query terms the store sends, for the benchmark to measure the database
 // with exactly what the origin asks of it.
-pub use queries::{player_key, score_update, top_players_query};
+pub use reql::{player_key, score_update, top_players_query};
 
 /// Table of boards: `{id, name}`.
 pub const BOARDS: &str = "boards";

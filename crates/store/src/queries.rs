@@ -1,30 +1,17 @@
 use std::sync::Arc;
 
-use domain::{
-    Board, BoardId, BoardSummary, Name, Player, PlayerId, ScoreDelta, Snapshot, MAX_SCORE,
-};
+use domain::{Board, BoardId, BoardSummary, Name, Player, PlayerId, ScoreDelta, Snapshot};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use unreql::cmd::options::{BetweenOptions, InsertOptions, Status, UpdateOptions};
-use unreql::{func, r, rjson, Command};
+use unreql::Command;
 
 use crate::pool::{Pool, PoolOptions};
-use crate::{DatabaseUrl, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+use crate::reql::{self, player_key, OUT_OF_RANGE};
+use crate::{DatabaseUrl, StoreError};
 
 /// Rows per answer when a query walks a whole table.
 const PAGE: usize = 1000;
-
-/// A `limit` argument as RethinkDB accepts it: it refuses integers at or
-/// above 2^31 ("Integer too large"), so larger asks are clamped, which a
-/// limit means anyway.
-fn limit_arg(n: usize) -> i32 {
-    i32::try_from(n).unwrap_or(i32::MAX)
-}
-
-/// Marks the error raised inside the score update, so it can be told apart
-/// from any other write error in `first_error`.
-const OUT_OF_RANGE: &str = "leaderboard: score out of range";
 
 /// The leaderboard's queries, over a pool of connections.
 ///
@@ -90,55 +77,6 @@ fn single(mut values: Vec<Value>) -> Result<Value, StoreError> {
     }
 }
 
-/// The top `n` players of a board, read from the `[board, score]` index in
-/// descending order: O(log N + n) whatever the table's size. Equal scores
-/// come out in descending player-id order, the index's own tie-break, so every
-/// reader sees the same order.
-pub fn top_players_query(board: &str, n: usize) -> Command {
-    r.table(PLAYERS)
-        .between(
-            rjson!([board.to_owned(), r.minval()]),
-            rjson!([board.to_owned(), r.maxval()]),
-            r.with_opt(
-                (),
-                BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
-            ),
-        )
-        .order_by(r.index(r.desc(BOARD_SCORE_INDEX)))
-        .limit(limit_arg(n))
-}
-
-/// A player's primary key: players are scoped to their board, so two boards
-/// can both have a player `alice`. Ids cannot hold `:`, so the key is
-/// unambiguous, and with ids of at most 63 characters it stays within
-/// RethinkDB's 127-byte key limit.
-pub fn player_key(board: &BoardId, player: &PlayerId) -> String {
-    format!("{board}:{player}")
-}
-
-/// The score-add term: one atomic update of a player's score by `delta`,
-/// returning the change. The range check runs inside the update function,
-/// on the document being written (no read-modify-write window); a score
-/// that would leave ±`MAX_SCORE` fails the write instead. The benchmark
-/// sends this same term to measure the database's own share of a score-add.
-pub fn score_update(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
-    let d = delta.get();
-    let update = func!(|p| {
-        r.branch(
-            p.clone().g("score").add(d).gt(MAX_SCORE).or(p
-                .clone()
-                .g("score")
-                .add(d)
-                .lt(-MAX_SCORE)),
-            r.error(OUT_OF_RANGE),
-            rjson!({ "score": p.g("score").add(d) }),
-        )
-    });
-    r.table(PLAYERS)
-        .get(player_key(board, player))
-        .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into())))
-}
-
 /// A player document as stored: `{id: "<board>:<player>", board, player,
 /// name, score}`. Clients know a player by its `player` field.
 #[derive(Deserialize)]
@@ -186,7 +124,7 @@ impl Store {
 
     /// Checks that the database answers and the schema is in place.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let count = single(self.run(r.table(PLAYERS).count(())).await?)?;
+        let count = single(self.run(reql::ping()).await?)?;
         if count.is_number() {
             Ok(())
         } else {
@@ -198,11 +136,7 @@ impl Store {
     /// board exists. One round trip: the board and its players are read by a
     /// single query.
     pub async fn snapshot(&self, board: &BoardId) -> Result<Option<Snapshot>, StoreError> {
-        let query = rjson!({
-            "board": r.table(BOARDS).get(board.to_string()),
-            "players": top_players_query(board.as_str(), domain::TOP_N).coerce_to("array"),
-        });
-        let value = single(self.run(query).await?)?;
+        let value = single(self.run(reql::snapshot(board, domain::TOP_N)).await?)?;
         #[derive(Deserialize)]
         struct Row {
             board: Option<BoardSummary>,
@@ -221,7 +155,7 @@ impl Store {
 
     /// The top `n` players of a board, highest score first.
     pub async fn top_players(&self, board: &BoardId, n: usize) -> Result<Vec<Player>, StoreError> {
-        player_views(self.run(top_players_query(board.as_str(), n)).await?)
+        player_views(self.run(reql::top_players_query(board.as_str(), n)).await?)
     }
 
     /// Boards in id order, at most `limit`.
@@ -235,17 +169,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<BoardSummary>, StoreError> {
-        let boards = match after {
-            None => r.table(BOARDS),
-            Some(after) => r.table(BOARDS).between(
-                after.to_owned(),
-                r.maxval(),
-                r.with_opt((), BetweenOptions::new().left_bound(Status::Open)),
-            ),
-        };
-        let values = self
-            .run(boards.order_by(r.index("id")).limit(limit_arg(limit)))
-            .await?;
+        let values = self.run(reql::boards_page(after, limit)).await?;
         values.into_iter().map(decode).collect()
     }
 
@@ -270,12 +194,7 @@ impl Store {
         if let Some(id) = new.id {
             doc["id"] = json!(id.as_str());
         }
-        let result = self
-            .write(
-                r.table(BOARDS)
-                    .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into()))),
-            )
-            .await?;
+        let result = self.write(reql::insert_board(doc)).await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
         }
@@ -288,16 +207,8 @@ impl Store {
     /// existed. Players are deleted even if the board row was already gone,
     /// so an interrupted earlier delete is finished by a retry.
     pub async fn delete_board(&self, board: &BoardId) -> Result<bool, StoreError> {
-        let result = self
-            .write(r.table(BOARDS).get(board.to_string()).delete(()))
-            .await?;
-        let players = self
-            .write(
-                r.table(PLAYERS)
-                    .get_all(r.with_opt(board.to_string(), r.index(BOARD_INDEX)))
-                    .delete(()),
-            )
-            .await?;
+        let result = self.write(reql::delete_board(board)).await?;
+        let players = self.write(reql::delete_board_players(board)).await?;
         if players.errors > 0 {
             return Err(write_error(players.first_error));
         }
@@ -323,12 +234,7 @@ impl Store {
             "name": new.name.as_str(),
             "score": 0,
         });
-        let result = self
-            .write(
-                r.table(PLAYERS)
-                    .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into()))),
-            )
-            .await?;
+        let result = self.write(reql::insert_player(doc)).await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
         }
@@ -339,15 +245,14 @@ impl Store {
         // A board deleted between the check and the insert would leave this
         // player orphaned; look again and undo.
         if !self.board_exists(board).await? {
-            self.write(r.table(PLAYERS).get(player_key(board, &id)).delete(()))
-                .await?;
+            self.write(reql::delete_player(board, &id)).await?;
             return Ok(None);
         }
         Ok(Some(player))
     }
 
     pub async fn board_exists(&self, board: &BoardId) -> Result<bool, StoreError> {
-        let value = single(self.run(r.table(BOARDS).get(board.to_string())).await?)?;
+        let value = single(self.run(reql::get_board(board)).await?)?;
         Ok(!value.is_null())
     }
 
@@ -357,10 +262,7 @@ impl Store {
         board: &BoardId,
         player: &PlayerId,
     ) -> Result<Option<Player>, StoreError> {
-        let value = single(
-            self.run(r.table(PLAYERS).get(player_key(board, player)))
-                .await?,
-        )?;
+        let value = single(self.run(reql::get_player(board, player)).await?)?;
         if value.is_null() {
             return Ok(None);
         }
@@ -373,9 +275,7 @@ impl Store {
         board: &BoardId,
         player: &PlayerId,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .write(r.table(PLAYERS).get(player_key(board, player)).delete(()))
-            .await?;
+        let result = self.write(reql::delete_player(board, player)).await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
         }
@@ -398,7 +298,7 @@ impl Store {
             // no change to read the player from.
             return self.player(board, player).await;
         }
-        let result = self.write(score_update(board, player, delta)).await?;
+        let result = self.write(reql::score_update(board, player, delta)).await?;
         if result.skipped > 0 {
             return Ok(None);
         }
@@ -424,19 +324,5 @@ fn write_error(first_error: Option<String>) -> StoreError {
         Some(e) if e.starts_with("Duplicate primary key") => StoreError::Conflict,
         Some(e) => StoreError::Query(e),
         None => StoreError::Query("write reported errors".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn top_players_reads_the_compound_index_descending() {
-        let q = serde_json::to_value(top_players_query("b1", 5)).unwrap();
-        assert_eq!(
-            q,
-            json!([71, [[41, [[182, [[15, ["players"]], [2, ["b1", [180]]], [2, ["b1", [181]]]], {"index": "board_score"}]], {"index": [74, ["board_score"]]}], 5]])
-        );
     }
 }

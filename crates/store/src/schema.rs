@@ -25,15 +25,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::reql;
+use crate::{Store, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
 use serde::Deserialize;
 use serde_json::Value;
-use unreql::cmd::options::{IdentifierFormat, TableOptions};
-use unreql::{func, r, rjson, Command};
-
-use crate::{Store, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
-
-/// RethinkDB's system database.
-const SYSTEM_DB: &str = "rethinkdb";
 
 /// The shortest settling interval; it also covers a creation that overlapped
 /// ours but was slower to become visible.
@@ -155,10 +150,6 @@ fn tolerate(result: Result<Vec<Value>, StoreError>) -> Result<(), StoreError> {
     }
 }
 
-fn system_table(name: &'static str) -> Command {
-    r.db(SYSTEM_DB).table(name)
-}
-
 fn decode_rows<T: for<'de> Deserialize<'de>>(values: Vec<Value>) -> Result<Vec<T>, StoreError> {
     values
         .into_iter()
@@ -186,16 +177,15 @@ impl Store {
             match plan(&rows) {
                 Plan::Ready => {
                     for spec in TABLES {
-                        self.run(r.db(db.clone()).table(spec.name).wait(())).await?;
+                        self.run(reql::table_wait(&db, spec.name)).await?;
                     }
-                    self.run(r.db(db.clone()).table(PLAYERS).index_wait(()))
-                        .await?;
+                    self.run(reql::players_index_wait(&db)).await?;
                     return Ok(());
                 }
                 Plan::Create(names) => {
                     for name in names {
                         let started = Instant::now();
-                        tolerate(self.run(r.db(db.clone()).table_create(name)).await)?;
+                        tolerate(self.run(reql::table_create(&db, name)).await)?;
                         slowest = slowest.max(started.elapsed());
                     }
                     settled = None;
@@ -205,8 +195,7 @@ impl Store {
                         log::warn!(
                             "database `{db}`: deleting table {id}, a duplicate left by concurrent creation"
                         );
-                        self.run(system_table("table_config").get(id).delete(()))
-                            .await?;
+                        self.run(reql::delete_table_config(&id)).await?;
                     }
                     settled = None;
                 }
@@ -229,31 +218,20 @@ impl Store {
     /// Creates the database if it is missing and, if a cluster has doubled
     /// it, keeps the copy that holds the most tables.
     async fn ensure_database(&self, db: &str, slowest: &mut Duration) -> Result<(), StoreError> {
-        let rows: Vec<DbRow> = decode_rows(
-            self.run(system_table("db_config").filter(rjson!({ "name": db.to_owned() })))
-                .await?,
-        )?;
+        let rows: Vec<DbRow> = decode_rows(self.run(reql::db_config_named(db)).await?)?;
         match rows.len() {
             1 => Ok(()),
             0 => {
                 let started = Instant::now();
-                tolerate(self.run(r.db_create(db.to_owned())).await)?;
+                tolerate(self.run(reql::db_create(db)).await)?;
                 *slowest = (*slowest).max(started.elapsed());
                 Ok(())
             }
             _ => {
                 let mut counted = Vec::with_capacity(rows.len());
                 for row in rows {
-                    let tables = r
-                        .db(SYSTEM_DB)
-                        .table(r.with_opt(
-                            "table_config",
-                            TableOptions::new().identifier_format(IdentifierFormat::Uuid),
-                        ))
-                        .filter(rjson!({ "db": row.id.clone() }))
-                        .count(());
                     let count = self
-                        .run(tables)
+                        .run(reql::table_count_of_db_id(&row.id))
                         .await?
                         .first()
                         .and_then(Value::as_u64)
@@ -266,8 +244,7 @@ impl Store {
                     log::warn!(
                         "deleting database {id}, a duplicate `{db}` left by concurrent creation"
                     );
-                    self.run(system_table("db_config").get(id).delete(()))
-                        .await?;
+                    self.run(reql::delete_db_config(&id)).await?;
                 }
                 Ok(())
             }
@@ -275,10 +252,7 @@ impl Store {
     }
 
     async fn table_rows(&self, db: &str) -> Result<Vec<TableRow>, StoreError> {
-        let query = system_table("table_config")
-            .filter(rjson!({ "db": db.to_owned() }))
-            .pluck(r.args(["id", "name", "indexes"]));
-        let mut rows: Vec<TableRow> = decode_rows(self.run(query).await?)?;
+        let mut rows: Vec<TableRow> = decode_rows(self.run(reql::table_config_of(db)).await?)?;
         // Scan order is not defined; comparisons between looks need one.
         rows.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         Ok(rows)
@@ -289,16 +263,11 @@ impl Store {
             rows.iter()
                 .any(|row| row.name == table && row.indexes.iter().any(|i| i == index))
         };
-        let players = r.db(db.to_owned()).table(PLAYERS);
         if !has(PLAYERS, BOARD_SCORE_INDEX) {
-            let create = players.clone().index_create(r.args((
-                BOARD_SCORE_INDEX,
-                func!(|doc| [doc.clone().g("board"), doc.g("score")]),
-            )));
-            tolerate(self.run(create).await)?;
+            tolerate(self.run(reql::create_board_score_index(db)).await)?;
         }
         if !has(PLAYERS, BOARD_INDEX) {
-            tolerate(self.run(players.index_create(BOARD_INDEX)).await)?;
+            tolerate(self.run(reql::create_board_index(db)).await)?;
         }
         Ok(())
     }

@@ -1,0 +1,255 @@
+//! Every ReQL query the store sends, as a function that builds it.
+//!
+//! [`Store`](crate::Store) runs these and nothing else, so the benchmark can
+//! measure the real queries and the conformance test
+//! (`crates/testkit/tests/conformance.rs`) can check each one's answer
+//! against what a real RethinkDB 2.4.4 recorded.
+
+use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
+use serde_json::Value;
+use unreql::cmd::options::{
+    BetweenOptions, ChangesOptions, IdentifierFormat, InsertOptions, Status, TableOptions,
+    UpdateOptions,
+};
+use unreql::{func, r, rjson, Command};
+
+use crate::{BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+
+/// RethinkDB's system database.
+pub const SYSTEM_DB: &str = "rethinkdb";
+
+/// Marks the error raised inside the score update, so it can be told apart
+/// from any other write error in `first_error`.
+pub const OUT_OF_RANGE: &str = "leaderboard: score out of range";
+
+/// A `limit` argument as RethinkDB accepts it: it refuses integers at or
+/// above 2^31 ("Integer too large"), so larger asks are clamped, which a
+/// limit means anyway.
+pub fn limit_arg(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// A player's primary key: players are scoped to their board, so two boards
+/// can both have a player `alice`. Ids cannot hold `:`, so the key is
+/// unambiguous, and with ids of at most 63 characters it stays within
+/// RethinkDB's 127-byte key limit.
+pub fn player_key(board: &BoardId, player: &PlayerId) -> String {
+    format!("{board}:{player}")
+}
+
+// ------------------------------------------------------------------ reads
+
+/// The readiness probe: a count of the players table.
+pub fn ping() -> Command {
+    r.table(PLAYERS).count(())
+}
+
+/// The top `n` players of a board, read from the `[board, score]` index in
+/// descending order: O(log N + n) whatever the table's size. Equal scores
+/// come out in descending player-id order, the index's own tie-break, so every
+/// reader sees the same order.
+pub fn top_players_query(board: &str, n: usize) -> Command {
+    r.table(PLAYERS)
+        .between(
+            rjson!([board.to_owned(), r.minval()]),
+            rjson!([board.to_owned(), r.maxval()]),
+            r.with_opt(
+                (),
+                BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
+            ),
+        )
+        .order_by(r.index(r.desc(BOARD_SCORE_INDEX)))
+        .limit(limit_arg(n))
+}
+
+/// A board and its top `n` players in one round trip:
+/// `{board: <row or null>, players: [...]}`.
+pub fn snapshot(board: &BoardId, n: usize) -> Command {
+    rjson!({
+        "board": r.table(BOARDS).get(board.to_string()),
+        "players": top_players_query(board.as_str(), n).coerce_to("array"),
+    })
+}
+
+/// Boards in id order, at most `limit`, after the board `after` if given.
+pub fn boards_page(after: Option<&str>, limit: usize) -> Command {
+    let boards = match after {
+        None => r.table(BOARDS),
+        Some(after) => r.table(BOARDS).between(
+            after.to_owned(),
+            r.maxval(),
+            r.with_opt((), BetweenOptions::new().left_bound(Status::Open)),
+        ),
+    };
+    boards.order_by(r.index("id")).limit(limit_arg(limit))
+}
+
+/// A board's row, or null.
+pub fn get_board(board: &BoardId) -> Command {
+    r.table(BOARDS).get(board.to_string())
+}
+
+/// A player's row, or null.
+pub fn get_player(board: &BoardId, player: &PlayerId) -> Command {
+    r.table(PLAYERS).get(player_key(board, player))
+}
+
+// ----------------------------------------------------------------- writes
+
+/// Inserts a board document, returning the change.
+pub fn insert_board(doc: Value) -> Command {
+    r.table(BOARDS)
+        .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into())))
+}
+
+/// Inserts a player document, returning the change.
+pub fn insert_player(doc: Value) -> Command {
+    r.table(PLAYERS)
+        .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into())))
+}
+
+pub fn delete_board(board: &BoardId) -> Command {
+    r.table(BOARDS).get(board.to_string()).delete(())
+}
+
+/// Deletes every player of a board, through the `board` index.
+pub fn delete_board_players(board: &BoardId) -> Command {
+    r.table(PLAYERS)
+        .get_all(r.with_opt(board.to_string(), r.index(BOARD_INDEX)))
+        .delete(())
+}
+
+pub fn delete_player(board: &BoardId, player: &PlayerId) -> Command {
+    r.table(PLAYERS).get(player_key(board, player)).delete(())
+}
+
+/// The score-add term: one atomic update of a player's score by `delta`,
+/// returning the change. The range check runs inside the update function,
+/// on the document being written (no read-modify-write window); a score
+/// that would leave ±`MAX_SCORE` fails the write instead. The benchmark
+/// sends this same term to measure the database's own share of a score-add.
+pub fn score_update(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
+    let d = delta.get();
+    let update = func!(|p| {
+        r.branch(
+            p.clone().g("score").add(d).gt(MAX_SCORE).or(p
+                .clone()
+                .g("score")
+                .add(d)
+                .lt(-MAX_SCORE)),
+            r.error(OUT_OF_RANGE),
+            rjson!({ "score": p.g("score").add(d) }),
+        )
+    });
+    r.table(PLAYERS)
+        .get(player_key(board, player))
+        .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into())))
+}
+
+// ---------------------------------------------------------------- schema
+
+/// `rethinkdb.db_config` rows of databases named `db` (more than one only
+/// after concurrent creations on a cluster).
+pub fn db_config_named(db: &str) -> Command {
+    r.db(SYSTEM_DB)
+        .table("db_config")
+        .filter(rjson!({ "name": db.to_owned() }))
+}
+
+/// How many tables the database with this id holds.
+pub fn table_count_of_db_id(id: &str) -> Command {
+    r.db(SYSTEM_DB)
+        .table(r.with_opt(
+            "table_config",
+            TableOptions::new().identifier_format(IdentifierFormat::Uuid),
+        ))
+        .filter(rjson!({ "db": id.to_owned() }))
+        .count(())
+}
+
+/// `{id, name, indexes}` of every table of `db`, from `rethinkdb.table_config`,
+/// which shows a name held twice as two rows (`tableList` shows it once).
+pub fn table_config_of(db: &str) -> Command {
+    r.db(SYSTEM_DB)
+        .table("table_config")
+        .filter(rjson!({ "db": db.to_owned() }))
+        .pluck(r.args(["id", "name", "indexes"]))
+}
+
+/// Drops the table with this id: RethinkDB's documented repair of a name
+/// held by two tables.
+pub fn delete_table_config(id: &str) -> Command {
+    r.db(SYSTEM_DB)
+        .table("table_config")
+        .get(id.to_owned())
+        .delete(())
+}
+
+/// Drops the database with this id and its tables.
+pub fn delete_db_config(id: &str) -> Command {
+    r.db(SYSTEM_DB)
+        .table("db_config")
+        .get(id.to_owned())
+        .delete(())
+}
+
+pub fn db_create(db: &str) -> Command {
+    r.db_create(db.to_owned())
+}
+
+pub fn table_create(db: &str, table: &str) -> Command {
+    r.db(db.to_owned()).table_create(table.to_owned())
+}
+
+/// Waits until a table is ready for reads and writes.
+pub fn table_wait(db: &str, table: &str) -> Command {
+    r.db(db.to_owned()).table(table.to_owned()).wait(())
+}
+
+/// Creates the players' compound `[board, score]` index.
+pub fn create_board_score_index(db: &str) -> Command {
+    r.db(db.to_owned()).table(PLAYERS).index_create(r.args((
+        BOARD_SCORE_INDEX,
+        func!(|doc| [doc.clone().g("board"), doc.g("score")]),
+    )))
+}
+
+/// Creates the players' simple `board` index.
+pub fn create_board_index(db: &str) -> Command {
+    r.db(db.to_owned()).table(PLAYERS).index_create(BOARD_INDEX)
+}
+
+/// Waits until every index of the players table is built.
+pub fn players_index_wait(db: &str) -> Command {
+    r.db(db.to_owned()).table(PLAYERS).index_wait(())
+}
+
+// ------------------------------------------------------------------ feeds
+
+/// The changefeed of a whole table, with `{state: "ready"}` once it is open.
+pub fn table_changes(table: &'static str) -> Command {
+    r.table(table)
+        .changes(r.with_opt((), ChangesOptions::new().include_states(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn top_players_reads_the_compound_index_descending() {
+        let q = serde_json::to_value(top_players_query("b1", 5)).unwrap();
+        assert_eq!(
+            q,
+            json!([71, [[41, [[182, [[15, ["players"]], [2, ["b1", [180]]], [2, ["b1", [181]]]], {"index": "board_score"}]], {"index": [74, ["board_score"]]}], 5]])
+        );
+    }
+
+    #[test]
+    fn limits_stay_below_2_to_the_31() {
+        assert_eq!(limit_arg(5), 5);
+        assert_eq!(limit_arg(usize::MAX), i32::MAX);
+        assert_eq!(limit_arg(1 << 31), i32::MAX);
+    }
+}
