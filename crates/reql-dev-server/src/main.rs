@@ -32,6 +32,11 @@ struct Args {
     /// The name the server reports [default: reql_dev_server]
     #[arg(short = 'n', long, value_name = "NAME")]
     server_name: Option<String>,
+    /// How long a `tableCreate` stays invisible to a concurrent creation of
+    /// the same name, which then also succeeds and leaves two tables, as on
+    /// RethinkDB 2.4.4; 0 turns that hazard off [default: 10]
+    #[arg(long, value_name = "MS")]
+    table_create_window_ms: Option<u64>,
     /// Print a shell completion script and exit
     #[arg(long, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
@@ -108,6 +113,10 @@ impl Args {
             directory: self.directory,
             initial_password: self.initial_password,
             server_name: self.server_name.unwrap_or(defaults.server_name),
+            table_create_window: self.table_create_window_ms.map_or(
+                defaults.table_create_window,
+                std::time::Duration::from_millis,
+            ),
             ..defaults
         })
     }
@@ -165,6 +174,14 @@ mod tests {
         Args::try_parse_from(args)
             .map_err(|e| e.to_string())?
             .config()
+    }
+
+    #[test]
+    fn the_table_create_window_is_set_in_milliseconds() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.table_create_window, std::time::Duration::from_millis(10));
+        let c = config(&["--table-create-window-ms", "0"]).unwrap();
+        assert!(c.table_create_window.is_zero());
     }
 
     #[test]

@@ -203,6 +203,21 @@ impl Database {
         })
     }
 
+    /// A driver session straight to this server, with `db` as its default
+    /// database, for a test's own queries and checks.
+    pub async fn session(&self, db: &str) -> anyhow::Result<unreql::Session> {
+        use unreql::cmd::connect::Options;
+        let (host, port) = self.host_port();
+        let (user, password) = self.credentials();
+        let options = Options::new()
+            .host(host)
+            .port(port)
+            .user(user)
+            .password(password)
+            .db(db.to_owned());
+        Ok(unreql::r.connect(options).await?)
+    }
+
     /// `DATABASE_URL` for database `db` on this server.
     pub fn url(&self, db: &str) -> String {
         format!("{}/{db}", self.base)

@@ -228,18 +228,8 @@ impl Stack {
     /// A driver session straight to this stack's database, for checking
     /// what was written.
     pub async fn db_session(&self) -> unreql::Session {
-        use unreql::cmd::connect::Options;
-        let (host, port) = self.db.host_port();
-        let (user, password) = self.db.credentials();
-        unreql::r
-            .connect(
-                Options::new()
-                    .host(host)
-                    .port(port)
-                    .user(user)
-                    .password(password)
-                    .db(self.db_name.clone()),
-            )
+        self.db
+            .session(&self.db_name)
             .await
             .expect("connect to the database")
     }

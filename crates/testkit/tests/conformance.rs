@@ -20,7 +20,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use store::reql;
 use testkit::{Database, ServerKind, TempDir};
-use unreql::{r, Command, Session};
+use unreql::{Command, Session};
 
 fn golden_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/store-queries.json")
@@ -147,19 +147,7 @@ fn id<T>(parse: fn(&str) -> Result<T, domain::ValidationError>, raw: &str) -> T 
 }
 
 async fn connect(server: &Database, db: &str) -> Session {
-    use unreql::cmd::connect::Options;
-    let (host, port) = server.host_port();
-    let (user, password) = server.credentials();
-    r.connect(
-        Options::new()
-            .host(host)
-            .port(port)
-            .user(user)
-            .password(password)
-            .db(db.to_owned()),
-    )
-    .await
-    .expect("connect")
+    server.session(db).await.expect("connect")
 }
 
 /// The scripted session: every builder of `store::reql`, in the order a

@@ -20,19 +20,7 @@ async fn session(server: &Database, db: &str) -> Session {
 }
 
 async fn connect(server: &Database, db: &str) -> Session {
-    use unreql::cmd::connect::Options;
-    let (host, port) = server.host_port();
-    let (user, password) = server.credentials();
-    r.connect(
-        Options::new()
-            .host(host)
-            .port(port)
-            .user(user)
-            .password(password)
-            .db(db.to_owned()),
-    )
-    .await
-    .expect("connect")
+    server.session(db).await.expect("connect")
 }
 
 fn scratch_db() -> String {
