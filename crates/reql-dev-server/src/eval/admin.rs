@@ -197,6 +197,11 @@ pub fn compile_index_fn(func: &Term) -> Result<KeyFn> {
 }
 
 /// Compiles an index function kept in the log (its wire JSON).
+/// Rebuilds index functions kept in the log when a data directory is opened.
+pub fn admin_compiler() -> crate::storage::IndexCompiler {
+    Arc::new(|json: &serde_json::Value| compile_stored_index(json))
+}
+
 pub fn compile_stored_index(json: &serde_json::Value) -> std::result::Result<KeyFn, String> {
     let t = Term::parse(json).map_err(|e| e.to_string())?;
     compile_index_fn(&t).map_err(|e| e.to_string())
