@@ -1,5 +1,4 @@
-//! Aggregation: `group`, `ungroup`, `reduce`, `count`, `sum`, `avg`, `min`,
-//! `max`, `distinct` and `contains`.
+//! Aggregation: `group`, `reduce`, `count`, `sum`, `avg`, `min`, `max`, `distinct`, `contains`.
 
 use std::collections::BTreeMap;
 

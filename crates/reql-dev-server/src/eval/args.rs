@@ -1,5 +1,4 @@
-//! Reading a term's arguments: as values, strings, integers, optional
-//! arguments, functions and sequences.
+//! Reading a term's arguments as datums, strings, integers, optional arguments and functions.
 
 use std::sync::Arc;
 

@@ -1,5 +1,4 @@
-//! The evaluation context: what a query can reach (the store, the server's
-//! identity) and its per-query settings, limits and pending durability.
+//! The evaluation context: the store, the server's identity and per-query settings.
 
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;

@@ -1,6 +1,4 @@
-//! Control structures and value construction: variables and function calls,
-//! `branch`, `default`, `error`, `range`, array literals, `json`,
-//! `toJsonString`, `binary`, `uuid`, `typeOf` and `coerceTo`.
+//! Control structures: variables, function calls, `branch`, `default`, `error`, `range`, `coerceTo`...
 
 use uuid::Uuid;
 

@@ -1,5 +1,4 @@
-//! The evaluator: evaluates a term by sending each term type to the family
-//! that implements it (see the list in [`super`]).
+//! `Evaluator::eval`: sends each term type to the file of the family that implements it.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -220,7 +219,7 @@ impl<'a> Evaluator<'a> {
         match ty {
             // Documents (documents.rs)
             GET_FIELD | BRACKET => self.get_field(ty, first, args),
-            PLUCK | WITHOUT | HAS_FIELDS | WITH_FIELDS => self.paths(ty, first, args),
+            PLUCK | WITHOUT | HAS_FIELDS | WITH_FIELDS => self.field_paths(ty, first, args),
             MERGE => self.merge(first, args),
             KEYS => self.keys(first),
             VALUES => self.values(first),

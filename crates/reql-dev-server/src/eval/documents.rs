@@ -1,6 +1,4 @@
-//! Document manipulation: field access (`getField`, brackets), `pluck`,
-//! `without`, `hasFields`, `withFields`, `merge`, `append`, `prepend`, `keys`,
-//! `values`, `literal`, `object` and object literals.
+//! Document manipulation: field access, `pluck`, `without`, `merge`, `keys`, `literal`, `object`...
 
 use super::seq::{self, MergeArg, Op};
 use super::{ops, Evaluator, FuncLike, Val};
@@ -67,7 +65,8 @@ impl Evaluator<'_> {
         }
     }
 
-    pub(super) fn paths(&mut self, ty: u32, first: Val, args: &[Term]) -> Result<Val> {
+    /// `pluck`, `without`, `hasFields` and `withFields`, which all take field paths.
+    pub(super) fn field_paths(&mut self, ty: u32, first: Val, args: &[Term]) -> Result<Val> {
         use tt::*;
         let mut paths = Vec::new();
         for a in &args[1..] {

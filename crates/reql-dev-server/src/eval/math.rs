@@ -1,5 +1,4 @@
-//! Math and logic: comparisons, `not`, `and`, `or`, arithmetic, `mod`,
-//! `floor`, `ceil` and `round`.
+//! Math and logic: comparisons, `not`, `and`, `or`, arithmetic and rounding.
 
 use super::{ops, Evaluator, Val};
 use crate::datum::Datum;

@@ -1,5 +1,4 @@
-//! Selecting data: `db`, `table`, `get`, `getAll`, `between` and `filter`,
-//! and the index checks they share.
+//! Selecting data: `db`, `table`, `get`, `getAll`, `between` and `filter`.
 
 use super::seq::{FilterDefault, Op, Pred, Seq, SeqKind, Source, TableScan};
 use super::{admin, ops, table_of, val_kind, Evaluator, FuncLike, Single, Val};

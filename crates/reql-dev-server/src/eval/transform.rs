@@ -1,6 +1,4 @@
-//! Transformations: `map`, `concatMap`, `orderBy`, `skip`, `limit`, `slice`,
-//! `nth`, `isEmpty` and `union`, and how a per-document step is added to any
-//! sequence-like value.
+//! Transformations: `map`, `concatMap`, `orderBy`, `skip`, `limit`, `slice`, `nth`, `union`...
 
 use std::sync::Arc;
 

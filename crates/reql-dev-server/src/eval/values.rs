@@ -1,5 +1,4 @@
-//! The values a term evaluates to (`Val`), what a variable can hold, functions
-//! and their calls, and the conversions between them.
+//! The values terms evaluate to (`Val`), variables, functions, and conversions between them.
 
 use std::sync::Arc;
 
