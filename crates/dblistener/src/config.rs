@@ -92,21 +92,18 @@ impl fmt::Debug for Settings {
 #[cfg(test)]
 mod tests {
 
+    use super::*;
+
     /// `.env.example` says its values are the defaults: they must be.
     #[test]
     fn the_env_example_holds_the_defaults() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example");
-        let pairs: Vec<(String, String)> = dotenvy::from_path_iter(path)
-            .expect(".env.example")
-            .map(|pair| pair.expect("a NAME=value line"))
-            .collect();
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.env.example"));
+        let pairs = config::dotenv_pairs(path).unwrap();
         let from_file = Settings::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .expect(".env.example is a valid configuration");
         let defaults = Settings::from_pairs([]).expect("the defaults are valid");
         assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
     }
-
-    use super::*;
 
     #[test]
     fn defaults() {

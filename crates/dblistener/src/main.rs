@@ -6,11 +6,9 @@ use dblistener::{Settings, Worker};
 use store::{PoolOptions, Store};
 
 fn main() -> ExitCode {
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("dblistener: cannot read .env: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = service::config::load_dotenv() {
+        eprintln!("dblistener: {e}");
+        return ExitCode::from(2);
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let settings = match Settings::from_env() {

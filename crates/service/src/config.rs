@@ -53,6 +53,25 @@ pub fn from_env<T: DeserializeOwned>() -> Result<T, ConfigError> {
     }))
 }
 
+/// Loads `.env` from the working directory into the environment, if there
+/// is one: a missing file is normal (Heroku, Docker), a broken one is an
+/// error naming the problem.
+pub fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(format!("cannot read .env: {e}")),
+    }
+}
+
+/// The `NAME=value` pairs of a dotenv file, such as `.env.example`, for
+/// [`from_pairs`].
+pub fn dotenv_pairs(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    dotenvy::from_path_iter(path)
+        .and_then(|pairs| pairs.collect())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Reads `T` from `(NAME, value)` pairs, as tests do.
 pub fn from_pairs<T, K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<T, ConfigError>
 where

@@ -50,12 +50,9 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    // A missing .env is normal (Heroku, Docker); a broken one is not.
-    if let Err(e) = dotenvy::dotenv() {
-        if !e.not_found() {
-            eprintln!("leaderboard-web: cannot read .env: {e}");
-            return ExitCode::from(2);
-        }
+    if let Err(e) = service::config::load_dotenv() {
+        eprintln!("leaderboard-web: {e}");
+        return ExitCode::from(2);
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let settings = match Settings::from_env() {
