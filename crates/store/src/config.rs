@@ -3,18 +3,42 @@ use std::fmt;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
-/// Where the database is: `rethinkdb://[user[:password]@]host[:port]/dbname`.
+/// Where the database is:
+/// `rethinkdb://[user[:password]@]host[:port][,host[:port]...]/dbname`.
 ///
 /// The port defaults to 28015 and the user to `admin` (with an empty
-/// password), as in RethinkDB itself. `Debug` and `Display` never show the
-/// password.
+/// password), as in RethinkDB itself. Several comma-separated hosts name the
+/// servers of one cluster (an IPv6 address goes in brackets); the pool spreads
+/// its connections over them. `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DatabaseUrl {
+    /// The first host, as [`DatabaseUrl::hosts`]`[0]` (kept for callers
+    /// that reach one server only).
     pub host: String,
+    /// The first host's port.
     pub port: u16,
+    /// Every host, in the order given; never empty.
+    pub hosts: Vec<Endpoint>,
     pub user: String,
     password: String,
     pub db: String,
+}
+
+/// One server of the cluster: a host name or address and a driver port.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +51,8 @@ pub enum DatabaseUrlError {
     Tls,
     #[error("a host is required")]
     Host,
+    #[error("host {0} is listed twice")]
+    DuplicateHost(String),
     #[error("a database name is required as the path, e.g. rethinkdb://localhost/leaderboard")]
     MissingDb,
     #[error("database name {0:?} may contain only letters, digits and '_' (at most 64)")]
@@ -40,7 +66,46 @@ pub enum DatabaseUrlError {
 impl DatabaseUrl {
     pub const DEFAULT_PORT: u16 = 28015;
 
+    /// Parses a URL with one host or a comma-separated list of them.
+    ///
+    /// The `url` crate reads one host only, so a list is split here and each
+    /// host is read as its own single-host URL with the same credentials and
+    /// path: every host then gets exactly the checks (and error messages) a
+    /// single host gets.
     pub fn parse(raw: &str) -> Result<Self, DatabaseUrlError> {
+        let raw = raw.trim();
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            return Self::parse_one(raw);
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let (userinfo, host_list) = match authority.rfind('@') {
+            Some(at) => authority.split_at(at + 1),
+            None => ("", authority),
+        };
+        if !host_list.contains(',') {
+            return Self::parse_one(raw);
+        }
+        let mut first: Option<Self> = None;
+        let mut hosts: Vec<Endpoint> = Vec::new();
+        for item in host_list.split(',') {
+            if item.trim().is_empty() {
+                return Err(DatabaseUrlError::Host);
+            }
+            let one = Self::parse_one(&format!("{scheme}://{userinfo}{}{tail}", item.trim()))?;
+            let endpoint = one.hosts[0].clone();
+            if hosts.contains(&endpoint) {
+                return Err(DatabaseUrlError::DuplicateHost(endpoint.to_string()));
+            }
+            hosts.push(endpoint);
+            first.get_or_insert(one);
+        }
+        let mut url = first.ok_or(DatabaseUrlError::Host)?;
+        url.hosts = hosts;
+        Ok(url)
+    }
+
+    fn parse_one(raw: &str) -> Result<Self, DatabaseUrlError> {
         let url = Url::parse(raw.trim()).map_err(|e| DatabaseUrlError::Syntax(e.to_string()))?;
         match url.scheme() {
             "rethinkdb" => {}
@@ -75,9 +140,14 @@ impl DatabaseUrl {
             u => decode(u)?,
         };
         let password = decode(url.password().unwrap_or(""))?;
+        let port = url.port().unwrap_or(Self::DEFAULT_PORT);
         Ok(Self {
+            hosts: vec![Endpoint {
+                host: host.clone(),
+                port,
+            }],
             host,
-            port: url.port().unwrap_or(Self::DEFAULT_PORT),
+            port,
             user,
             password,
             db: db.to_owned(),
@@ -108,11 +178,12 @@ impl std::str::FromStr for DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let password = if self.password.is_empty() { "" } else { ":***" };
-        write!(
-            f,
-            "rethinkdb://{}{}@{}:{}/{}",
-            self.user, password, self.host, self.port, self.db
-        )
+        write!(f, "rethinkdb://{}{}@", self.user, password)?;
+        for (i, endpoint) in self.hosts.iter().enumerate() {
+            let comma = if i == 0 { "" } else { "," };
+            write!(f, "{comma}{endpoint}")?;
+        }
+        write!(f, "/{}", self.db)
     }
 }
 
@@ -185,6 +256,76 @@ mod tests {
         ));
     }
 
+    fn endpoints(u: &DatabaseUrl) -> Vec<String> {
+        u.hosts.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn one_host_is_a_list_of_one() {
+        let u = DatabaseUrl::parse("rethinkdb://[::1]:28016/x").unwrap();
+        assert_eq!(endpoints(&u), ["[::1]:28016"]);
+        assert_eq!(u.to_string(), "rethinkdb://admin@[::1]:28016/x");
+    }
+
+    #[test]
+    fn several_hosts_with_default_ports_and_ipv6() {
+        let u = DatabaseUrl::parse("rethinkdb://bob:p%2Cw@h1:28015,h2:29015,h3,[::1]/lb").unwrap();
+        assert_eq!(
+            endpoints(&u),
+            ["h1:28015", "h2:29015", "h3:28015", "[::1]:28015"]
+        );
+        assert_eq!((u.host.as_str(), u.port), ("h1", 28015), "the first host");
+        assert_eq!(
+            (u.user.as_str(), u.password(), u.db.as_str()),
+            ("bob", "p,w", "lb")
+        );
+        assert_eq!(
+            u.to_string(),
+            "rethinkdb://bob:***@h1:28015,h2:29015,h3:28015,[::1]:28015/lb"
+        );
+        assert!(!format!("{u:?}").contains("p,w"));
+        assert_eq!(u.with_db("other").hosts, u.hosts);
+        // Spaces around the commas are forgiven, as in the other lists.
+        let spaced = DatabaseUrl::parse("rethinkdb://h1, h2/lb").unwrap();
+        assert_eq!(endpoints(&spaced), ["h1:28015", "h2:28015"]);
+    }
+
+    #[test]
+    fn a_password_may_hold_an_unencoded_comma_or_at() {
+        let u = DatabaseUrl::parse("rethinkdb://bob:a,b@c@h1,h2/lb").unwrap();
+        assert_eq!(u.password(), "a,b@c");
+        assert_eq!(endpoints(&u), ["h1:28015", "h2:28015"]);
+    }
+
+    #[test]
+    fn host_list_errors_name_the_problem() {
+        use DatabaseUrlError::*;
+        let cases: &[(&str, DatabaseUrlError)] = &[
+            ("rethinkdb://h1,,h2/x", Host),
+            ("rethinkdb://h1,/x", Host),
+            ("rethinkdb://,h1/x", Host),
+            ("rethinkdb://h1,h2", MissingDb),
+            ("rethinkdb://h1,h2/a-b", DbName("a-b".into())),
+            ("rethinkdb://h1,h2/x?ssl=1", Query),
+            ("rethinkdbs://h1,h2/x", Tls),
+            ("http://h1,h2/x", Scheme("http".into())),
+            (
+                "rethinkdb://h1,h1:28015/x",
+                DuplicateHost("h1:28015".into()),
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(&DatabaseUrl::parse(raw).unwrap_err(), want, "{raw}");
+        }
+        for raw in [
+            "rethinkdb://h1,h2:99999/x",
+            "rethinkdb://h1,h2:port/x",
+            "rethinkdb://h1,[::1/x",
+        ] {
+            assert!(matches!(DatabaseUrl::parse(raw), Err(Syntax(_))), "{raw}");
+        }
+    }
+
     proptest! {
         #[test]
         fn never_panics(raw in ".{0,100}") {
@@ -200,6 +341,29 @@ mod tests {
             prop_assert_eq!(u.password(), pw.as_str());
             prop_assert_eq!(&u.db, &db);
             prop_assert_eq!(u.port, 1234);
+        }
+
+        #[test]
+        fn host_lists_round_trip(
+            hosts in proptest::collection::btree_set(("[a-z][a-z0-9]{0,8}", proptest::option::of(1u16..)), 1..5),
+            db in "[a-z_]{1,10}",
+        ) {
+            // Distinct names, so that no two entries are the same host.
+            let mut seen = std::collections::BTreeSet::new();
+            let hosts: Vec<_> = hosts.into_iter().filter(|(h, _)| seen.insert(h.clone())).collect();
+            let list: Vec<String> = hosts
+                .iter()
+                .map(|(h, p)| p.map_or(h.clone(), |p| format!("{h}:{p}")))
+                .collect();
+            let u = DatabaseUrl::parse(&format!("rethinkdb://{}/{db}", list.join(","))).unwrap();
+            let want: Vec<Endpoint> = hosts
+                .iter()
+                .map(|(h, p)| Endpoint { host: h.clone(), port: p.unwrap_or(DatabaseUrl::DEFAULT_PORT) })
+                .collect();
+            prop_assert_eq!(&u.hosts, &want);
+            prop_assert_eq!((&u.host, u.port), (&want[0].host, want[0].port));
+            // Display reads back as the same place.
+            prop_assert_eq!(DatabaseUrl::parse(&u.to_string()).unwrap(), u);
         }
     }
 }

@@ -24,7 +24,7 @@ mod queries;
 pub mod reql;
 mod schema;
 
-pub use config::{DatabaseUrl, DatabaseUrlError};
+pub use config::{DatabaseUrl, DatabaseUrlError, Endpoint};
 pub use error::StoreError;
 pub use feed::{BoardChange, BoardChanges};
 
