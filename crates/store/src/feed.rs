@@ -1,4 +1,5 @@
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
@@ -7,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use unreql::Command;
 
+use crate::error::is_connection_error;
 use crate::{Store, StoreError, BOARDS, PLAYERS};
 
 /// What the changefeeds report, reduced to what the worker acts on.
@@ -74,7 +76,10 @@ impl Store {
         let (ready_tx, mut ready_rx) = mpsc::channel::<()>(2);
         let mut tasks = Vec::new();
         for (table, field) in [(PLAYERS, "board"), (BOARDS, "id")] {
-            let session = self.pool().connect().await?;
+            // Each (re)opening picks a host that answers, passing over one
+            // that broke a feed lately.
+            let (host, session) = self.pool().connect().await?;
+            let pool = Arc::clone(self.pool());
             let query: Command = crate::reql::table_changes(table);
             let tx = tx.clone();
             let ready_tx = ready_tx.clone();
@@ -101,11 +106,15 @@ impl Store {
                             }
                         }
                         Err(e) => {
+                            if is_connection_error(&e) {
+                                pool.host_failed(host);
+                            }
                             let _ = tx.send(Err(StoreError::from(e))).await;
                             return;
                         }
                     }
                 }
+                pool.host_failed(host);
                 let _ = tx
                     .send(Err(StoreError::Unavailable(format!(
                         "the {table} changefeed ended"

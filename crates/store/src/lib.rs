@@ -30,6 +30,7 @@ pub use feed::{BoardChange, BoardChanges};
 
 pub use pool::PoolOptions;
 pub use queries::{NewBoard, NewPlayer, Store};
+pub use schema::SchemaOptions;
 // The query terms the store sends, for the benchmark to measure the database
 // with exactly what the origin asks of it.
 pub use reql::{player_key, score_update, top_players_query};

@@ -1,15 +1,17 @@
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use serde_json::Value;
+use service::Backoff;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use unreql::cmd::connect::Options;
 use unreql::{r, Command, Session};
 
 use crate::error::is_connection_error;
-use crate::{DatabaseUrl, StoreError};
+use crate::schema::SchemaOptions;
+use crate::{DatabaseUrl, Endpoint, StoreError};
 
 /// Sizes and time limits of the connection pool.
 #[derive(Debug, Clone)]
@@ -20,6 +22,8 @@ pub struct PoolOptions {
     pub connect_timeout: Duration,
     /// Time allowed for one query, from checkout to the last batch.
     pub query_timeout: Duration,
+    /// Replicas and shards of the tables that schema set-up creates.
+    pub schema: SchemaOptions,
 }
 
 impl Default for PoolOptions {
@@ -28,6 +32,78 @@ impl Default for PoolOptions {
             max_connections: 16,
             connect_timeout: Duration::from_secs(3),
             query_timeout: Duration::from_secs(10),
+            schema: SchemaOptions::default(),
+        }
+    }
+}
+
+/// The first and the longest pause of a host that failed to answer, before
+/// new connections try it again ahead of the others.
+const HOST_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const HOST_BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+/// The hosts of `DATABASE_URL`, and which of them failed lately.
+///
+/// New connections go to the hosts in turn. A host that refused a connection
+/// or broke one is passed over until its back-off ends (doubling from 1 s up
+/// to 8 s while it keeps failing), but only while another host is there to
+/// try: hosts in back-off come last, not never, so a checkout fails only when
+/// every host fails, and a cluster that was wholly down is found again by the
+/// first request after it returns.
+struct Hosts {
+    endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+    health: Mutex<Vec<Health>>,
+}
+
+struct Health {
+    backoff: Backoff,
+    down_until: Option<Instant>,
+}
+
+impl Hosts {
+    fn new(endpoints: Vec<Endpoint>) -> Self {
+        let health = endpoints
+            .iter()
+            .map(|_| Health {
+                backoff: Backoff::new(HOST_BACKOFF_FIRST, HOST_BACKOFF_MAX),
+                down_until: None,
+            })
+            .collect();
+        Self {
+            endpoints,
+            next: AtomicUsize::new(0),
+            health: Mutex::new(health),
+        }
+    }
+
+    /// The order in which to try the hosts at `now`: those not in back-off,
+    /// round-robin from the next host in turn, then those in back-off, the
+    /// one whose back-off ends first first.
+    fn order(&self, now: Instant) -> Vec<usize> {
+        let n = self.endpoints.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n.max(1);
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut up, mut down): (Vec<usize>, Vec<usize>) = (0..n)
+            .map(|k| (start + k) % n)
+            .partition(|&i| health[i].down_until.is_none_or(|until| until <= now));
+        down.sort_by_key(|&i| health[i].down_until);
+        up.append(&mut down);
+        up
+    }
+
+    fn failed(&self, host: usize, now: Instant) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = health.get_mut(host) {
+            h.down_until = Some(now + h.backoff.next_delay());
+        }
+    }
+
+    fn answered(&self, host: usize) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = health.get_mut(host) {
+            h.backoff.reset();
+            h.down_until = None;
         }
     }
 }
@@ -42,8 +118,10 @@ impl Default for PoolOptions {
 pub(crate) struct Pool {
     url: DatabaseUrl,
     options: PoolOptions,
+    hosts: Hosts,
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<(u64, Session)>>,
+    /// Idle connections: generation, host index, session.
+    idle: Mutex<Vec<(u64, usize, Session)>>,
     generation: AtomicU64,
 }
 
@@ -51,6 +129,7 @@ impl Pool {
     pub(crate) fn new(url: DatabaseUrl, options: PoolOptions) -> Self {
         let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
         Self {
+            hosts: Hosts::new(url.hosts.clone()),
             url,
             options,
             permits,
@@ -63,9 +142,38 @@ impl Pool {
         &self.url
     }
 
-    /// Opens a fresh connection outside the pool, e.g. for a changefeed.
-    pub(crate) async fn connect(&self) -> Result<Session, StoreError> {
-        connect(&self.url, self.options.connect_timeout).await
+    pub(crate) fn options(&self) -> &PoolOptions {
+        &self.options
+    }
+
+    /// Opens a fresh connection outside the pool, e.g. for a changefeed, to
+    /// the first host that answers; returns that host's index for
+    /// [`Pool::host_failed`].
+    pub(crate) async fn connect(&self) -> Result<(usize, Session), StoreError> {
+        let mut errors = Vec::new();
+        for host in self.hosts.order(Instant::now()) {
+            let endpoint = &self.hosts.endpoints[host];
+            match connect(&self.url, endpoint, self.options.connect_timeout).await {
+                Ok(session) => {
+                    self.hosts.answered(host);
+                    return Ok((host, session));
+                }
+                Err(err) => {
+                    if self.hosts.endpoints.len() > 1 {
+                        log::warn!("database host {endpoint}: {err}; trying another");
+                    }
+                    self.hosts.failed(host, Instant::now());
+                    errors.push(err.to_string());
+                }
+            }
+        }
+        Err(StoreError::Unavailable(errors.join("; ")))
+    }
+
+    /// Reports that a connection to `host` broke, so that new connections
+    /// prefer the other hosts for a while.
+    pub(crate) fn host_failed(&self, host: usize) {
+        self.hosts.failed(host, Instant::now());
     }
 
     /// Runs `query` on a pooled connection and collects every result.
@@ -91,7 +199,7 @@ impl Pool {
         _permit: OwnedSemaphorePermit,
         query: Command,
     ) -> Result<Vec<Value>, StoreError> {
-        let (generation, session) = self.checkout().await?;
+        let (generation, host, session) = self.checkout().await?;
         let outcome = tokio::time::timeout(
             self.options.query_timeout,
             query.run::<_, Value>(&session).try_collect::<Vec<Value>>(),
@@ -99,7 +207,7 @@ impl Pool {
         .await;
         match outcome {
             Ok(Ok(values)) => {
-                self.checkin(generation, session);
+                self.checkin(generation, host, session);
                 Ok(values)
             }
             Ok(Err(err)) => {
@@ -109,8 +217,9 @@ impl Pool {
                     // this one: dropping them now saves each its own failed
                     // request.
                     self.invalidate(generation);
+                    self.host_failed(host);
                 } else {
-                    self.checkin(generation, session);
+                    self.checkin(generation, host, session);
                 }
                 Err(err.into())
             }
@@ -128,24 +237,24 @@ impl Pool {
         }
     }
 
-    async fn checkout(&self) -> Result<(u64, Session), StoreError> {
+    async fn checkout(&self) -> Result<(u64, usize, Session), StoreError> {
         let current = self.generation.load(Ordering::Acquire);
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some((generation, session)) = idle.pop() {
+            while let Some((generation, host, session)) = idle.pop() {
                 if generation == current && !session.is_broken() {
-                    return Ok((generation, session));
+                    return Ok((generation, host, session));
                 }
             }
         }
-        let session = self.connect().await?;
-        Ok((current, session))
+        let (host, session) = self.connect().await?;
+        Ok((current, host, session))
     }
 
-    fn checkin(&self, generation: u64, session: Session) {
+    fn checkin(&self, generation: u64, host: usize, session: Session) {
         if generation == self.generation.load(Ordering::Acquire) && !session.is_broken() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.push((generation, session));
+            idle.push((generation, host, session));
         }
     }
 
@@ -166,22 +275,24 @@ impl Pool {
     }
 }
 
-pub(crate) async fn connect(url: &DatabaseUrl, timeout: Duration) -> Result<Session, StoreError> {
+pub(crate) async fn connect(
+    url: &DatabaseUrl,
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<Session, StoreError> {
     let options = Options::new()
-        .host(url.host.clone())
-        .port(url.port)
+        .host(endpoint.host.clone())
+        .port(endpoint.port)
         .db(url.db.clone())
         .user(url.user.clone())
         .password(url.password().to_owned());
     match tokio::time::timeout(timeout, r.connect(options)).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(err)) => Err(StoreError::Unavailable(format!(
-            "cannot connect to {}:{}: {err}",
-            url.host, url.port
+            "cannot connect to {endpoint}: {err}"
         ))),
         Err(_) => Err(StoreError::Unavailable(format!(
-            "connecting to {}:{} timed out after {timeout:?}",
-            url.host, url.port
+            "connecting to {endpoint} timed out after {timeout:?}"
         ))),
     }
 }
@@ -264,6 +375,7 @@ mod tests {
                 max_connections: 4,
                 connect_timeout: Duration::from_secs(5),
                 query_timeout: Duration::from_millis(300),
+                ..PoolOptions::default()
             },
         ));
         pool.run(r.table_create("t"))
@@ -275,8 +387,8 @@ mod tests {
         for _ in 0..3 {
             lent.push(pool.checkout().await.expect("checkout"));
         }
-        for (generation, session) in lent {
-            pool.checkin(generation, session);
+        for (generation, host, session) in lent {
+            pool.checkin(generation, host, session);
         }
         assert_eq!(idle_count(&pool), 3);
         let opened = server.connections_opened();
@@ -302,5 +414,115 @@ mod tests {
             "later queries reuse the idle connections instead of opening new ones"
         );
         assert_eq!(idle_count(&pool), 2);
+    }
+
+    fn hosts(n: usize) -> Hosts {
+        Hosts::new(
+            (0..n)
+                .map(|i| Endpoint {
+                    host: format!("h{i}"),
+                    port: 28015,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn new_connections_go_to_the_hosts_in_turn() {
+        let hosts = hosts(3);
+        let now = Instant::now();
+        let firsts: Vec<usize> = (0..6).map(|_| hosts.order(now)[0]).collect();
+        assert_eq!(firsts, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(hosts.order(now), [0, 1, 2]);
+        assert_eq!(hosts.order(now), [1, 2, 0]);
+    }
+
+    #[test]
+    fn a_failed_host_comes_last_until_its_back_off_ends() {
+        let hosts = hosts(3);
+        let now = Instant::now();
+        hosts.failed(0, now);
+        for _ in 0..6 {
+            let order = hosts.order(now);
+            assert_eq!(order.len(), 3, "every host stays in the order");
+            assert_eq!(order[2], 0, "{order:?}");
+        }
+        // The first back-off is at most HOST_BACKOFF_FIRST.
+        let later = now + HOST_BACKOFF_FIRST;
+        assert!((0..3).any(|_| hosts.order(later)[0] == 0));
+        // An answer clears it at once.
+        hosts.failed(0, now);
+        hosts.answered(0);
+        assert!((0..3).any(|_| hosts.order(now)[0] == 0));
+    }
+
+    #[test]
+    fn back_off_grows_while_a_host_keeps_failing_and_the_soonest_back_comes_first() {
+        let hosts = hosts(2);
+        let now = Instant::now();
+        for _ in 0..4 {
+            hosts.failed(0, now);
+        }
+        hosts.failed(1, now);
+        // Host 0's fourth back-off is at least 4 s (half its 8 s ceiling);
+        // host 1's first is at most 1 s.
+        assert_eq!(hosts.order(now), [1, 0], "both down: the sooner first");
+        let two_secs = now + Duration::from_secs(2);
+        assert_eq!(hosts.order(two_secs), [1, 0]);
+        assert_eq!(hosts.order(two_secs), [1, 0]);
+        let nine_secs = now + Duration::from_secs(9);
+        assert_eq!(hosts.order(nine_secs).len(), 2);
+        let firsts: Vec<usize> = (0..2).map(|_| hosts.order(nine_secs)[0]).collect();
+        assert!(firsts.contains(&0) && firsts.contains(&1), "{firsts:?}");
+    }
+
+    #[test]
+    fn one_host_is_always_tried() {
+        let hosts = hosts(1);
+        let now = Instant::now();
+        hosts.failed(0, now);
+        assert_eq!(hosts.order(now), [0]);
+    }
+
+    #[tokio::test]
+    async fn a_checkout_moves_past_a_host_that_is_down() {
+        let server = CountedServer::start().await;
+        // A port that was just free: nothing listens there.
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind")
+            .local_addr()
+            .expect("address")
+            .port();
+        let url = DatabaseUrl::parse(&format!(
+            "rethinkdb://127.0.0.1:{closed},127.0.0.1:{}/test",
+            server.port
+        ))
+        .expect("url");
+        let pool = Arc::new(Pool::new(url, PoolOptions::default()));
+        for _ in 0..4 {
+            let (_, host, session) = pool.checkout().await.expect("checkout");
+            assert_eq!(host, 1);
+            drop(session);
+        }
+        assert_eq!(server.connections_opened(), 4);
+        let (host, _session) = pool.connect().await.expect("a feed connection");
+        assert_eq!(host, 1);
+        // With every host down, the error names each.
+        let url = DatabaseUrl::parse(&format!(
+            "rethinkdb://127.0.0.1:{closed},[::1]:{closed}/test"
+        ))
+        .expect("url");
+        let err = Pool::new(url, PoolOptions::default())
+            .connect()
+            .await
+            .expect_err("nothing answers");
+        assert!(err.is_unavailable(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("127.0.0.1:{closed}"))
+                && text.contains(&format!("[::1]:{closed}")),
+            "{text}"
+        );
     }
 }

@@ -13,7 +13,8 @@ use unreql::cmd::options::{
 };
 use unreql::{func, r, rjson, Command};
 
-use crate::{BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+use crate::{SchemaOptions, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+use unreql::cmd::options::{ReconfigureOptions, Replicas, TableCreateOptions};
 
 /// RethinkDB's system database.
 pub const SYSTEM_DB: &str = "rethinkdb";
@@ -199,6 +200,35 @@ pub fn db_create(db: &str) -> Command {
 
 pub fn table_create(db: &str, table: &str) -> Command {
     r.db(db.to_owned()).table_create(table.to_owned())
+}
+
+/// Creates a table with `layout`'s replicas and shards. The default layout
+/// is exactly [`table_create`], with no options: the term recorded in the
+/// conformance golden file, and what a single server accepts.
+pub fn table_create_laid_out(db: &str, table: &str, layout: SchemaOptions) -> Command {
+    if layout == SchemaOptions::default() {
+        return table_create(db, table);
+    }
+    r.db(db.to_owned()).table_create(
+        r.with_opt(
+            table.to_owned(),
+            TableCreateOptions::new()
+                .replicas(Replicas::Int(layout.replicas))
+                .shards(layout.shards),
+        ),
+    )
+}
+
+/// Sets a table's replicas and shards (RethinkDB moves the data itself).
+pub fn table_reconfigure(db: &str, table: &str, layout: SchemaOptions) -> Command {
+    r.db(db.to_owned()).table(table.to_owned()).reconfigure(
+        r.with_opt(
+            (),
+            ReconfigureOptions::new()
+                .replicas(i64::from(layout.replicas))
+                .shards(i64::from(layout.shards)),
+        ),
+    )
 }
 
 /// Waits until a table is ready for reads and writes.

@@ -37,6 +37,31 @@ const MIN_SETTLE: Duration = Duration::from_millis(1000);
 /// Rounds of repair before set-up gives up (and its caller retries later).
 const MAX_ROUNDS: usize = 20;
 
+/// How set-up lays out the tables it creates on a cluster: `TABLE_REPLICAS`
+/// copies of each of `TABLE_SHARDS` shards, each from 1 to 64. Tables that
+/// exist keep their layout; [`Store::reconfigure`] changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaOptions {
+    pub replicas: u8,
+    pub shards: u8,
+}
+
+impl SchemaOptions {
+    /// The most replicas or shards RethinkDB allows.
+    pub const MAX: u8 = 64;
+}
+
+impl Default for SchemaOptions {
+    /// One replica of one shard: RethinkDB's own default, and all a single
+    /// server can hold.
+    fn default() -> Self {
+        Self {
+            replicas: 1,
+            shards: 1,
+        }
+    }
+}
+
 /// A table the schema needs, and its secondary indexes.
 struct TableSpec {
     name: &'static str,
@@ -185,7 +210,11 @@ impl Store {
                 Plan::Create(names) => {
                     for name in names {
                         let started = Instant::now();
-                        tolerate(self.run(reql::table_create(&db, name)).await)?;
+                        let layout = self.pool().options().schema;
+                        tolerate(
+                            self.run(reql::table_create_laid_out(&db, name, layout))
+                                .await,
+                        )?;
                         slowest = slowest.max(started.elapsed());
                     }
                     settled = None;
@@ -249,6 +278,21 @@ impl Store {
                 Ok(())
             }
         }
+    }
+
+    /// Sets the replicas and shards of both tables, as
+    /// `leaderboard-web reconfigure` does, and returns RethinkDB's answer for
+    /// each table (`{reconfigured, config_changes, status_changes}`).
+    pub async fn reconfigure(&self, layout: SchemaOptions) -> Result<Vec<Value>, StoreError> {
+        let db = self.url().db.clone();
+        let mut answers = Vec::with_capacity(TABLES.len());
+        for spec in TABLES {
+            let answer = self
+                .run(reql::table_reconfigure(&db, spec.name, layout))
+                .await?;
+            answers.extend(answer);
+        }
+        Ok(answers)
     }
 
     async fn table_rows(&self, db: &str) -> Result<Vec<TableRow>, StoreError> {
@@ -326,5 +370,46 @@ mod tests {
         let b = row("3c", PLAYERS, &[]);
         assert_eq!(keeper(&[&a, &b]), keeper(&[&b, &a]));
         assert_eq!(keeper(&[&a, &b]).as_deref(), Some("3c"));
+    }
+
+    #[test]
+    fn the_default_layout_sends_the_plain_table_create() {
+        let term = |c: unreql::Command| serde_json::to_value(&c).expect("serialises");
+        assert_eq!(
+            term(reql::table_create_laid_out(
+                "lb",
+                "t",
+                SchemaOptions::default()
+            )),
+            term(reql::table_create("lb", "t"))
+        );
+        let laid_out = term(reql::table_create_laid_out(
+            "lb",
+            "t",
+            SchemaOptions {
+                replicas: 3,
+                shards: 2,
+            },
+        ));
+        let options = laid_out.as_array().and_then(|a| a.get(2)).cloned();
+        assert_eq!(
+            options,
+            Some(serde_json::json!({"replicas": 3, "shards": 2})),
+            "{laid_out}"
+        );
+        let reconfigure = term(reql::table_reconfigure(
+            "lb",
+            "t",
+            SchemaOptions {
+                replicas: 3,
+                shards: 2,
+            },
+        ));
+        let options = reconfigure.as_array().and_then(|a| a.get(2)).cloned();
+        assert_eq!(
+            options,
+            Some(serde_json::json!({"replicas": 3, "shards": 2})),
+            "{reconfigure}"
+        );
     }
 }
