@@ -7,7 +7,7 @@ use grip::GripUrl;
 use serde::Deserialize;
 use service::config;
 pub use service::ConfigError;
-use store::DatabaseUrl;
+use store::{DatabaseUrl, SchemaOptions};
 
 /// The variables, typed as envy reads them.
 #[derive(Debug, Deserialize)]
@@ -17,6 +17,8 @@ struct Env {
     grip_prefix: Option<String>,
     publish_interval_ms: Option<u64>,
     status_port: Option<u64>,
+    table_replicas: Option<u64>,
+    table_shards: Option<u64>,
 }
 
 pub const DEFAULT_GRIP_URL: &str = "http://localhost:5561";
@@ -36,6 +38,10 @@ pub struct Settings {
     /// `STATUS_PORT`: serve `/healthz` and `/metrics` on this port (all
     /// interfaces); off when unset.
     pub status_port: Option<u16>,
+    /// `TABLE_REPLICAS` and `TABLE_SHARDS`: the layout of tables that
+    /// schema set-up creates (if the worker is first to start); default 1
+    /// and 1.
+    pub table_layout: SchemaOptions,
 }
 
 impl Settings {
@@ -51,7 +57,9 @@ impl Settings {
     }
 
     fn from_vars(env: Env) -> Result<Self, ConfigError> {
+        let (replicas, shards) = config::table_layout(env.table_replicas, env.table_shards)?;
         Ok(Self {
+            table_layout: SchemaOptions { replicas, shards },
             database_url: config::database_url(env.database_url.as_deref(), DatabaseUrl::parse)?,
             grip_urls: config::parsed(
                 "GRIP_URL",
@@ -85,6 +93,7 @@ impl fmt::Debug for Settings {
             .field("grip_prefix", &self.grip_prefix)
             .field("publish_interval", &self.publish_interval)
             .field("status_port", &self.status_port)
+            .field("table_layout", &self.table_layout)
             .finish()
     }
 }
@@ -111,6 +120,9 @@ mod tests {
         assert_eq!(s.grip_urls.len(), 1);
         assert_eq!(s.publish_interval, Duration::from_millis(50));
         assert_eq!(s.grip_prefix, "leaderboard-");
+        assert_eq!(s.table_layout, SchemaOptions::default());
+        let s = Settings::from_pairs([("TABLE_REPLICAS", "3")]).unwrap();
+        assert_eq!((s.table_layout.replicas, s.table_layout.shards), (3, 1));
     }
 
     #[test]
@@ -128,6 +140,8 @@ mod tests {
             (vec![("GRIP_PREFIX", "a,b")], "GRIP_PREFIX"),
             (vec![("STATUS_PORT", "70000")], "STATUS_PORT"),
             (vec![("STATUS_PORT", "x")], "STATUS_PORT"),
+            (vec![("TABLE_REPLICAS", "65")], "TABLE_REPLICAS"),
+            (vec![("TABLE_SHARDS", "0")], "TABLE_SHARDS"),
         ] {
             assert_eq!(Settings::from_pairs(pairs).unwrap_err().variable, var);
         }

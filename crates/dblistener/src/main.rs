@@ -39,7 +39,13 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     log::info!("starting with {settings:?}");
-    let store = Store::new(settings.database_url.clone(), PoolOptions::default());
+    let store = Store::new(
+        settings.database_url.clone(),
+        PoolOptions {
+            schema: settings.table_layout,
+            ..PoolOptions::default()
+        },
+    );
     let publisher = grip::Publisher::new(settings.grip_urls.clone())?;
     let metrics = dblistener::Metrics::new();
     if let Some(port) = settings.status_port {

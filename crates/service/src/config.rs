@@ -198,6 +198,16 @@ pub fn database_url<T, E: Display>(
     parsed("DATABASE_URL", value, DEFAULT_DATABASE_URL, parse)
 }
 
+/// `TABLE_REPLICAS` and `TABLE_SHARDS`, which both binaries read: the
+/// replicas per shard and the shards of each table that schema set-up
+/// creates, each from 1 to 64 (RethinkDB's limits), default 1.
+pub fn table_layout(replicas: Option<u64>, shards: Option<u64>) -> Result<(u8, u8), ConfigError> {
+    Ok((
+        number("TABLE_REPLICAS", replicas, 1..=64, 1)?,
+        number("TABLE_SHARDS", shards, 1..=64, 1)?,
+    ))
+}
+
 /// A comma-separated list, without blank items; empty when unset.
 pub fn list(value: Option<&str>) -> Vec<String> {
     value
@@ -280,5 +290,19 @@ mod tests {
         assert_eq!(port, Ok(12));
         let err = parsed("P", Some("x"), "12", str::parse::<u16>).unwrap_err();
         assert_eq!(err.variable, "P");
+    }
+
+    #[test]
+    fn table_layout_is_one_to_sixty_four() {
+        assert_eq!(table_layout(None, None), Ok((1, 1)));
+        assert_eq!(table_layout(Some(3), Some(64)), Ok((3, 64)));
+        assert_eq!(
+            table_layout(Some(0), None).unwrap_err().to_string(),
+            "TABLE_REPLICAS: must be a number from 1 to 64, got 0"
+        );
+        assert_eq!(
+            table_layout(None, Some(65)).unwrap_err().to_string(),
+            "TABLE_SHARDS: must be a number from 1 to 64, got 65"
+        );
     }
 }

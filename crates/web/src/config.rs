@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use service::config;
 pub use service::ConfigError;
-use store::DatabaseUrl;
+use store::{DatabaseUrl, SchemaOptions};
 
 /// The variables, typed as envy reads them; [`Settings::from_env`] then
 /// applies defaults and checks each one, so that an error names it.
@@ -31,6 +31,8 @@ struct Env {
     write_jwt_iss: Option<String>,
     cors_allowed_origins: Option<String>,
     access_log: Option<String>,
+    table_replicas: Option<u64>,
+    table_shards: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -75,6 +77,10 @@ pub struct Settings {
     /// front that logs requests already (Heroku's does) makes it redundant;
     /// it is about 10% of the origin's instructions per request.
     pub access_log: bool,
+    /// `TABLE_REPLICAS` and `TABLE_SHARDS`: the layout of tables that
+    /// schema set-up creates, and that `leaderboard-web reconfigure` sets;
+    /// default 1 and 1.
+    pub table_layout: SchemaOptions,
 }
 
 /// Which browser origins may call the API.
@@ -171,7 +177,9 @@ impl Settings {
     }
 
     fn from_vars(env: Env) -> Result<Self, ConfigError> {
+        let (replicas, shards) = config::table_layout(env.table_replicas, env.table_shards)?;
         Ok(Self {
+            table_layout: SchemaOptions { replicas, shards },
             host: env.host.clone().unwrap_or_else(|| "0.0.0.0".to_owned()),
             port: config::number("PORT", env.port, 0..=65_535, 5000)?,
             workers: env
@@ -232,6 +240,7 @@ impl fmt::Debug for Settings {
             .field("write_auth", &self.write_auth)
             .field("cors", &self.cors)
             .field("access_log", &self.access_log)
+            .field("table_layout", &self.table_layout)
             .finish()
     }
 }
@@ -263,6 +272,16 @@ mod tests {
         assert!(s.access_log);
         assert_eq!(s.body_timeout, Duration::from_secs(10));
         assert_eq!(s.workers, None);
+        assert_eq!(s.table_layout, SchemaOptions::default());
+        let laid_out =
+            Settings::from_pairs([("TABLE_REPLICAS", "3"), ("TABLE_SHARDS", "2")]).unwrap();
+        assert_eq!(
+            laid_out.table_layout,
+            SchemaOptions {
+                replicas: 3,
+                shards: 2
+            }
+        );
         let quiet = Settings::from_pairs([("ACCESS_LOG", "off")]).unwrap();
         assert!(!quiet.access_log);
     }
@@ -280,6 +299,8 @@ mod tests {
             (vec![("BODY_TIMEOUT_SECS", "ten")], "BODY_TIMEOUT_SECS"),
             (vec![("WEB_CONCURRENCY", "0")], "WEB_CONCURRENCY"),
             (vec![("KEEP_ALIVE_SECS", "3601")], "KEEP_ALIVE_SECS"),
+            (vec![("TABLE_REPLICAS", "0")], "TABLE_REPLICAS"),
+            (vec![("TABLE_SHARDS", "65")], "TABLE_SHARDS"),
         ] {
             let err = Settings::from_pairs(pairs).unwrap_err();
             assert_eq!(err.variable, var);

@@ -1,5 +1,6 @@
 //! `leaderboard-web`: the HTTP origin. `leaderboard-web seed` writes the demo
-//! board and exits; `leaderboard-web token` prints a write token.
+//! board and exits; `leaderboard-web token` prints a write token;
+//! `leaderboard-web reconfigure` sets the tables' replicas and shards.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -32,6 +33,10 @@ enum Command {
         #[arg(value_name = "TTL_SECONDS", default_value_t = 30 * 24 * 3600)]
         ttl: u64,
     },
+    /// Set the replicas and shards of both tables to TABLE_REPLICAS and
+    /// TABLE_SHARDS (on a cluster; RethinkDB moves the data itself), and
+    /// print RethinkDB's answer for each table.
+    Reconfigure,
     /// Print a shell completion script for this command.
     Completions {
         #[arg(value_enum)]
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(settings).await,
             Command::Seed => seed(settings).await,
+            Command::Reconfigure => reconfigure(settings).await,
             Command::Token { subject, ttl } => token(&settings, &subject, ttl),
             Command::Completions { .. } => unreachable!("handled before the configuration"),
         }
@@ -101,8 +107,32 @@ fn token(settings: &Settings, subject: &str, ttl: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn store_of(settings: Settings) -> store::Store {
+    store::Store::new(
+        settings.database_url,
+        store::PoolOptions {
+            schema: settings.table_layout,
+            ..store::PoolOptions::default()
+        },
+    )
+}
+
+async fn reconfigure(settings: Settings) -> anyhow::Result<()> {
+    let layout = settings.table_layout;
+    let db = settings.database_url.db.clone();
+    let answers = store_of(settings).reconfigure(layout).await?;
+    println!(
+        "reconfigured database {db:?} to {} replica(s) of {} shard(s):",
+        layout.replicas, layout.shards
+    );
+    for answer in answers {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    }
+    Ok(())
+}
+
 async fn seed(settings: Settings) -> anyhow::Result<()> {
-    let store = store::Store::new(settings.database_url, store::PoolOptions::default());
+    let store = store_of(settings);
     let created = web::seed::seed(&store).await?;
     println!(
         "seeded board {:?}: {created} records created",
@@ -145,6 +175,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(parse(&["leaderboard-web", "token", "x", "soon"]).is_err());
+        assert!(matches!(
+            parse(&["leaderboard-web", "reconfigure"]),
+            Ok(Some(Command::Reconfigure))
+        ));
         assert!(parse(&["leaderboard-web", "bogus"]).is_err());
     }
 }
