@@ -36,6 +36,7 @@ impl Application {
             PoolOptions {
                 max_connections: settings.db_pool_size,
                 query_timeout: settings.db_timeout,
+                schema: settings.table_layout,
                 ..PoolOptions::default()
             },
         );
