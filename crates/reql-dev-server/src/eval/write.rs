@@ -29,6 +29,9 @@ struct Stats {
     generated: Vec<Datum>,
     changes: Vec<Datum>,
     want_changes: bool,
+    /// `return_changes: "always"`: documents left unchanged, skipped or
+    /// failed get a change too (so far only `update` reports them).
+    always_changes: bool,
 }
 
 impl Stats {
@@ -46,6 +49,35 @@ impl Stats {
             o.insert("old_val".into(), old.unwrap_or(Datum::Null));
             self.changes.push(Datum::object(o));
         }
+    }
+
+    /// A document an `update` left as it was.
+    fn unchanged_doc(&mut self, doc: &Datum) {
+        self.unchanged += 1;
+        if self.always_changes {
+            self.change(Some(doc.clone()), Some(doc.clone()));
+        }
+    }
+
+    /// A key an `update` found no document at.
+    fn skipped_doc(&mut self) {
+        self.skipped += 1;
+        if self.always_changes {
+            self.change(None, None);
+        }
+    }
+
+    /// An `update` of `doc` that failed with `msg`.
+    fn error_on(&mut self, doc: &Datum, msg: impl Into<String>) {
+        let msg = msg.into();
+        if self.always_changes {
+            let mut o = Obj::new();
+            o.insert("error".into(), Datum::from(msg.clone()));
+            o.insert("new_val".into(), doc.clone());
+            o.insert("old_val".into(), doc.clone());
+            self.changes.push(Datum::object(o));
+        }
+        self.error(msg);
     }
 
     fn into_datum(self) -> Datum {
@@ -131,6 +163,10 @@ impl Evaluator<'_> {
             }
             None => Ok(self.ctx.durability.unwrap_or(table.durability)),
         }
+    }
+
+    fn always_changes(&mut self, t: &Term) -> Result<bool> {
+        Ok(matches!(self.opt(t, "return_changes")?, Some(Datum::Str(s)) if &*s == "always"))
     }
 
     fn return_changes(&mut self, t: &Term) -> Result<bool> {
@@ -361,6 +397,7 @@ impl Evaluator<'_> {
         let durability = self.durability(t, &table)?;
         let mut stats = Stats {
             want_changes: self.return_changes(t)?,
+            always_changes: is_update && self.always_changes(t)?,
             ..Stats::default()
         };
         let pk = table.primary_key.clone();
@@ -403,31 +440,31 @@ impl Evaluator<'_> {
                 };
                 if is_update {
                     let Some(old) = old else {
-                        stats.skipped += 1;
+                        stats.skipped_doc();
                         continue;
                     };
                     let patch = match result {
                         Ok(p) => p,
                         Err(e) => {
-                            stats.error(e.message());
+                            stats.error_on(&old, e.message());
                             continue;
                         }
                     };
                     if patch.is_null() {
-                        stats.unchanged += 1;
+                        stats.unchanged_doc(&old);
                         continue;
                     }
                     if patch.as_obj().is_none() || patch.ptype().is_some() {
-                        stats.error(not_object(&patch));
+                        stats.error_on(&old, not_object(&patch));
                         continue;
                     }
                     let new = merge_values(&old, &patch);
                     if new.get(&pk) != old.get(&pk) {
-                        stats.error(pk_changed(&pk, &old, &new));
+                        stats.error_on(&old, pk_changed(&pk, &old, &new));
                         continue;
                     }
                     if new == old {
-                        stats.unchanged += 1;
+                        stats.unchanged_doc(&old);
                         continue;
                     }
                     w.put(key, Some(new.clone()), durability)?;
