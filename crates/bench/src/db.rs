@@ -72,7 +72,7 @@ pub struct UpdateClient {
 impl Client for UpdateClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
         let player = &self.players[seq as usize % self.players.len()];
-        let result: Value = store::score_update(&self.board, player, ScoreDelta::ONE)
+        let result: Value = store::score_update(&self.board, player, ScoreDelta::ONE, None)
             .exec(&self.session)
             .await?;
         anyhow::ensure!(result["replaced"].as_u64() == Some(1), "update: {result}");

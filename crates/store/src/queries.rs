@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use unreql::Command;
 
 use crate::pool::{Pool, PoolOptions};
-use crate::reql::{self, player_key, OUT_OF_RANGE};
+use crate::reql::{self, player_key, Idempotency, IdempotencyKey, OUT_OF_RANGE};
 use crate::{DatabaseUrl, StoreError};
 
 /// Rows per answer when a query walks a whole table.
@@ -287,18 +287,51 @@ impl Store {
     ///
     /// The range check runs inside the update function, on the document
     /// being written, so there is no read-modify-write window.
+    ///
+    /// With an idempotency `key`, the same update records the key with the
+    /// score it produced; a repeat within [`reql::IDEMPOTENCY_WINDOW_MS`]
+    /// changes nothing and returns the player with that first score. Still
+    /// one round trip.
     pub async fn add_score(
         &self,
         board: &BoardId,
         player: &PlayerId,
         delta: ScoreDelta,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Option<Player>, StoreError> {
-        if delta.get() == 0 {
-            // Nothing to write; RethinkDB would report `unchanged` and return
-            // no change to read the player from.
-            return self.player(board, player).await;
-        }
-        let result = self.write(reql::score_update(board, player, delta)).await?;
+        let Some(key) = key else {
+            if delta.get() == 0 {
+                // Nothing to write; RethinkDB would report `unchanged` and
+                // return no change to read the player from.
+                return self.player(board, player).await;
+            }
+            let result = self
+                .write(reql::score_update(board, player, delta, None))
+                .await?;
+            return match Self::score_result(result)? {
+                Some(row) => player_view(&row).map(Some),
+                None => Ok(None),
+            };
+        };
+        // Keyed, even a zero delta is written: it records the key, so a
+        // retry answers with this score whatever happens in between.
+        let idempotency = Idempotency {
+            key,
+            now_millis: now_millis(),
+        };
+        let result = self
+            .write(reql::score_update(board, player, delta, Some(idempotency)))
+            .await?;
+        let Some(row) = Self::score_result(result)? else {
+            return Ok(None);
+        };
+        let mut player = player_view(&row)?;
+        player.score = first_score(&row, key)?;
+        Ok(Some(player))
+    }
+
+    /// The document a score update left, `None` if there is no such player.
+    fn score_result(result: WriteResult) -> Result<Option<Value>, StoreError> {
         if result.skipped > 0 {
             return Ok(None);
         }
@@ -309,7 +342,7 @@ impl Store {
             };
         }
         match result.new_val::<Value>()? {
-            Some(row) => player_view(&row).map(Some),
+            Some(row) => Ok(Some(row)),
             None => Err(StoreError::Decode("update returned no change".into())),
         }
     }
@@ -317,6 +350,37 @@ impl Store {
     async fn write(&self, query: Command) -> Result<WriteResult, StoreError> {
         decode(single(self.run(query).await?)?)
     }
+}
+
+/// The score recorded with `key` in a player document's `idem` list: what
+/// the first increment with this key produced.
+fn first_score(doc: &Value, key: &IdempotencyKey) -> Result<i64, StoreError> {
+    #[derive(Deserialize)]
+    struct Entry {
+        k: String,
+        #[serde(deserialize_with = "domain::integral_score")]
+        score: i64,
+    }
+    #[derive(Deserialize)]
+    struct Keys {
+        #[serde(default)]
+        idem: Vec<Entry>,
+    }
+    let keys = Keys::deserialize(doc).map_err(|e| StoreError::Decode(e.to_string()))?;
+    keys.idem
+        .into_iter()
+        .rev()
+        .find(|e| e.k == key.as_str())
+        .map(|e| e.score)
+        .ok_or_else(|| StoreError::Decode("the update did not record its idempotency key".into()))
+}
+
+/// The origin's clock, for the age of idempotency keys.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 fn write_error(first_error: Option<String>) -> StoreError {

@@ -8,8 +8,8 @@
 use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
 use serde_json::Value;
 use unreql::cmd::options::{
-    BetweenOptions, ChangesOptions, IdentifierFormat, InsertOptions, Status, TableOptions,
-    UpdateOptions,
+    BetweenOptions, ChangesOptions, IdentifierFormat, InsertOptions, ReturnChanges, Status,
+    TableOptions, UpdateOptions,
 };
 use unreql::{func, r, rjson, Command};
 
@@ -124,27 +124,131 @@ pub fn delete_player(board: &BoardId, player: &PlayerId) -> Command {
     r.table(PLAYERS).get(player_key(board, player)).delete(())
 }
 
+/// How long a player remembers an idempotency key: a retry with the same
+/// key within this window returns the first result. Fifteen minutes, so
+/// that the promised ten hold even with origins' clocks a few minutes
+/// apart (the time comes from the origin, see [`Idempotency`]).
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 15 * 60 * 1000;
+
+/// How many idempotency keys a player remembers: the newest, within the
+/// window. Each is at most [`IdempotencyKey::MAX_LEN`] bytes, so this bounds
+/// what the keys add to a player document.
+pub const IDEMPOTENCY_KEYS_KEPT: usize = 64;
+
+/// A client's `Idempotency-Key`: 1 to 128 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    /// The longest key accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// Checks a key: 1 to [`Self::MAX_LEN`] characters, each visible ASCII
+    /// (`!` to `~`, no spaces or control characters).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(format!(
+                "Idempotency-Key must be 1 to {} characters, got {}",
+                Self::MAX_LEN,
+                raw.len()
+            ));
+        }
+        if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("Idempotency-Key must be visible ASCII characters only".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A keyed score-add: the key, and the time of the request in milliseconds
+/// since the epoch, taken by the origin. The time is an argument rather than
+/// `r.now()` because RethinkDB refuses a non-deterministic update function
+/// unless it gives up atomicity (`nonAtomic`).
+#[derive(Debug, Clone, Copy)]
+pub struct Idempotency<'a> {
+    pub key: &'a IdempotencyKey,
+    pub now_millis: i64,
+}
+
 /// The score-add term: one atomic update of a player's score by `delta`,
 /// returning the change. The range check runs inside the update function,
 /// on the document being written (no read-modify-write window); a score
 /// that would leave ±`MAX_SCORE` fails the write instead. The benchmark
 /// sends this same term to measure the database's own share of a score-add.
-pub fn score_update(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
+///
+/// With an [`Idempotency`] key the same update also keeps the player's
+/// recent keys in `idem: [{k, at, score}]`, oldest first: entries older than
+/// [`IDEMPOTENCY_WINDOW_MS`] are dropped and at most
+/// [`IDEMPOTENCY_KEYS_KEPT`] kept. If the key is already there the function
+/// changes nothing (no changefeed event), and since it asks for
+/// `return_changes: "always"` the answer still carries the document, whose
+/// entry for the key holds the score the first increment produced.
+pub fn score_update(
+    board: &BoardId,
+    player: &PlayerId,
+    delta: ScoreDelta,
+    idempotency: Option<Idempotency<'_>>,
+) -> Command {
     let d = delta.get();
-    let update = func!(|p| {
-        r.branch(
-            p.clone().g("score").add(d).gt(MAX_SCORE).or(p
-                .clone()
-                .g("score")
-                .add(d)
-                .lt(-MAX_SCORE)),
-            r.error(OUT_OF_RANGE),
-            rjson!({ "score": p.g("score").add(d) }),
-        )
-    });
+    let out_of_range = |p: Command| {
+        p.clone()
+            .g("score")
+            .add(d)
+            .gt(MAX_SCORE)
+            .or(p.g("score").add(d).lt(-MAX_SCORE))
+    };
+    let (update, changes) = match idempotency {
+        None => (
+            func!(|p| {
+                r.branch(
+                    out_of_range(p.clone()),
+                    r.error(OUT_OF_RANGE),
+                    rjson!({ "score": p.g("score").add(d) }),
+                )
+            }),
+            ReturnChanges::Bool(true),
+        ),
+        Some(Idempotency { key, now_millis }) => {
+            let key = key.as_str().to_owned();
+            let cutoff = now_millis - IDEMPOTENCY_WINDOW_MS;
+            let kept = limit_arg(IDEMPOTENCY_KEYS_KEPT);
+            (
+                func!(|p| {
+                    let recent = p
+                        .clone()
+                        .g("idem")
+                        .default(rjson!([]))
+                        .filter(func!(|e| e.g("at").gt(cutoff)));
+                    let score = p.clone().g("score").add(d);
+                    let entry =
+                        rjson!({ "k": key.clone(), "at": now_millis, "score": score.clone() });
+                    let list = recent.clone().append(entry);
+                    let bounded = r.branch(
+                        list.clone().count(()).gt(kept),
+                        list.clone().skip(list.clone().count(()).sub(kept)),
+                        list,
+                    );
+                    r.branch(
+                        recent.contains(func!(|e| e.g("k").eq(key.clone()))),
+                        rjson!({}),
+                        r.branch(
+                            out_of_range(p),
+                            r.error(OUT_OF_RANGE),
+                            rjson!({ "score": score, "idem": bounded }),
+                        ),
+                    )
+                }),
+                ReturnChanges::Always,
+            )
+        }
+    };
     r.table(PLAYERS)
         .get(player_key(board, player))
-        .update(r.with_opt(update, UpdateOptions::new().return_changes(true.into())))
+        .update(r.with_opt(update, UpdateOptions::new().return_changes(changes)))
 }
 
 // ---------------------------------------------------------------- schema
@@ -274,6 +378,16 @@ mod tests {
             q,
             json!([71, [[41, [[182, [[15, ["players"]], [2, ["b1", [180]]], [2, ["b1", [181]]]], {"index": "board_score"}]], {"index": [74, ["board_score"]]}], 5]])
         );
+    }
+
+    #[test]
+    fn idempotency_keys_are_1_to_128_visible_ascii_characters() {
+        assert!(IdempotencyKey::parse("a").is_ok());
+        assert!(IdempotencyKey::parse(&"k".repeat(128)).is_ok());
+        assert!(IdempotencyKey::parse("!~azAZ09-_.:").is_ok());
+        for bad in ["", "a b", "tab\t", "caf\u{e9}", &"k".repeat(129)] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

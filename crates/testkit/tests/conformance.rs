@@ -261,23 +261,70 @@ async fn run_script(server: &Database) -> Vec<Case> {
     )
     .await;
     let delta = |n| ScoreDelta::new(n).expect("a valid delta");
-    s.case("score_update +5", reql::score_update(&b1, &ann, delta(5)))
-        .await;
-    s.case("score_update -2", reql::score_update(&b1, &ann, delta(-2)))
-        .await;
+    s.case(
+        "score_update +5",
+        reql::score_update(&b1, &ann, delta(5), None),
+    )
+    .await;
+    s.case(
+        "score_update -2",
+        reql::score_update(&b1, &ann, delta(-2), None),
+    )
+    .await;
     s.case(
         "score_update bob +3",
-        reql::score_update(&b1, &bob, delta(3)),
+        reql::score_update(&b1, &bob, delta(3), None),
     )
     .await;
     s.case(
         "score_update past the range",
-        reql::score_update(&b1, &ann, delta(MAX_SCORE)),
+        reql::score_update(&b1, &ann, delta(MAX_SCORE), None),
     )
     .await;
     s.case(
         "score_update, no such player",
-        reql::score_update(&b1, &id(PlayerId::parse, "nobody"), delta(1)),
+        reql::score_update(&b1, &id(PlayerId::parse, "nobody"), delta(1), None),
+    )
+    .await;
+    // Keyed score-adds, at fixed times so the recording is repeatable.
+    let k1 = reql::IdempotencyKey::parse("key-1").expect("a valid key");
+    let k2 = reql::IdempotencyKey::parse("key-2").expect("a valid key");
+    let k3 = reql::IdempotencyKey::parse("key-3").expect("a valid key");
+    let at = |key, now_millis| Some(reql::Idempotency { key, now_millis });
+    const T0: i64 = 1_700_000_000_000;
+    s.case(
+        "score_update keyed, first",
+        reql::score_update(&b1, &ann, delta(4), at(&k1, T0)),
+    )
+    .await;
+    s.case(
+        "score_update keyed, replay",
+        reql::score_update(&b1, &ann, delta(4), at(&k1, T0 + 1000)),
+    )
+    .await;
+    s.case(
+        "score_update keyed, other key",
+        reql::score_update(&b1, &ann, delta(2), at(&k2, T0 + 2000)),
+    )
+    .await;
+    s.case(
+        "score_update keyed, past the range",
+        reql::score_update(&b1, &ann, delta(MAX_SCORE), at(&k3, T0 + 2500)),
+    )
+    .await;
+    s.case(
+        "score_update keyed, after the window",
+        reql::score_update(
+            &b1,
+            &ann,
+            delta(1),
+            at(&k1, T0 + 1000 + reql::IDEMPOTENCY_WINDOW_MS),
+        ),
+    )
+    .await;
+    s.case(
+        "score_update keyed, no such player",
+        reql::score_update(&b1, &id(PlayerId::parse, "nobody"), delta(1), at(&k1, T0)),
     )
     .await;
 
@@ -330,7 +377,7 @@ async fn run_script(server: &Database) -> Vec<Case> {
     feed_items.push(next_change(&mut feed).await);
     s.case(
         "score_update cat +1",
-        reql::score_update(&b1, &cat, delta(1)),
+        reql::score_update(&b1, &cat, delta(1), None),
     )
     .await;
     feed_items.push(next_change(&mut feed).await);

@@ -8,6 +8,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use domain::{BoardId, Name, PlayerId, ScoreDelta};
 use serde::Deserialize;
 use serde_json::json;
+use store::reql::IdempotencyKey;
 use store::{NewBoard, NewPlayer};
 
 use crate::auth::WriteAccess;
@@ -342,9 +343,6 @@ async fn delete_player(
     }
 }
 
-/// `POST .../score-add/`: adds 1, or the integer `value` of a JSON or form
-/// body, in one atomic update, and answers with the player as that update
-/// left it.
 /// The body of `POST .../score-add/`; it may be empty.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,9 +350,34 @@ struct ScoreAdd {
     value: Option<i64>,
 }
 
+/// The optional `Idempotency-Key` header of a score-add: at most one, of
+/// 1–128 visible ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = req.headers().get_all("idempotency-key");
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "send at most one Idempotency-Key header".into(),
+        ));
+    }
+    let raw = value.to_str().map_err(|_| {
+        ApiError::BadRequest("Idempotency-Key must be visible ASCII characters only".into())
+    })?;
+    IdempotencyKey::parse(raw)
+        .map(Some)
+        .map_err(ApiError::BadRequest)
+}
+
+/// `POST .../score-add/`: adds 1, or the integer `value` of a JSON or form
+/// body, in one atomic update, and answers with the player as that update
+/// left it. With an `Idempotency-Key`, a repeat of the key on this player
+/// within the window changes nothing and answers with the first result.
 async fn score_add(
     _: WriteAccess,
     state: Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
     Body(body): Body<ScoreAdd>,
 ) -> ApiResult {
@@ -363,8 +386,13 @@ async fn score_add(
         Some(v) => ScoreDelta::new(v)?,
         None => ScoreDelta::ONE,
     };
+    let key = idempotency_key(&req)?;
     state.ready().await?;
-    match state.store.add_score(&board, &player, delta).await? {
+    match state
+        .store
+        .add_score(&board, &player, delta, key.as_ref())
+        .await?
+    {
         Some(p) => Ok(json_response(
             StatusCode::OK,
             serde_json::to_value(p).unwrap_or_default(),

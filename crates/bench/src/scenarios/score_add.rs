@@ -35,7 +35,7 @@ impl Client for StoreClient {
         let player = &self.players[(self.offset + seq as usize) % self.players.len()];
         let found = self
             .store
-            .add_score(&self.board, player, ScoreDelta::ONE)
+            .add_score(&self.board, player, ScoreDelta::ONE, None)
             .await?;
         anyhow::ensure!(found.is_some(), "player {player} not found");
         Ok(())
