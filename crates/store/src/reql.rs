@@ -61,6 +61,9 @@ pub fn top_players_query(board: &str, n: usize) -> Command {
         )
         .order_by(r.index(r.desc(BOARD_SCORE_INDEX)))
         .limit(limit_arg(n))
+        // The player's recent idempotency keys stay in the database: a
+        // board read would otherwise carry up to 64 of them per player.
+        .without(IDEMPOTENCY_FIELD)
 }
 
 /// A board and its top `n` players in one round trip:
@@ -123,6 +126,10 @@ pub fn delete_board_players(board: &BoardId) -> Command {
 pub fn delete_player(board: &BoardId, player: &PlayerId) -> Command {
     r.table(PLAYERS).get(player_key(board, player)).delete(())
 }
+
+/// The player document's field holding its recent idempotency keys:
+/// `[{k, at, score}]`, oldest first.
+pub const IDEMPOTENCY_FIELD: &str = "idem";
 
 /// How long a player remembers an idempotency key: a retry with the same
 /// key within this window returns the first result. Fifteen minutes, so
@@ -220,7 +227,7 @@ pub fn score_update(
                 func!(|p| {
                     let recent = p
                         .clone()
-                        .g("idem")
+                        .g(IDEMPOTENCY_FIELD)
                         .default(rjson!([]))
                         .filter(func!(|e| e.g("at").gt(cutoff)));
                     let score = p.clone().g("score").add(d);
@@ -376,7 +383,7 @@ mod tests {
         let q = serde_json::to_value(top_players_query("b1", 5)).unwrap();
         assert_eq!(
             q,
-            json!([71, [[41, [[182, [[15, ["players"]], [2, ["b1", [180]]], [2, ["b1", [181]]]], {"index": "board_score"}]], {"index": [74, ["board_score"]]}], 5]])
+            json!([34, [[71, [[41, [[182, [[15, ["players"]], [2, ["b1", [180]]], [2, ["b1", [181]]]], {"index": "board_score"}]], {"index": [74, ["board_score"]]}], 5]], "idem"]])
         );
     }
 
