@@ -208,6 +208,7 @@ impl Log {
             size: 0,
             compact_bytes,
             compacting: Arc::new(AtomicBool::new(false)),
+            compaction: None,
             source,
             failed: failed.clone(),
         };
@@ -265,6 +266,9 @@ struct Writer {
     size: u64,
     compact_bytes: u64,
     compacting: Arc<AtomicBool>,
+    /// The snapshot thread last started: joined when the log closes, so
+    /// that a stopped server leaves no thread removing files behind it.
+    compaction: Option<std::thread::JoinHandle<()>>,
     source: Weak<dyn SnapshotSource>,
     failed: Arc<AtomicBool>,
 }
@@ -298,6 +302,9 @@ impl Writer {
         }
         let _ = self.file.flush();
         let _ = self.file.get_ref().sync_data();
+        if let Some(compaction) = self.compaction.take() {
+            let _ = compaction.join();
+        }
     }
 
     fn write(&mut self, frame: &[u8]) -> bool {
@@ -341,8 +348,9 @@ impl Writer {
                 }
                 flag.store(false, Ordering::SeqCst);
             });
-        if spawned.is_err() {
-            self.compacting.store(false, Ordering::SeqCst);
+        match spawned {
+            Ok(handle) => self.compaction = Some(handle),
+            Err(_) => self.compacting.store(false, Ordering::SeqCst),
         }
     }
 }
