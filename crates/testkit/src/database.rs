@@ -104,8 +104,8 @@ impl ServerKind {
     }
 }
 
-/// `RETHINKDB_BIN`, or `rethinkdb` on `PATH`.
-fn rethinkdb_binary() -> Option<PathBuf> {
+/// A real RethinkDB server binary: `RETHINKDB_BIN`, or `rethinkdb` on `PATH`.
+pub fn rethinkdb_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("RETHINKDB_BIN").filter(|b| !b.is_empty()) {
         return Some(PathBuf::from(bin));
     }

@@ -23,7 +23,7 @@ mod stack;
 mod subscriber;
 
 pub use bins::{binary, Binary};
-pub use database::{Database, ServerKind};
+pub use database::{rethinkdb_binary, Database, ServerKind};
 pub use netproxy::NetProxy;
 pub use ports::free_port;
 pub use process::ManagedProcess;

@@ -12,19 +12,8 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use serde_json::Value;
 use store::{DatabaseUrl, NewBoard, PoolOptions, SchemaOptions, Store};
-use testkit::{free_port, ManagedProcess, TempDir};
+use testkit::{free_port, rethinkdb_binary, ManagedProcess, TempDir};
 use unreql::r;
-
-/// `RETHINKDB_BIN`, or `rethinkdb` on `PATH` (as testkit's own harness
-/// finds it).
-fn rethinkdb_binary() -> Option<PathBuf> {
-    if let Some(bin) = std::env::var_os("RETHINKDB_BIN").filter(|b| !b.is_empty()) {
-        return Some(PathBuf::from(bin));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("rethinkdb"))
-        .find(|p| p.is_file())
-}
 
 /// One node: its process (stopped on drop) and driver port.
 struct Node {
