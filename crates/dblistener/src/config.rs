@@ -3,6 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use domain::Shards;
 use grip::GripUrl;
 use serde::Deserialize;
 use service::config;
@@ -19,6 +20,9 @@ struct Env {
     status_port: Option<u64>,
     table_replicas: Option<u64>,
     table_shards: Option<u64>,
+    worker_shards: Option<u64>,
+    lease_ttl_ms: Option<u64>,
+    worker_id: Option<String>,
 }
 
 pub const DEFAULT_GRIP_URL: &str = "http://localhost:5561";
@@ -42,6 +46,17 @@ pub struct Settings {
     /// schema set-up creates (if the worker is first to start); default 1
     /// and 1.
     pub table_layout: SchemaOptions,
+    /// `WORKER_SHARDS`: how many shards the boards are split into between
+    /// workers, 1 to 1024, default 16. Every worker of a deployment must
+    /// use the same number.
+    pub worker_shards: Shards,
+    /// `LEASE_TTL_MS`: how long a shard lease lasts unless renewed, 1,000
+    /// to 60,000, default 5,000. A dead worker's shards are taken over
+    /// within about this long.
+    pub lease_ttl: Duration,
+    /// `WORKER_ID`: this worker's name in the leases table; by default the
+    /// host name, the process id and a random suffix, unique per process.
+    pub worker_id: Option<String>,
 }
 
 impl Settings {
@@ -75,6 +90,34 @@ impl Settings {
                 0..=60_000,
                 Duration::from_millis(50),
             )?,
+            worker_shards: {
+                let n: u16 = config::number(
+                    "WORKER_SHARDS",
+                    env.worker_shards,
+                    1..=u64::from(domain::shard::SLOTS),
+                    domain::shard::DEFAULT_SHARDS,
+                )?;
+                Shards::new(n).unwrap_or_default()
+            },
+            lease_ttl: config::millis(
+                "LEASE_TTL_MS",
+                env.lease_ttl_ms,
+                1_000..=60_000,
+                Duration::from_millis(5_000),
+            )?,
+            worker_id: match env.worker_id {
+                Some(id)
+                    if id.is_empty()
+                        || id.len() > 100
+                        || !id.bytes().all(|b| b.is_ascii_graphic()) =>
+                {
+                    return Err(ConfigError::new(
+                        "WORKER_ID",
+                        "must be 1 to 100 visible ASCII characters".to_owned(),
+                    ))
+                }
+                other => other,
+            },
             status_port: env
                 .status_port
                 .map(|p| config::number("STATUS_PORT", Some(p), 0..=65_535, 0))
@@ -94,6 +137,9 @@ impl fmt::Debug for Settings {
             .field("publish_interval", &self.publish_interval)
             .field("status_port", &self.status_port)
             .field("table_layout", &self.table_layout)
+            .field("worker_shards", &self.worker_shards.count())
+            .field("lease_ttl", &self.lease_ttl)
+            .field("worker_id", &self.worker_id)
             .finish()
     }
 }
@@ -121,6 +167,9 @@ mod tests {
         assert_eq!(s.publish_interval, Duration::from_millis(50));
         assert_eq!(s.grip_prefix, "leaderboard-");
         assert_eq!(s.table_layout, SchemaOptions::default());
+        assert_eq!(s.worker_shards.count(), 16);
+        assert_eq!(s.lease_ttl, Duration::from_secs(5));
+        assert_eq!(s.worker_id, None);
         let s = Settings::from_pairs([("TABLE_REPLICAS", "3")]).unwrap();
         assert_eq!((s.table_layout.replicas, s.table_layout.shards), (3, 1));
     }
@@ -142,6 +191,10 @@ mod tests {
             (vec![("STATUS_PORT", "x")], "STATUS_PORT"),
             (vec![("TABLE_REPLICAS", "65")], "TABLE_REPLICAS"),
             (vec![("TABLE_SHARDS", "0")], "TABLE_SHARDS"),
+            (vec![("WORKER_SHARDS", "0")], "WORKER_SHARDS"),
+            (vec![("WORKER_SHARDS", "1025")], "WORKER_SHARDS"),
+            (vec![("LEASE_TTL_MS", "999")], "LEASE_TTL_MS"),
+            (vec![("WORKER_ID", "a b")], "WORKER_ID"),
         ] {
             assert_eq!(Settings::from_pairs(pairs).unwrap_err().variable, var);
         }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use dblistener::{Settings, Worker};
+use dblistener::{LeaseKeeper, Settings, Worker};
 use store::{PoolOptions, Store};
 
 fn main() -> ExitCode {
@@ -56,14 +56,50 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         );
         dblistener::status::spawn(listener, metrics.clone())?;
     }
+    let worker_id = settings
+        .worker_id
+        .clone()
+        .unwrap_or_else(dblistener::leases::default_worker_id);
+    log::info!("worker id {worker_id}");
+    let (keeper, leases) = LeaseKeeper::new(
+        store.clone(),
+        worker_id,
+        settings.worker_shards,
+        settings.lease_ttl,
+        metrics.clone(),
+    );
     let worker = Worker::new(
         store,
         publisher,
         settings.grip_prefix.clone(),
         settings.publish_interval,
+        settings.worker_shards,
+        leases,
         metrics,
     );
-    worker.run_until_stopped(service::shutdown_signal()).await;
+    // The stop signal stops the publish loop first; only then does the
+    // keeper hand the leases back, so nothing is published after.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut stop_rx_publish = stop_rx.clone();
+    tokio::join!(
+        async move {
+            worker
+                .run_until_stopped(async move {
+                    let _ = stop_rx_publish.wait_for(|stop| *stop).await;
+                })
+                .await;
+            let _ = done_tx.send(());
+        },
+        keeper.run_until_stopped(async move {
+            let _ = done_rx.await;
+        }),
+        async move {
+            service::shutdown_signal().await;
+            log::info!("stopping: handing the leases back");
+            let _ = stop_tx.send(true);
+        },
+    );
     log::info!("stopped");
     Ok(())
 }

@@ -1,9 +1,14 @@
 //! Prometheus metrics and health of the worker, served on `STATUS_PORT`
 //! (`GET /metrics`, `GET /healthz`) when it is set.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// The worker's metrics. Cheap to clone (the collectors are shared).
 #[derive(Clone)]
@@ -23,6 +28,20 @@ pub struct Metrics {
     pub dirty_boards: IntGauge,
     /// From the first change of a board to the publish that carries it.
     pub lag: Histogram,
+    /// Shards whose lease this worker holds.
+    pub shards_owned: IntGauge,
+    /// The epoch of each lease held, by shard.
+    pub lease_epoch: IntGaugeVec,
+    /// Leases taken (free or expired).
+    pub lease_takes: IntCounter,
+    /// Leases taken over from another worker whose lease had expired.
+    pub takeovers: IntCounter,
+    /// Leases lost: not renewed in time, or taken by another worker.
+    pub lease_losses: IntCounter,
+    /// Leases handed back (to make room for other workers, or on stop).
+    pub lease_releases: IntCounter,
+    /// The shards held and their epochs, for `/healthz`.
+    pub owned: Arc<Mutex<BTreeMap<u16, u64>>>,
 }
 
 impl Metrics {
@@ -56,6 +75,23 @@ impl Metrics {
                 ]),
             )
             .expect("valid metric"),
+            shards_owned: gauge("shards_owned", "Shards whose lease this worker holds"),
+            lease_epoch: IntGaugeVec::new(
+                Opts::new("lease_epoch", "The epoch of each shard lease held"),
+                &["shard"],
+            )
+            .expect("valid metric"),
+            lease_takes: counter("lease_takes_total", "Shard leases taken"),
+            takeovers: counter(
+                "lease_takeovers_total",
+                "Shard leases taken over from a worker whose lease had expired",
+            ),
+            lease_losses: counter(
+                "lease_losses_total",
+                "Shard leases lost: not renewed in time, or taken by another worker",
+            ),
+            lease_releases: counter("lease_releases_total", "Shard leases handed back"),
+            owned: Arc::new(Mutex::new(BTreeMap::new())),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -66,11 +102,39 @@ impl Metrics {
             Box::new(metrics.feed_ready.clone()),
             Box::new(metrics.dirty_boards.clone()),
             Box::new(metrics.lag.clone()),
+            Box::new(metrics.shards_owned.clone()),
+            Box::new(metrics.lease_epoch.clone()),
+            Box::new(metrics.lease_takes.clone()),
+            Box::new(metrics.takeovers.clone()),
+            Box::new(metrics.lease_losses.clone()),
+            Box::new(metrics.lease_releases.clone()),
         ];
         for c in collectors {
             let _ = metrics.registry.register(c);
         }
         metrics
+    }
+
+    /// Records the shards now held, with their epochs.
+    pub fn set_owned(&self, owned: BTreeMap<u16, u64>) {
+        let mut current = self.owned.lock().unwrap_or_else(|e| e.into_inner());
+        for shard in current.keys() {
+            if !owned.contains_key(shard) {
+                let _ = self.lease_epoch.remove_label_values(&[&shard.to_string()]);
+            }
+        }
+        for (shard, epoch) in &owned {
+            self.lease_epoch
+                .with_label_values(&[&shard.to_string()])
+                .set(*epoch as i64);
+        }
+        self.shards_owned.set(owned.len() as i64);
+        *current = owned;
+    }
+
+    /// The shards held and their epochs.
+    pub fn owned(&self) -> BTreeMap<u16, u64> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn observe_lag(&self, lag: Duration) {

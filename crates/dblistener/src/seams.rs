@@ -9,6 +9,7 @@
 
 use std::fmt::Display;
 use std::future::Future;
+use std::ops::Range;
 
 use domain::{BoardId, Snapshot};
 use futures::Stream;
@@ -17,19 +18,23 @@ use store::{BoardChange, BoardChanges, Store, StoreError};
 
 /// Where boards, and the news that they changed, come from.
 pub trait BoardSource {
-    /// The stream of changes: [`BoardChange::Ready`] once it is following
-    /// every change, then a [`BoardChange::Touched`] per changed board. An
-    /// error ends it.
-    type Changes: Stream<Item = Result<BoardChange, StoreError>> + Unpin;
+    /// The stream of changes of one shard's boards: [`BoardChange::Ready`]
+    /// once it is following every change, then a [`BoardChange::Touched`]
+    /// per changed board. An error ends it.
+    type Changes: Stream<Item = Result<BoardChange, StoreError>> + Unpin + 'static;
 
-    /// Makes sure there is something to follow (the schema exists).
+    /// Makes sure there is something to follow: the schema exists and every
+    /// document carries its slot.
     fn prepare(&self) -> impl Future<Output = Result<(), StoreError>>;
 
-    /// Opens the stream of changes.
-    fn open_changes(&self) -> impl Future<Output = Result<Self::Changes, StoreError>>;
+    /// The changes of the boards in `slots`. It returns at once: the stream
+    /// connects by itself, and a failure to connect is its first error.
+    fn open_changes(&self, slots: Range<u16>) -> Self::Changes;
 
-    /// Every board's id, to republish all of them after a (re)connect.
-    fn board_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>>;
+    /// The ids of the boards in `slots`, to republish all of them when
+    /// their feed is (re)opened.
+    fn board_ids(&self, slots: Range<u16>)
+        -> impl Future<Output = Result<Vec<String>, StoreError>>;
 
     /// A board's current snapshot; `None` when it does not exist.
     fn read_snapshot(
@@ -50,16 +55,28 @@ pub trait Publish {
 impl BoardSource for Store {
     type Changes = BoardChanges;
 
-    fn prepare(&self) -> impl Future<Output = Result<(), StoreError>> {
-        self.ensure_schema()
+    async fn prepare(&self) -> Result<(), StoreError> {
+        self.ensure_schema().await?;
+        let report = self.migrate_slots(false).await?;
+        if !report.skipped {
+            log::info!(
+                "slot migration: {} boards and {} players given their slot",
+                report.boards,
+                report.players
+            );
+        }
+        Ok(())
     }
 
-    fn open_changes(&self) -> impl Future<Output = Result<BoardChanges, StoreError>> {
-        self.board_changes()
+    fn open_changes(&self, slots: Range<u16>) -> BoardChanges {
+        self.slot_changes(slots)
     }
 
-    fn board_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> {
-        self.all_board_ids()
+    fn board_ids(
+        &self,
+        slots: Range<u16>,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> {
+        self.board_ids_in_slots(slots)
     }
 
     fn read_snapshot(

@@ -30,11 +30,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn healthz(metrics: Data<Metrics>) -> HttpResponse {
+    let epochs: serde_json::Map<String, serde_json::Value> = metrics
+        .owned()
+        .into_iter()
+        .map(|(shard, epoch)| (shard.to_string(), json!(epoch)))
+        .collect();
+    let leases = json!({
+        "shards": epochs.keys().filter_map(|k| k.parse::<u16>().ok()).collect::<Vec<_>>(),
+        "epochs": epochs,
+        "takeovers": metrics.takeovers.get(),
+        "takes": metrics.lease_takes.get(),
+        "losses": metrics.lease_losses.get(),
+        "releases": metrics.lease_releases.get(),
+    });
     if metrics.feed_ready.get() == 1 {
-        HttpResponse::Ok().json(json!({ "status": "ok", "feeds": "ready" }))
+        HttpResponse::Ok().json(json!({ "status": "ok", "feeds": "ready", "leases": leases }))
     } else {
         HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "feeds": "not ready" }))
+            .json(json!({ "status": "unavailable", "feeds": "not ready", "leases": leases }))
     }
 }
 
@@ -96,6 +109,13 @@ mod tests {
             let body: serde_json::Value = actix::read_body_json(resp).await;
             assert_eq!(body["feeds"], "ready");
         }
+        metrics.set_owned([(3, 7), (4, 1)].into_iter().collect());
+        metrics.takeovers.inc();
+        let resp = actix::call_service(&app, get("/healthz")).await;
+        let body: serde_json::Value = actix::read_body_json(resp).await;
+        assert_eq!(body["leases"]["shards"], serde_json::json!([3, 4]));
+        assert_eq!(body["leases"]["epochs"]["3"], 7);
+        assert_eq!(body["leases"]["takeovers"], 1);
 
         metrics.changes.inc();
         let resp = actix::call_service(&app, get("/metrics")).await;
@@ -107,6 +127,15 @@ mod tests {
         let text = String::from_utf8(actix::read_body(resp).await.to_vec()).unwrap();
         assert!(
             text.contains("dblistener_changes_consumed_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("dblistener_shards_owned 2"), "{text}");
+        assert!(
+            text.contains("dblistener_lease_epoch{shard=\"3\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dblistener_lease_takeovers_total 1"),
             "{text}"
         );
 

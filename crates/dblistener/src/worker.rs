@@ -11,12 +11,19 @@
 //!
 //! The snapshot is read *after* the board is taken off the dirty set, so a
 //! change that lands during the read marks it dirty again and is not lost.
+//!
+//! The worker publishes only the shards whose leases it holds (see
+//! [`crate::leases`]): each held shard has changefeeds of its own, opened
+//! when the lease is taken and closed when it is lost or handed back. Every
+//! snapshot is read under a tenure (the lease's epoch) and is published only
+//! if that tenure still holds, with time to spare, when the publish starts.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-use domain::{Snapshot, SnapshotVersion};
+use domain::{Shards, Snapshot, SnapshotVersion};
+use futures::stream::{AbortHandle, Abortable, LocalBoxStream, SelectAll};
 use futures::{FutureExt, StreamExt};
 use grip::{ChannelName, Item, ItemId, Publisher};
 use prometheus::IntGauge;
@@ -24,6 +31,7 @@ use service::Backoff;
 use store::{BoardChange, Store, StoreError};
 use tokio::time::Instant;
 
+use crate::leases::{Held, LeaseView};
 use crate::metrics::Metrics;
 use crate::seams::{BoardSource, Publish};
 
@@ -34,6 +42,20 @@ const READ_CONCURRENCY: usize = 16;
 const ITEMS_PER_REQUEST: usize = 200;
 /// Delay before a board whose read or publish failed is tried again.
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// A publish starts only if the shard's tenure has at least this much left.
+pub const PUBLISH_GUARD: Duration = Duration::from_millis(50);
+
+/// One shard's changes, tagged with the shard and the tenure (epoch) it
+/// was opened under.
+type Tagged = LocalBoxStream<'static, (u16, u64, Result<BoardChange, StoreError>)>;
+
+/// A held shard's open changefeed.
+#[derive(Debug)]
+struct ShardFeed {
+    epoch: u64,
+    abort: AbortHandle,
+    ready: bool,
+}
 
 #[derive(Debug, Default)]
 struct BoardState {
@@ -54,13 +76,6 @@ pub struct PublishReport {
     pub unchanged: usize,
     /// Boards that failed to read or publish and will be retried.
     pub failed: usize,
-}
-
-/// Why [`Worker::consume`] returned.
-#[derive(Debug)]
-enum FeedEnd {
-    Stopped,
-    Broken(StoreError),
 }
 
 /// The boards waiting to be published, with when their first unpublished
@@ -96,6 +111,12 @@ impl DirtySet {
     fn boards(&self) -> impl Iterator<Item = &String> {
         self.boards.keys()
     }
+
+    /// Takes every board `drop` picks off the set.
+    fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.boards.retain(|b, _| keep(b));
+        self.gauge.set(self.boards.len() as i64);
+    }
 }
 
 /// The publish loop over a [`BoardSource`] (the store) and a [`Publish`]
@@ -105,59 +126,65 @@ pub struct Worker<S = Store, P = Publisher> {
     publisher: P,
     prefix: String,
     interval: Duration,
+    shards: Shards,
+    leases: LeaseView,
+    feeds: HashMap<u16, ShardFeed>,
+    /// When a shard whose feed broke may be reopened.
+    reopen_at: HashMap<u16, Instant>,
+    backoff: Backoff,
+    all_ready: bool,
     boards: HashMap<String, BoardState>,
     dirty: DirtySet,
     metrics: Metrics,
 }
 
 impl<S: BoardSource, P: Publish> Worker<S, P> {
+    /// A worker publishing the boards of the shards `leases` holds.
     pub fn new(
         source: S,
         publisher: P,
         prefix: String,
         interval: Duration,
+        shards: Shards,
+        leases: LeaseView,
         metrics: Metrics,
     ) -> Self {
+        metrics.feed_ready.set(0);
         Self {
             source,
             publisher,
             prefix,
             interval,
+            shards,
+            leases,
+            feeds: HashMap::new(),
+            reopen_at: HashMap::new(),
+            backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
+            all_ready: false,
             boards: HashMap::new(),
             dirty: DirtySet::new(metrics.dirty_boards.clone()),
             metrics,
         }
     }
 
-    /// Follows the changes until `shutdown` completes, reconnecting with
-    /// back-off whenever the database goes away.
+    /// Follows the changes of the shards it holds until `shutdown`
+    /// completes, opening and closing shard feeds as leases come and go,
+    /// and reopening a broken feed with back-off. A publish under way when
+    /// `shutdown` completes is finished first.
     pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        // The worker may start before the origin (or alone): it creates
+        // the schema too, idempotently, so its feeds have tables to follow.
         loop {
-            // The worker may start before the origin (or alone): it creates
-            // the schema too, idempotently, so its feeds have tables to follow.
-            let feed = tokio::select! {
+            let prepared = tokio::select! {
                 _ = &mut shutdown => return,
-                feed = async {
-                    self.source.prepare().await?;
-                    self.source.open_changes().await
-                } => feed,
+                prepared = self.source.prepare() => prepared,
             };
-            let end = match feed {
-                Ok(feed) => {
-                    log::info!("changefeeds open");
-                    self.consume(feed, &mut shutdown, &mut backoff).await
-                }
-                Err(e) => FeedEnd::Broken(e),
-            };
-            self.metrics.feed_ready.set(0);
-            match end {
-                FeedEnd::Stopped => return,
-                FeedEnd::Broken(e) => {
-                    self.metrics.reconnects.inc();
-                    let delay = backoff.next_delay();
-                    log::warn!("changefeed lost ({e}); reconnecting in {delay:?}");
+            match prepared {
+                Ok(()) => break,
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    log::warn!("cannot set up the database ({e}); trying again in {delay:?}");
                     tokio::select! {
                         _ = &mut shutdown => return,
                         _ = tokio::time::sleep(delay) => {}
@@ -165,66 +192,158 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                 }
             }
         }
-    }
-
-    /// Reads one feed until it breaks or `shutdown` completes, publishing as
-    /// boards fall due. A publish under way when `shutdown` completes is
-    /// finished first.
-    async fn consume(
-        &mut self,
-        mut feed: S::Changes,
-        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
-        backoff: &mut Backoff,
-    ) -> FeedEnd {
+        self.backoff.reset();
+        let mut lease_changes = self.leases.clone();
+        // A fixed view (one nobody updates) keeps its last value.
+        let mut leases_watched = true;
+        let mut merged: SelectAll<Tagged> = SelectAll::new();
         loop {
+            self.sync_feeds(&mut merged);
             let due = self.next_due();
+            let reopen = self.reopen_at.values().min().copied();
             tokio::select! {
                 biased;
-                _ = shutdown.as_mut() => return FeedEnd::Stopped,
+                _ = shutdown.as_mut() => return,
+                changed = lease_changes.changed(), if leases_watched => {
+                    leases_watched = changed.is_ok();
+                }
                 _ = sleep_until(due), if due.is_some() => {
                     let report = self.publish_due().await;
                     if report != PublishReport::default() {
                         log::debug!("{report:?}");
                     }
                 }
-                change = feed.next() => {
-                    let mut change = change;
+                _ = sleep_until(reopen), if reopen.is_some() => {}
+                item = merged.next(), if !merged.is_empty() => {
+                    let mut item = item;
                     // Take everything already queued in one go, so a burst
                     // becomes one dirty set rather than many wake-ups.
-                    loop {
-                        match change {
-                            Some(Ok(BoardChange::Touched(board))) => {
-                                self.metrics.changes.inc();
-                                self.mark_dirty(board);
-                            }
-                            Some(Ok(BoardChange::Ready)) => {
-                                if let Err(e) = self.mark_all_dirty().await {
-                                    return FeedEnd::Broken(e);
-                                }
-                                self.metrics.feed_ready.set(1);
-                                backoff.reset();
-                            }
-                            Some(Err(e)) => return FeedEnd::Broken(e),
-                            None => return FeedEnd::Broken(StoreError::Unavailable("changefeed closed".into())),
-                        }
-                        match feed.next().now_or_never() {
-                            Some(next) => change = next,
+                    while let Some((shard, epoch, change)) = item {
+                        self.on_change(shard, epoch, change).await;
+                        item = match merged.next().now_or_never() {
+                            Some(next) => next,
                             None => break,
-                        }
+                        };
                     }
                 }
             }
         }
     }
 
-    /// After a (re)connect nothing is known about what subscribers hold: any
-    /// publish may have been missed while the feed was down. So every board
-    /// is published again, without a `prev-id`.
-    async fn mark_all_dirty(&mut self) -> Result<(), StoreError> {
-        let ids = self.source.board_ids().await?;
-        log::info!("feeds ready; republishing {} boards", ids.len());
-        self.boards.clear();
+    /// Opens a feed for every held shard that has none (or whose tenure
+    /// changed), and closes the feeds of shards no longer held.
+    fn sync_feeds(&mut self, merged: &mut SelectAll<Tagged>) {
+        let held: Held = self.leases.borrow().clone();
+        let stale: Vec<u16> = self
+            .feeds
+            .iter()
+            .filter(|(shard, feed)| held.get(shard).map(|t| t.epoch) != Some(feed.epoch))
+            .map(|(shard, _)| *shard)
+            .collect();
+        for shard in stale {
+            if let Some(feed) = self.feeds.remove(&shard) {
+                feed.abort.abort();
+            }
+            self.forget_shard(shard);
+            log::info!("stopped following shard {shard}");
+        }
+        self.reopen_at.retain(|shard, _| held.contains_key(shard));
         let now = Instant::now();
+        for (&shard, tenure) in &held {
+            if self.feeds.contains_key(&shard)
+                || self.reopen_at.get(&shard).is_some_and(|t| *t > now)
+            {
+                continue;
+            }
+            self.reopen_at.remove(&shard);
+            let (abort, registration) = AbortHandle::new_pair();
+            let epoch = tenure.epoch;
+            let changes = Abortable::new(
+                self.source.open_changes(self.shards.slots(shard)),
+                registration,
+            )
+            .map(move |change| (shard, epoch, change));
+            merged.push(changes.boxed_local());
+            self.feeds.insert(
+                shard,
+                ShardFeed {
+                    epoch,
+                    abort,
+                    ready: false,
+                },
+            );
+        }
+        self.update_ready();
+    }
+
+    /// Drops what is known of a shard's boards: they are no longer this
+    /// worker's to publish, or a new tenure republishes them from scratch.
+    fn forget_shard(&mut self, shard: u16) {
+        let shards = self.shards;
+        self.dirty.retain(|b| shards.of_board(b) != shard);
+        self.boards.retain(|b, _| shards.of_board(b) != shard);
+    }
+
+    fn update_ready(&mut self) {
+        let held = self.leases.borrow().len();
+        let ready = self.feeds.len() == held && self.feeds.values().all(|f| f.ready);
+        self.metrics.feed_ready.set(i64::from(ready));
+        if ready && !self.all_ready {
+            log::info!(
+                "feeds ready: following {} of {} shards",
+                held,
+                self.shards.count()
+            );
+        }
+        self.all_ready = ready;
+    }
+
+    async fn on_change(&mut self, shard: u16, epoch: u64, change: Result<BoardChange, StoreError>) {
+        if self.feeds.get(&shard).map(|f| f.epoch) != Some(epoch) {
+            // Left over from a feed closed since.
+            return;
+        }
+        match change {
+            Ok(BoardChange::Touched(board)) => {
+                self.metrics.changes.inc();
+                self.mark_dirty(board);
+            }
+            Ok(BoardChange::Ready) => match self.mark_shard_dirty(shard).await {
+                Ok(()) => {
+                    if let Some(feed) = self.feeds.get_mut(&shard) {
+                        feed.ready = true;
+                    }
+                    self.backoff.reset();
+                    self.update_ready();
+                }
+                Err(e) => self.feed_broke(shard, e),
+            },
+            Err(e) => self.feed_broke(shard, e),
+        }
+    }
+
+    /// Closes a broken shard feed; it is reopened after a back-off delay.
+    fn feed_broke(&mut self, shard: u16, e: StoreError) {
+        if let Some(feed) = self.feeds.remove(&shard) {
+            feed.abort.abort();
+        }
+        self.metrics.reconnects.inc();
+        let delay = self.backoff.next_delay();
+        log::warn!("changefeed of shard {shard} lost ({e}); reopening in {delay:?}");
+        self.reopen_at.insert(shard, Instant::now() + delay);
+        self.update_ready();
+    }
+
+    /// After a feed (re)opens nothing is known about what subscribers hold:
+    /// any publish may have been missed while the feed was down, or made by
+    /// the shard's previous holder. So every board of the shard is
+    /// published again, without a `prev-id`.
+    async fn mark_shard_dirty(&mut self, shard: u16) -> Result<(), StoreError> {
+        let ids = self.source.board_ids(self.shards.slots(shard)).await?;
+        log::info!("shard {shard} open; republishing {} boards", ids.len());
+        let now = Instant::now();
+        let shards = self.shards;
+        self.boards.retain(|b, _| shards.of_board(b) != shard);
         for id in ids {
             self.dirty.mark(id, now);
         }
@@ -268,6 +387,20 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                 first_seen.insert(board.clone(), seen);
             }
         }
+        // Each read is made under the tenure its shard is held by now; a
+        // board of a shard not held is not this worker's to publish.
+        let held: Held = self.leases.borrow().clone();
+        let mut read_under: HashMap<String, u64> = HashMap::with_capacity(due.len());
+        let due: Vec<String> = due
+            .into_iter()
+            .filter(|board| match held.get(&self.shards.of_board(board)) {
+                Some(tenure) => {
+                    read_under.insert(board.clone(), tenure.epoch);
+                    true
+                }
+                None => false,
+            })
+            .collect();
         let mut report = PublishReport::default();
         let source = &self.source;
         let reads: Vec<(String, Result<Option<Snapshot>, StoreError>)> = futures::stream::iter(due)
@@ -315,12 +448,48 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             }
         }
 
+        // The tenure check, just before publishing: a board read under a
+        // tenure that has ended since is dropped (its shard's next holder
+        // publishes it); one whose tenure is about to run out waits for the
+        // renewal.
+        let held: Held = self.leases.borrow().clone();
+        let now = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        let mut kept = Vec::with_capacity(batch.len());
+        for entry in batch {
+            let board = &entry.0;
+            let tenure = held.get(&self.shards.of_board(board));
+            match tenure {
+                Some(t) if Some(&t.epoch) == read_under.get(board) => {
+                    if t.valid_until <= now + PUBLISH_GUARD {
+                        report.failed += 1;
+                        let seen = first_seen.get(board).copied().unwrap_or(now);
+                        self.retry_later(board.clone(), seen);
+                    } else {
+                        deadline = Some(deadline.map_or(t.valid_until, |d| d.min(t.valid_until)));
+                        kept.push(entry);
+                    }
+                }
+                _ => {
+                    self.boards.remove(board);
+                }
+            }
+        }
+        let batch = kept;
+        let deadline = deadline.unwrap_or(now);
+
         for chunk in batch.chunks(ITEMS_PER_REQUEST) {
             let items: Vec<Item> = chunk
                 .iter()
                 .flat_map(|(_, items, _)| items.iter().cloned())
                 .collect();
-            match self.publisher.publish(&items).await {
+            // A publish still under way when the tenure ends is abandoned.
+            let published =
+                match tokio::time::timeout_at(deadline, self.publisher.publish(&items)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("abandoned: the shard's lease ran out".to_owned()),
+                };
+            match published {
                 Ok(()) => {
                     let sent_at = Instant::now();
                     for (board, _, version) in chunk {

@@ -5,12 +5,13 @@
 
 use std::collections::BTreeMap;
 use std::future::{ready, Future};
+use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dblistener::worker::RETRY_DELAY;
 use dblistener::{BoardSource, Metrics, Publish, PublishReport, Worker};
-use domain::{Board, BoardId, Player, Snapshot};
+use domain::{Board, BoardId, Player, Shards, Snapshot};
 use futures::channel::mpsc;
 use grip::{HttpStreamFormat, Item};
 use store::{BoardChange, StoreError};
@@ -83,14 +84,17 @@ impl BoardSource for Db {
         ready(Ok(()))
     }
 
-    fn open_changes(&self) -> impl Future<Output = Result<Self::Changes, StoreError>> {
+    fn open_changes(&self, _slots: Range<u16>) -> Self::Changes {
         let (tx, rx) = mpsc::unbounded();
         let _ = tx.unbounded_send(Ok(BoardChange::Ready));
         self.0.lock().unwrap().feed = Some(tx);
-        ready(Ok(rx))
+        rx
     }
 
-    fn board_ids(&self) -> impl Future<Output = Result<Vec<String>, StoreError>> {
+    fn board_ids(
+        &self,
+        _slots: Range<u16>,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> {
         ready(Ok(self.0.lock().unwrap().scores.keys().cloned().collect()))
     }
 
@@ -174,6 +178,8 @@ fn worker(db: &Db, proxy: &Proxy, metrics: &Metrics) -> Worker<Db, Proxy> {
         proxy.clone(),
         "lb-".into(),
         INTERVAL,
+        Shards::new(1).unwrap(),
+        dblistener::leases::hold_everything(Shards::new(1).unwrap()),
         metrics.clone(),
     )
 }

@@ -8,11 +8,13 @@
 //! compute the same event id.
 
 mod ids;
+pub mod shard;
 mod snapshot;
 
 pub use ids::{
     BoardId, Name, PlayerId, ScoreDelta, ValidationError, MAX_ID_LEN, MAX_NAME_LEN, MAX_SCORE,
 };
+pub use shard::{slot_of, Shards};
 pub use snapshot::{
     channel_name, channel_prefix, check_channel_prefix, deleted_event, integral_score, Board,
     BoardSummary, Player, Snapshot, SnapshotVersion, DEFAULT_CHANNEL_PREFIX, TOP_N,

@@ -517,11 +517,24 @@ impl Term {
     }
 
     /// Terms whose result can differ between two runs, which RethinkDB refuses in
-    /// atomic writes and index functions.
+    /// index functions.
     pub fn is_deterministic(&self) -> bool {
+        self.deterministic(false)
+    }
+
+    /// Whether an atomic write may run this term: as [`Term::is_deterministic`],
+    /// but `r.now()` is allowed, because it is fixed once per query (RethinkDB
+    /// 2.4.4 accepts it in `update`, `replace` and conflict functions, and
+    /// refuses it in index functions).
+    pub fn is_write_deterministic(&self) -> bool {
+        self.deterministic(true)
+    }
+
+    fn deterministic(&self, in_write: bool) -> bool {
         match &self.0.kind {
             Kind::Datum(_) => true,
-            Kind::Func { body, .. } => body.is_deterministic(),
+            Kind::Func { body, .. } => body.deterministic(in_write),
+            Kind::Op { ty, .. } if *ty == tt::NOW && in_write => true,
             Kind::Op { ty, args, optargs } => {
                 use tt::*;
                 let own = !matches!(
@@ -559,8 +572,8 @@ impl Term {
                         | INDEX_DROP
                         | INDEX_RENAME
                 );
-                own && args.iter().all(Term::is_deterministic)
-                    && optargs.values().all(Term::is_deterministic)
+                own && args.iter().all(|a| a.deterministic(in_write))
+                    && optargs.values().all(|a| a.deterministic(in_write))
             }
         }
     }

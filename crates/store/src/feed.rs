@@ -1,3 +1,4 @@
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -68,22 +69,49 @@ fn touched_boards(change: &Value, field: &str) -> Vec<String> {
 }
 
 impl Store {
-    /// Opens the players and boards changefeeds and merges them into one
-    /// stream of [`BoardChange`]s. [`BoardChange::Ready`] comes once, after
-    /// both feeds are ready.
+    /// Opens the players and boards changefeeds of whole tables and merges
+    /// them into one stream of [`BoardChange`]s. [`BoardChange::Ready`]
+    /// comes once, after both feeds are ready.
     pub async fn board_changes(&self) -> Result<BoardChanges, StoreError> {
+        Ok(self.open_feeds([
+            (crate::reql::table_changes(PLAYERS), PLAYERS, "board"),
+            (crate::reql::table_changes(BOARDS), BOARDS, "id"),
+        ]))
+    }
+
+    /// The changefeeds of the boards and players in `slots` (one worker
+    /// shard), merged as [`Store::board_changes`] merges the whole tables'.
+    /// The connections are made by the feeds' own tasks, so this returns at
+    /// once; a failure to connect arrives as the stream's error.
+    pub fn slot_changes(&self, slots: Range<u16>) -> BoardChanges {
+        self.open_feeds([
+            (
+                crate::reql::slot_changes(PLAYERS, slots.clone()),
+                PLAYERS,
+                "board",
+            ),
+            (crate::reql::slot_changes(BOARDS, slots), BOARDS, "id"),
+        ])
+    }
+
+    fn open_feeds(&self, feeds: [(Command, &'static str, &'static str); 2]) -> BoardChanges {
         let (tx, rx) = mpsc::channel(1024);
         let (ready_tx, mut ready_rx) = mpsc::channel::<()>(2);
         let mut tasks = Vec::new();
-        for (table, field) in [(PLAYERS, "board"), (BOARDS, "id")] {
-            // Each (re)opening picks a host that answers, passing over one
-            // that broke a feed lately.
-            let (host, session) = self.pool().connect().await?;
+        for (query, table, field) in feeds {
             let pool = Arc::clone(self.pool());
-            let query: Command = crate::reql::table_changes(table);
             let tx = tx.clone();
             let ready_tx = ready_tx.clone();
             tasks.push(tokio::spawn(async move {
+                // Each (re)opening picks a host that answers, passing over
+                // one that broke a feed lately.
+                let (host, session) = match pool.connect().await {
+                    Ok(connected) => connected,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
                 let conn = match session.connection() {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -134,7 +162,7 @@ impl Store {
             }
             let _ = ready_forward.send(Ok(BoardChange::Ready)).await;
         }));
-        Ok(BoardChanges { rx, tasks })
+        BoardChanges { rx, tasks }
     }
 }
 

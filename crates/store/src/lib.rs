@@ -19,6 +19,7 @@
 mod config;
 mod error;
 mod feed;
+mod leases;
 mod pool;
 mod queries;
 pub mod reql;
@@ -27,6 +28,7 @@ mod schema;
 pub use config::{DatabaseUrl, DatabaseUrlError, Endpoint};
 pub use error::StoreError;
 pub use feed::{BoardChange, BoardChanges};
+pub use leases::{LeaseRow, LeaseTable, MigrationReport};
 
 pub use pool::PoolOptions;
 pub use queries::{NewBoard, NewPlayer, Store};
@@ -35,10 +37,16 @@ pub use schema::SchemaOptions;
 // with exactly what the origin asks of it.
 pub use reql::{player_key, score_update, top_players_query};
 
-/// Table of boards: `{id, name}`.
+/// Table of boards: `{id, name, slot}`.
 pub const BOARDS: &str = "boards";
-/// Table of players: `{id, board, name, score}`.
+/// Table of players: `{id, board, player, name, score, slot}`.
 pub const PLAYERS: &str = "players";
+/// Table of the workers' shard leases and heartbeats; see
+/// [`Store::take_lease`] and the worker's `leases` module.
+pub const LEASES: &str = "leases";
+/// Simple index on the `slot` of boards and players (see
+/// [`domain::shard`]), which a worker's changefeeds follow.
+pub const SLOT_INDEX: &str = "slot";
 /// Compound index `[board, score]` on players, read by the top-N query.
 pub const BOARD_SCORE_INDEX: &str = "board_score";
 /// Simple index on players' `board`, for listing and deleting a board's players.

@@ -69,7 +69,7 @@ fn decode<T: DeserializeOwned>(value: Value) -> Result<T, StoreError> {
     serde_json::from_value(value).map_err(|e| StoreError::Decode(e.to_string()))
 }
 
-fn single(mut values: Vec<Value>) -> Result<Value, StoreError> {
+pub(crate) fn single(mut values: Vec<Value>) -> Result<Value, StoreError> {
     match values.len() {
         1 => Ok(values.pop().unwrap_or(Value::Null)),
         0 => Ok(Value::Null),
@@ -190,10 +190,16 @@ impl Store {
     }
 
     pub async fn create_board(&self, new: NewBoard) -> Result<BoardSummary, StoreError> {
-        let mut doc = json!({ "name": new.name.map(String::from).unwrap_or_default() });
-        if let Some(id) = new.id {
-            doc["id"] = json!(id.as_str());
-        }
+        // The id is chosen here, not by the database, because the board's
+        // slot (a hash of its id) is stored with it.
+        let id = new.id.unwrap_or_else(|| {
+            BoardId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid id")
+        });
+        let doc = json!({
+            "id": id.as_str(),
+            "name": new.name.map(String::from).unwrap_or_default(),
+            "slot": domain::slot_of(id.as_str()),
+        });
         let result = self.write(reql::insert_board(doc)).await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
@@ -233,6 +239,7 @@ impl Store {
             "player": id.as_str(),
             "name": new.name.as_str(),
             "score": 0,
+            "slot": domain::slot_of(board.as_str()),
         });
         let result = self.write(reql::insert_player(doc)).await?;
         if result.errors > 0 {

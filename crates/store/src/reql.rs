@@ -8,12 +8,14 @@
 use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
 use serde_json::Value;
 use unreql::cmd::options::{
-    BetweenOptions, ChangesOptions, IdentifierFormat, InsertOptions, ReturnChanges, Status,
-    TableOptions, UpdateOptions,
+    BetweenOptions, ChangesOptions, Conflict, IdentifierFormat, InsertOptions, ReturnChanges,
+    Status, TableOptions, UpdateOptions,
 };
 use unreql::{func, r, rjson, Command};
 
-use crate::{SchemaOptions, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+use std::ops::Range;
+
+use crate::{SchemaOptions, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, LEASES, PLAYERS, SLOT_INDEX};
 use unreql::cmd::options::{ReconfigureOptions, Replicas, TableCreateOptions};
 
 /// RethinkDB's system database.
@@ -357,12 +359,24 @@ pub fn create_board_score_index(db: &str) -> Command {
 
 /// Creates the players' simple `board` index.
 pub fn create_board_index(db: &str) -> Command {
-    r.db(db.to_owned()).table(PLAYERS).index_create(BOARD_INDEX)
+    create_simple_index(db, PLAYERS, BOARD_INDEX)
+}
+
+/// Creates a simple index on the field of the same name.
+pub fn create_simple_index(db: &str, table: &str, field: &str) -> Command {
+    r.db(db.to_owned())
+        .table(table.to_owned())
+        .index_create(field.to_owned())
 }
 
 /// Waits until every index of the players table is built.
 pub fn players_index_wait(db: &str) -> Command {
-    r.db(db.to_owned()).table(PLAYERS).index_wait(())
+    index_wait(db, PLAYERS)
+}
+
+/// Waits until every index of a table is built.
+pub fn index_wait(db: &str, table: &str) -> Command {
+    r.db(db.to_owned()).table(table.to_owned()).index_wait(())
 }
 
 // ------------------------------------------------------------------ feeds
@@ -371,6 +385,181 @@ pub fn players_index_wait(db: &str) -> Command {
 pub fn table_changes(table: &'static str) -> Command {
     r.table(table)
         .changes(r.with_opt((), ChangesOptions::new().include_states(true)))
+}
+
+/// The documents of `table` whose `slot` is in `slots`, through the `slot`
+/// index: `getAll(slot, ..., {index: "slot"})`.
+fn in_slots(table: &'static str, slots: Range<u16>) -> Command {
+    let keys: Vec<u16> = slots.collect();
+    r.table(table)
+        .get_all(r.with_opt(r.args(keys), r.index(SLOT_INDEX)))
+}
+
+/// The changefeed of the documents of `table` in `slots` (one worker
+/// shard), with `{state: "ready"}` once it is open. The server sends only
+/// these documents' changes: no whole-table feed is read and filtered.
+pub fn slot_changes(table: &'static str, slots: Range<u16>) -> Command {
+    in_slots(table, slots).changes(r.with_opt((), ChangesOptions::new().include_states(true)))
+}
+
+/// The ids of the boards in `slots`, as a stream (no array limit).
+pub fn board_ids_in_slots(slots: Range<u16>) -> Command {
+    in_slots(BOARDS, slots).g("id")
+}
+
+// ------------------------------------------------------------- migration
+
+/// Sets a board's `slot` if it is not already `slot`.
+pub fn set_board_slot(board: &str, slot: u16) -> Command {
+    r.table(BOARDS)
+        .get(board.to_owned())
+        .update(func!(|doc| r.branch(
+            doc.g(SLOT_FIELD).default(r.expr(-1)).eq(slot),
+            rjson!({}),
+            rjson!({ "slot": slot }),
+        )))
+}
+
+/// Sets the `slot` of a board's players that lack it (or hold another).
+pub fn set_players_slot(board: &str, slot: u16) -> Command {
+    r.table(PLAYERS)
+        .get_all(r.with_opt(board.to_owned(), r.index(BOARD_INDEX)))
+        .update(func!(|doc| r.branch(
+            doc.g(SLOT_FIELD).default(r.expr(-1)).eq(slot),
+            rjson!({}),
+            rjson!({ "slot": slot }),
+        )))
+}
+
+// ----------------------------------------------------------------- leases
+
+/// The documents' field holding the slot.
+pub const SLOT_FIELD: &str = "slot";
+
+/// The lease document of a shard.
+pub fn lease_id(shard: u16) -> String {
+    format!("shard:{shard}")
+}
+
+/// The heartbeat document of a worker.
+pub fn worker_id(worker: &str) -> String {
+    format!("worker:{worker}")
+}
+
+/// The document marking the slot migration done.
+pub const SLOT_MIGRATION_ID: &str = "migration:slot";
+
+/// The database's clock in milliseconds since the epoch. Every lease time
+/// is on this one clock (`r.now()` is fixed once per query, so update
+/// functions using it stay atomic), never on a worker's.
+fn db_now_ms() -> Command {
+    r.now().to_epoch_time().mul(1000)
+}
+
+/// Every lease and heartbeat, with the database's time:
+/// `{now: ms, rows: [...]}`. The table holds a row per shard and per live
+/// worker, so it is small.
+pub fn lease_table() -> Command {
+    rjson!({
+        "now": db_now_ms(),
+        "rows": r.table(LEASES).coerce_to("array"),
+    })
+}
+
+/// Inserts a free lease for each shard that has none (existing ones are
+/// left alone: the inserts of those fail as duplicates).
+pub fn seed_leases(shards: Range<u16>) -> Command {
+    let docs: Vec<Value> = shards
+        .map(|k| serde_json::json!({ "id": lease_id(k), "holder": null, "epoch": 0, "expires": 0 }))
+        .collect();
+    r.table(LEASES).insert(docs)
+}
+
+/// Records that `worker` is alive until `ttl_ms` from now.
+pub fn heartbeat(worker: &str, ttl_ms: u64) -> Command {
+    r.table(LEASES).insert(r.with_opt(
+        rjson!({ "id": worker_id(worker), "expires": db_now_ms().add(ttl_ms) }),
+        InsertOptions::new().conflict(Conflict::Replace),
+    ))
+}
+
+/// Removes a worker's heartbeat, as it stops.
+pub fn forget_worker(worker: &str) -> Command {
+    r.table(LEASES).get(worker_id(worker)).delete(())
+}
+
+/// Takes a shard's lease if it is free or expired: holder `worker`, the
+/// epoch one higher, expiring `ttl_ms` from now. One atomic conditional
+/// update; the answer's change shows who holds it afterwards.
+pub fn take_lease(shard: u16, worker: &str, ttl_ms: u64) -> Command {
+    let worker = worker.to_owned();
+    r.table(LEASES).get(lease_id(shard)).update(r.with_opt(
+        func!(|lease| {
+            r.branch(
+                lease
+                    .clone()
+                    .g("holder")
+                    .type_of()
+                    .eq("NULL")
+                    .or(lease.clone().g("expires").le(db_now_ms())),
+                rjson!({
+                    "holder": worker.clone(),
+                    "epoch": lease.g("epoch").add(1),
+                    "expires": db_now_ms().add(ttl_ms),
+                }),
+                rjson!({}),
+            )
+        }),
+        UpdateOptions::new().return_changes(ReturnChanges::Always),
+    ))
+}
+
+/// Extends the leases `worker` holds among `shards` and that have not
+/// expired, to `ttl_ms` from now; others are left as they are.
+pub fn renew_leases(shards: &[u16], worker: &str, ttl_ms: u64) -> Command {
+    let ids: Vec<String> = shards.iter().map(|&k| lease_id(k)).collect();
+    let worker = worker.to_owned();
+    r.table(LEASES).get_all(r.args(ids)).update(r.with_opt(
+        func!(|lease| {
+            r.branch(
+                lease
+                    .clone()
+                    .g("holder")
+                    .eq(worker.clone())
+                    .and(lease.g("expires").gt(db_now_ms())),
+                rjson!({ "expires": db_now_ms().add(ttl_ms) }),
+                rjson!({}),
+            )
+        }),
+        UpdateOptions::new().return_changes(ReturnChanges::Always),
+    ))
+}
+
+/// Frees the leases `worker` holds among `shards`, so that another worker
+/// can take them at once.
+pub fn release_leases(shards: &[u16], worker: &str) -> Command {
+    let ids: Vec<String> = shards.iter().map(|&k| lease_id(k)).collect();
+    let worker = worker.to_owned();
+    r.table(LEASES)
+        .get_all(r.args(ids))
+        .update(func!(|lease| r.branch(
+            lease.g("holder").eq(worker.clone()),
+            rjson!({ "holder": r.expr(Value::Null), "expires": 0 }),
+            rjson!({}),
+        )))
+}
+
+/// Reads the slot migration's marker (null until it has run).
+pub fn slot_migration_marker() -> Command {
+    r.table(LEASES).get(SLOT_MIGRATION_ID)
+}
+
+/// Marks the slot migration done.
+pub fn mark_slot_migration() -> Command {
+    r.table(LEASES).insert(r.with_opt(
+        rjson!({ "id": SLOT_MIGRATION_ID, "at": db_now_ms() }),
+        InsertOptions::new().conflict(Conflict::Replace),
+    ))
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::reql;
-use crate::{Store, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, PLAYERS};
+use crate::{
+    Store, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, LEASES, PLAYERS, SLOT_INDEX,
+};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -71,11 +73,15 @@ struct TableSpec {
 const TABLES: &[TableSpec] = &[
     TableSpec {
         name: BOARDS,
+        indexes: &[SLOT_INDEX],
+    },
+    TableSpec {
+        name: LEASES,
         indexes: &[],
     },
     TableSpec {
         name: PLAYERS,
-        indexes: &[BOARD_SCORE_INDEX, BOARD_INDEX],
+        indexes: &[BOARD_SCORE_INDEX, BOARD_INDEX, SLOT_INDEX],
     },
 ];
 
@@ -204,7 +210,9 @@ impl Store {
                     for spec in TABLES {
                         self.run(reql::table_wait(&db, spec.name)).await?;
                     }
-                    self.run(reql::players_index_wait(&db)).await?;
+                    for spec in TABLES.iter().filter(|spec| !spec.indexes.is_empty()) {
+                        self.run(reql::index_wait(&db, spec.name)).await?;
+                    }
                     return Ok(());
                 }
                 Plan::Create(names) => {
@@ -307,11 +315,17 @@ impl Store {
             rows.iter()
                 .any(|row| row.name == table && row.indexes.iter().any(|i| i == index))
         };
-        if !has(PLAYERS, BOARD_SCORE_INDEX) {
-            tolerate(self.run(reql::create_board_score_index(db)).await)?;
-        }
-        if !has(PLAYERS, BOARD_INDEX) {
-            tolerate(self.run(reql::create_board_index(db)).await)?;
+        for spec in TABLES {
+            for index in spec.indexes {
+                if !has(spec.name, index) {
+                    let create = if *index == BOARD_SCORE_INDEX {
+                        reql::create_board_score_index(db)
+                    } else {
+                        reql::create_simple_index(db, spec.name, index)
+                    };
+                    tolerate(self.run(create).await)?;
+                }
+            }
         }
         Ok(())
     }

@@ -303,7 +303,7 @@ impl Stack {
 
     fn wait_worker_ready(worker: &mut ManagedProcess) -> anyhow::Result<()> {
         worker.wait_for_line(Duration::from_secs(20), |l| {
-            l.contains("feeds ready").then_some(())
+            l.contains("feeds ready: following").then_some(())
         })?;
         Ok(())
     }

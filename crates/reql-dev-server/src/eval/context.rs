@@ -30,6 +30,18 @@ pub struct QueryCtx {
     /// Tables this query created, made visible once it has run (see
     /// [`crate::storage::Store::table_create`]).
     created_tables: parking_lot::Mutex<Vec<Arc<crate::storage::Table>>>,
+    /// `r.now()`: fixed when the query arrives, so every `r.now()` in one
+    /// query is the same time and an atomic write may use it.
+    pub now: f64,
+}
+
+/// The current time in seconds since the epoch, at millisecond precision as
+/// RethinkDB keeps it.
+fn time_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
 }
 
 pub const DEFAULT_ARRAY_LIMIT: usize = 100_000;
@@ -47,6 +59,7 @@ impl QueryCtx {
             durability: None,
             durable_seq: AtomicU64::new(0),
             created_tables: parking_lot::Mutex::new(Vec::new()),
+            now: time_now(),
         }
     }
 
@@ -59,6 +72,7 @@ impl QueryCtx {
             durability: None,
             durable_seq: AtomicU64::new(0),
             created_tables: parking_lot::Mutex::new(Vec::new()),
+            now: time_now(),
         }
     }
 

@@ -164,7 +164,7 @@ impl<'a> Evaluator<'a> {
             DOWNCASE => self.downcase(args),
             SPLIT => self.split(args),
             EPOCH_TIME => self.epoch_time(args),
-            NOW => time::now(),
+            NOW => time::now(self.ctx.now),
             TO_EPOCH_TIME => self.epoch_seconds(args),
             // Documents (documents.rs)
             MAKE_OBJ => self.make_obj(t),

@@ -141,7 +141,7 @@ impl FuncVal {
     /// A function that reads tables through a variable it closed over cannot run
     /// under the write lock of a table.
     fn captures_tables(&self) -> bool {
-        !self.body.is_deterministic()
+        !self.body.is_write_deterministic()
             || self
                 .env
                 .vars
@@ -189,7 +189,7 @@ impl Evaluator<'_> {
             None => Conflict::Error,
             Some(c) => match self.func_like(c)? {
                 FuncLike::Func(f) => {
-                    if !c.is_deterministic() || f.captures_tables() {
+                    if !c.is_write_deterministic() || f.captures_tables() {
                         return Err(not_deterministic());
                     }
                     Conflict::Func(f)
@@ -384,7 +384,7 @@ impl Evaluator<'_> {
         let is_update = ty == crate::term::tt::UPDATE;
         let target = self.eval(&args[0])?;
         let non_atomic = self.opt_bool(t, "non_atomic")?;
-        if !non_atomic && !args[1].is_deterministic() {
+        if !non_atomic && !args[1].is_write_deterministic() {
             return Err(not_deterministic());
         }
         let how = self.func_like(&args[1])?;

@@ -1,0 +1,260 @@
+//! The workers' coordination, kept in RethinkDB's `leases` table and
+//! changed only by atomic single-document updates:
+//!
+//! - `shard:<k>`: the lease of shard `k`, `{holder, epoch, expires}`; free
+//!   when `holder` is null or `expires` has passed. Taking it raises the
+//!   epoch, so every tenure of a shard has a number of its own.
+//! - `worker:<id>`: a live worker's heartbeat, `{expires}`: how workers
+//!   count each other to find their fair share.
+//! - `migration:slot`: set once every board and player carries its slot.
+//!
+//! Every time in the table is the database's clock (`r.now()`, in
+//! milliseconds), so the workers' own clocks never need to agree.
+
+use std::ops::Range;
+
+use domain::{slot_of, Shards};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::queries::single;
+use crate::{reql, Store, StoreError};
+
+/// One shard's lease as read from the table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseRow {
+    pub shard: u16,
+    pub holder: Option<String>,
+    pub epoch: u64,
+    /// Milliseconds since the epoch, on the database's clock.
+    pub expires: f64,
+}
+
+/// The whole `leases` table at one moment of the database's clock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeaseTable {
+    /// The database's time of the read, in milliseconds since the epoch.
+    pub now: f64,
+    pub leases: Vec<LeaseRow>,
+    /// Workers whose heartbeat has not expired.
+    pub live_workers: Vec<String>,
+}
+
+impl LeaseTable {
+    /// Whether a lease is free to take at the moment of the read.
+    pub fn is_free(&self, lease: &LeaseRow) -> bool {
+        lease.holder.is_none() || lease.expires <= self.now
+    }
+}
+
+/// What a slot migration changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub boards: u64,
+    pub players: u64,
+    /// True when the marker showed it had already run, and nothing was read.
+    pub skipped: bool,
+}
+
+#[derive(Deserialize)]
+struct RawTable {
+    now: f64,
+    rows: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLease {
+    id: String,
+    holder: Option<String>,
+    #[serde(default)]
+    epoch: u64,
+    #[serde(default)]
+    expires: f64,
+}
+
+/// The change an update with `return_changes` reports for one document.
+#[derive(Debug, Deserialize)]
+struct LeaseChange {
+    #[serde(default)]
+    old_val: Option<RawLease>,
+    new_val: Option<RawLease>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LeaseWrite {
+    replaced: u64,
+    changes: Vec<LeaseChange>,
+}
+
+fn shard_of_id(id: &str) -> Option<u16> {
+    id.strip_prefix("shard:")?.parse().ok()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+impl Store {
+    /// Reads every lease and heartbeat, with the database's time.
+    pub async fn lease_table(&self) -> Result<LeaseTable, StoreError> {
+        let raw: RawTable = decode(single(self.run(reql::lease_table()).await?)?)?;
+        let mut table = LeaseTable {
+            now: raw.now,
+            ..LeaseTable::default()
+        };
+        for row in raw.rows {
+            let Some(id) = row.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(worker) = id.strip_prefix("worker:") {
+                let expires = row.get("expires").and_then(Value::as_f64).unwrap_or(0.0);
+                if expires > raw.now {
+                    table.live_workers.push(worker.to_owned());
+                }
+            } else if let Some(shard) = shard_of_id(id) {
+                let lease: RawLease = decode(row)?;
+                table.leases.push(LeaseRow {
+                    shard,
+                    holder: lease.holder,
+                    epoch: lease.epoch,
+                    expires: lease.expires,
+                });
+            }
+        }
+        table.leases.sort_by_key(|l| l.shard);
+        table.live_workers.sort();
+        Ok(table)
+    }
+
+    /// Makes sure every shard of `shards` has a lease document.
+    pub async fn seed_leases(&self, shards: Shards) -> Result<(), StoreError> {
+        self.run(reql::seed_leases(shards.all())).await?;
+        Ok(())
+    }
+
+    /// Records that `worker` is alive for `ttl_ms` more.
+    pub async fn heartbeat(&self, worker: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        self.run(reql::heartbeat(worker, ttl_ms)).await?;
+        Ok(())
+    }
+
+    /// Removes `worker`'s heartbeat.
+    pub async fn forget_worker(&self, worker: &str) -> Result<(), StoreError> {
+        self.run(reql::forget_worker(worker)).await?;
+        Ok(())
+    }
+
+    /// Takes `shard`'s lease if it is free or expired. Returns the new
+    /// epoch when `worker` now holds it, `None` when someone else does.
+    pub async fn take_lease(
+        &self,
+        shard: u16,
+        worker: &str,
+        ttl_ms: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let write: LeaseWrite = decode(single(
+            self.run(reql::take_lease(shard, worker, ttl_ms)).await?,
+        )?)?;
+        if write.replaced == 0 {
+            return Ok(None);
+        }
+        Ok(write
+            .changes
+            .into_iter()
+            .filter_map(|c| c.new_val)
+            .find(|lease| lease.holder.as_deref() == Some(worker))
+            .map(|lease| lease.epoch))
+    }
+
+    /// Extends the unexpired leases `worker` holds among `shards`. Returns
+    /// the shards it still holds, each with its epoch.
+    pub async fn renew_leases(
+        &self,
+        shards: &[u16],
+        worker: &str,
+        ttl_ms: u64,
+    ) -> Result<Vec<(u16, u64)>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let write: LeaseWrite = decode(single(
+            self.run(reql::renew_leases(shards, worker, ttl_ms)).await?,
+        )?)?;
+        // "always" reports unchanged documents too: a lease of ours that had
+        // expired is reported with its expiry as it was, so only a moved
+        // expiry counts as renewed.
+        Ok(write
+            .changes
+            .into_iter()
+            .filter_map(|change| {
+                let lease = change.new_val?;
+                let before = change.old_val?;
+                let renewed =
+                    lease.holder.as_deref() == Some(worker) && lease.expires > before.expires;
+                renewed
+                    .then(|| shard_of_id(&lease.id).map(|shard| (shard, lease.epoch)))
+                    .flatten()
+            })
+            .collect())
+    }
+
+    /// Frees the leases `worker` holds among `shards`.
+    pub async fn release_leases(&self, shards: &[u16], worker: &str) -> Result<(), StoreError> {
+        if shards.is_empty() {
+            return Ok(());
+        }
+        self.run(reql::release_leases(shards, worker)).await?;
+        Ok(())
+    }
+
+    /// The ids of the boards in `slots`.
+    pub async fn board_ids_in_slots(&self, slots: Range<u16>) -> Result<Vec<String>, StoreError> {
+        let values = self.run(reql::board_ids_in_slots(slots)).await?;
+        Ok(values
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// Gives every board and player its `slot`, unless the marker says this
+    /// already ran (`force` runs it anyway). Idempotent, and safe while
+    /// origins and workers run: each document is updated on its own, and
+    /// one that already has its slot is left unchanged.
+    pub async fn migrate_slots(&self, force: bool) -> Result<MigrationReport, StoreError> {
+        if !force && !single(self.run(reql::slot_migration_marker()).await?)?.is_null() {
+            return Ok(MigrationReport {
+                skipped: true,
+                ..MigrationReport::default()
+            });
+        }
+        let ids = self.all_board_ids().await?;
+        let results: Vec<Result<(u64, u64), StoreError>> = futures::stream::iter(ids)
+            .map(|board| async move {
+                let slot = slot_of(&board);
+                let boards = self.run(reql::set_board_slot(&board, slot)).await?;
+                let players = self.run(reql::set_players_slot(&board, slot)).await?;
+                Ok((replaced(&boards), replaced(&players)))
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        let mut report = MigrationReport::default();
+        for result in results {
+            let (boards, players) = result?;
+            report.boards += boards;
+            report.players += players;
+        }
+        self.run(reql::mark_slot_migration()).await?;
+        Ok(report)
+    }
+}
+
+fn replaced(values: &[Value]) -> u64 {
+    values
+        .first()
+        .and_then(|v| v.get("replaced"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
