@@ -133,6 +133,9 @@ pub struct Worker<S = Store, P = Publisher> {
     reopen_at: HashMap<u16, Instant>,
     backoff: Backoff,
     all_ready: bool,
+    /// Whether the lease view has been set (the keeper's first round
+    /// done): until then, holding nothing means nothing yet.
+    leases_known: bool,
     boards: HashMap<String, BoardState>,
     dirty: DirtySet,
     metrics: Metrics,
@@ -161,6 +164,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             reopen_at: HashMap::new(),
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             all_ready: false,
+            leases_known: false,
             boards: HashMap::new(),
             dirty: DirtySet::new(metrics.dirty_boards.clone()),
             metrics,
@@ -194,6 +198,8 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
         }
         self.backoff.reset();
         let mut lease_changes = self.leases.clone();
+        // A view that starts out holding shards (a fixed one) is known.
+        self.leases_known = !lease_changes.borrow_and_update().is_empty();
         // A fixed view (one nobody updates) keeps its last value.
         let mut leases_watched = true;
         let mut merged: SelectAll<Tagged> = SelectAll::new();
@@ -206,6 +212,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                 _ = shutdown.as_mut() => return,
                 changed = lease_changes.changed(), if leases_watched => {
                     leases_watched = changed.is_ok();
+                    self.leases_known |= leases_watched;
                 }
                 _ = sleep_until(due), if due.is_some() => {
                     let report = self.publish_due().await;
@@ -286,7 +293,8 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
 
     fn update_ready(&mut self) {
         let held = self.leases.borrow().len();
-        let ready = self.feeds.len() == held && self.feeds.values().all(|f| f.ready);
+        let ready =
+            self.leases_known && self.feeds.len() == held && self.feeds.values().all(|f| f.ready);
         self.metrics.feed_ready.set(i64::from(ready));
         if ready && !self.all_ready {
             log::info!(

@@ -345,21 +345,34 @@ mod tests {
 
     #[test]
     fn an_empty_database_needs_both_tables() {
-        assert_eq!(plan(&[]), Plan::Create(vec![BOARDS, PLAYERS]));
+        assert_eq!(plan(&[]), Plan::Create(vec![BOARDS, LEASES, PLAYERS]));
     }
 
     #[test]
     fn a_complete_schema_is_ready() {
         let rows = [
-            row("1", BOARDS, &[]),
-            row("2", PLAYERS, &[BOARD_INDEX, BOARD_SCORE_INDEX]),
+            row("1", BOARDS, &[SLOT_INDEX]),
+            row("3", LEASES, &[]),
+            row("2", PLAYERS, &[BOARD_INDEX, BOARD_SCORE_INDEX, SLOT_INDEX]),
         ];
         assert_eq!(plan(&rows), Plan::Ready);
     }
 
     #[test]
     fn missing_indexes_wait_for_a_settled_catalog() {
-        let rows = [row("1", BOARDS, &[]), row("2", PLAYERS, &[BOARD_INDEX])];
+        let rows = [
+            row("1", BOARDS, &[SLOT_INDEX]),
+            row("3", LEASES, &[]),
+            row("2", PLAYERS, &[BOARD_INDEX]),
+        ];
+        assert_eq!(plan(&rows), Plan::Index);
+        // A schema of an earlier release, without the slot indexes, gets
+        // them the same way.
+        let rows = [
+            row("1", BOARDS, &[]),
+            row("3", LEASES, &[]),
+            row("2", PLAYERS, &[BOARD_INDEX, BOARD_SCORE_INDEX]),
+        ];
         assert_eq!(plan(&rows), Plan::Index);
     }
 
@@ -371,6 +384,7 @@ mod tests {
             row("c", PLAYERS, &[]),
             row("d", PLAYERS, &[BOARD_INDEX]),
             row("e", PLAYERS, &[]),
+            row("f", LEASES, &[]),
         ];
         assert_eq!(
             plan(&rows),

@@ -28,7 +28,7 @@ pub use netproxy::NetProxy;
 pub use ports::free_port;
 pub use process::ManagedProcess;
 pub use pushpin::{Pushpin, PushpinOptions};
-pub use stack::{Stack, StackOptions};
+pub use stack::{NamedWorker, Stack, StackOptions};
 pub use subscriber::{Event, ResilientSubscriber, Subscriber};
 
 /// A scratch directory removed on drop, with a short path: Pushpin's unix

@@ -12,6 +12,8 @@ pub struct ManagedProcess {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    /// Where this run's output starts in the log.
+    log_start: u64,
 }
 
 impl ManagedProcess {
@@ -20,6 +22,8 @@ impl ManagedProcess {
     pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> std::io::Result<Self> {
         let log = dir.join(format!("{name}.log"));
         let out = File::options().create(true).append(true).open(&log)?;
+        // What an earlier run of the same name wrote is not this run's.
+        let log_start = out.metadata()?.len();
         cmd.stdout(out.try_clone()?)
             .stderr(out)
             .stdin(Stdio::null())
@@ -29,6 +33,7 @@ impl ManagedProcess {
             name: name.to_owned(),
             child: Some(child),
             log,
+            log_start,
         })
     }
 
@@ -49,7 +54,8 @@ impl ManagedProcess {
     ) -> anyhow::Result<T> {
         let deadline = Instant::now() + timeout;
         loop {
-            let file = File::open(&self.log)?;
+            let mut file = File::open(&self.log)?;
+            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.log_start))?;
             for line in BufReader::new(file).lines().map_while(Result::ok) {
                 if let Some(found) = find(&line) {
                     return Ok(found);

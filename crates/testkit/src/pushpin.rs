@@ -31,7 +31,8 @@ pub struct Pushpin {
     pub http_port: u16,
     pub publish_port: u16,
     config: std::path::PathBuf,
-    origin_port: u16,
+    /// The origins its route names, tried in this order.
+    targets: Vec<u16>,
 }
 
 fn config_text(
@@ -80,12 +81,23 @@ impl Pushpin {
     /// Starts Pushpin in `dir` routing every request to `127.0.0.1:origin_port`,
     /// and waits until both the proxy and the publish endpoint answer.
     pub fn start(dir: &Path, origin_port: u16, options: &PushpinOptions) -> anyhow::Result<Self> {
-        Self::start_on(dir, origin_port, options, free_port(), free_port())
+        Self::start_routed(dir, &[origin_port], options)
+    }
+
+    /// Starts Pushpin in `dir` with one route to several origins. Pushpin
+    /// tries a route's targets in order: the first that answers serves the
+    /// request, so the later ones take over when it is down.
+    pub fn start_routed(
+        dir: &Path,
+        targets: &[u16],
+        options: &PushpinOptions,
+    ) -> anyhow::Result<Self> {
+        Self::start_on(dir, targets, options, free_port(), free_port())
     }
 
     fn start_on(
         dir: &Path,
-        origin_port: u16,
+        targets: &[u16],
         options: &PushpinOptions,
         http_port: u16,
         publish_port: u16,
@@ -111,14 +123,21 @@ impl Pushpin {
                     .ok()
                     .map(|l| format!("--loglevel={l}")),
             )
-            .arg(format!("--route=* 127.0.0.1:{origin_port}"));
+            .arg(format!(
+                "--route=* {}",
+                targets
+                    .iter()
+                    .map(|port| format!("127.0.0.1:{port}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
         let process = ManagedProcess::spawn("pushpin", cmd, dir)?;
         let mut pushpin = Self {
             process,
             http_port,
             publish_port,
             config,
-            origin_port,
+            targets: targets.to_vec(),
         };
         pushpin.wait_ready(Duration::from_secs(20))?;
         Ok(pushpin)
@@ -130,7 +149,7 @@ impl Pushpin {
         self.process.stop(Duration::from_secs(5));
         let fresh = Self::start_on(
             dir,
-            self.origin_port,
+            &self.targets.clone(),
             options,
             self.http_port,
             self.publish_port,

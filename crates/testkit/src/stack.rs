@@ -33,6 +33,10 @@ pub struct StackOptions {
     /// all of them, as `foreman start` or `docker compose up` do; otherwise
     /// the origin is ready before the worker starts.
     pub start_together: bool,
+    /// Pushpins in front. With more than one, each routes to every origin
+    /// (the first in its own order: Pushpin 1 prefers origin 1, Pushpin 2
+    /// origin 2, ...) and every worker publishes to all of them.
+    pub pushpins: usize,
 }
 
 impl Default for StackOptions {
@@ -47,6 +51,7 @@ impl Default for StackOptions {
             db_password: None,
             extra_webs: 0,
             start_together: false,
+            pushpins: 1,
         }
     }
 }
@@ -60,10 +65,14 @@ pub struct Stack {
     pub db_proxy: NetProxy,
     pub db_name: String,
     pub pushpin: Pushpin,
+    /// The Pushpins beside the first (see [`StackOptions::pushpins`]).
+    pub extra_pushpins: Vec<Pushpin>,
     web: Option<ManagedProcess>,
     web_port: u16,
     extra_webs: Vec<(u16, ManagedProcess)>,
     worker: Option<ManagedProcess>,
+    /// Workers started by [`Stack::add_worker`], by id.
+    workers: Vec<NamedWorker>,
     /// For ordinary requests; keeps connections alive between requests.
     pub client: reqwest::Client,
     /// For stream requests through Pushpin: a new connection each time,
@@ -133,15 +142,39 @@ impl Stack {
     ) -> anyhow::Result<Self> {
         let db_name = format!("lbtest_{:08x}", rand::random::<u32>());
         let web_port = free_port();
+        let extra_ports: Vec<u16> = (0..options.extra_webs).map(|_| free_port()).collect();
+        let (pushpin, extra_pushpins) = if options.pushpins > 1 {
+            let mut origins = vec![web_port];
+            origins.extend(&extra_ports);
+            let mut pushpins = Vec::with_capacity(options.pushpins);
+            for i in 0..options.pushpins {
+                let pdir = match i {
+                    0 => dir.path().to_path_buf(),
+                    i => dir.path().join(format!("pushpin{}", i + 1)),
+                };
+                let mut order = origins.clone();
+                order.rotate_left(i % origins.len());
+                pushpins.push(Pushpin::start_routed(&pdir, &order, &options.pushpin)?);
+            }
+            let first = pushpins.remove(0);
+            (first, pushpins)
+        } else {
+            (
+                Pushpin::start(dir.path(), web_port, &options.pushpin)?,
+                Vec::new(),
+            )
+        };
         let mut stack = Self {
             db,
             db_proxy,
             db_name,
-            pushpin: Pushpin::start(dir.path(), web_port, &options.pushpin)?,
+            pushpin,
+            extra_pushpins,
             web: None,
             web_port,
             extra_webs: Vec::new(),
             worker: None,
+            workers: Vec::new(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()?,
@@ -161,8 +194,7 @@ impl Stack {
             return Ok(stack);
         }
         stack.start_web_blocking()?;
-        for _ in 0..stack.options.extra_webs {
-            let port = free_port();
+        for port in extra_ports {
             let web = stack.spawn_web(port)?;
             stack.extra_webs.push((port, web));
         }
@@ -179,8 +211,8 @@ impl Stack {
     /// Spawns every process first, then waits for each to be ready.
     fn start_together_blocking(&mut self) -> anyhow::Result<()> {
         let mut web = self.spawn_web(self.web_port)?;
-        for _ in 0..self.options.extra_webs {
-            let port = free_port();
+        let ports: Vec<u16> = (0..self.options.extra_webs).map(|_| free_port()).collect();
+        for port in ports {
             let extra = self.spawn_web(port)?;
             self.extra_webs.push((port, extra));
         }
@@ -194,7 +226,7 @@ impl Stack {
             Self::wait_web_ready(extra, *port)?;
         }
         if let Some(worker) = &mut worker {
-            Self::wait_worker_ready(worker)?;
+            Self::wait_worker_owns_all(worker)?;
         }
         self.worker = worker;
         Ok(())
@@ -241,7 +273,7 @@ impl Stack {
     fn common_env(&self, cmd: &mut Command) {
         cmd.current_dir(self.dir.path())
             .env("DATABASE_URL", self.database_url())
-            .env("GRIP_URL", self.pushpin.grip_url())
+            .env("GRIP_URL", self.grip_urls())
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -301,6 +333,8 @@ impl Stack {
         Ok(ManagedProcess::spawn("dblistener", cmd, self.dir.path())?)
     }
 
+    /// Waits until the worker's feeds are ready for the shards it holds
+    /// after its first lease round, perhaps none.
     fn wait_worker_ready(worker: &mut ManagedProcess) -> anyhow::Result<()> {
         worker.wait_for_line(Duration::from_secs(20), |l| {
             l.contains("feeds ready: following").then_some(())
@@ -308,11 +342,144 @@ impl Stack {
         Ok(())
     }
 
+    /// Waits until a lone worker follows every shard: at once on a fresh
+    /// database, or once the leases of a worker killed before it expire.
+    fn wait_worker_owns_all(worker: &mut ManagedProcess) -> anyhow::Result<()> {
+        worker.wait_for_line(Duration::from_secs(30), |l| {
+            let rest = l.split("feeds ready: following ").nth(1)?;
+            let mut words = rest.split_whitespace();
+            let held = words.next()?;
+            let total = words.nth(1)?;
+            (held == total).then_some(())
+        })?;
+        Ok(())
+    }
+
     fn start_worker_blocking(&mut self) -> anyhow::Result<()> {
         let mut worker = self.spawn_worker()?;
-        Self::wait_worker_ready(&mut worker)?;
+        Self::wait_worker_owns_all(&mut worker)?;
         self.worker = Some(worker);
         Ok(())
+    }
+
+    /// `GRIP_URL`: every Pushpin's publish endpoint, comma-separated.
+    pub fn grip_urls(&self) -> String {
+        std::iter::once(&self.pushpin)
+            .chain(&self.extra_pushpins)
+            .map(Pushpin::grip_url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts a worker named `id` (its `WORKER_ID`) with a status port of
+    /// its own and the stack's worker environment plus `env`, and waits
+    /// until its feeds are ready (for the shards it holds, perhaps none).
+    pub async fn add_worker(&mut self, id: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let id = id.to_owned();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.blocking(move |s| {
+            let status_port = free_port();
+            let mut cmd = Command::new(binary(Binary::Worker));
+            s.common_env(&mut cmd);
+            cmd.env(
+                "PUBLISH_INTERVAL_MS",
+                s.options.publish_interval_ms.to_string(),
+            )
+            .env("WORKER_ID", &id)
+            .env("STATUS_PORT", status_port.to_string());
+            for (k, v) in s.options.worker_env.iter().chain(&env) {
+                cmd.env(k, v);
+            }
+            let mut process =
+                ManagedProcess::spawn(&format!("dblistener-{id}"), cmd, s.dir.path())?;
+            Self::wait_worker_ready(&mut process)?;
+            s.workers.retain(|w| w.id != id);
+            s.workers.push(NamedWorker {
+                id,
+                process,
+                status_port,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// A worker started by [`Stack::add_worker`].
+    pub fn named_worker(&mut self, id: &str) -> &mut NamedWorker {
+        self.workers
+            .iter_mut()
+            .find(|w| w.id == id)
+            .unwrap_or_else(|| panic!("no worker {id}"))
+    }
+
+    /// The ids of the workers started by [`Stack::add_worker`].
+    pub fn worker_ids(&self) -> Vec<String> {
+        self.workers.iter().map(|w| w.id.clone()).collect()
+    }
+
+    /// A worker's `/healthz` answer (status and JSON), `None` when it does
+    /// not answer.
+    pub async fn worker_health(&self, id: &str) -> Option<(u16, serde_json::Value)> {
+        let port = self.workers.iter().find(|w| w.id == id)?.status_port;
+        let resp = self
+            .client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.json().await.ok()?))
+    }
+
+    /// One value from a worker's `/metrics`.
+    pub async fn worker_metric(&self, id: &str, name: &str) -> Option<f64> {
+        let port = self.workers.iter().find(|w| w.id == id)?.status_port;
+        let text = self
+            .client
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The holder of each shard's lease, read from the database
+    /// (`None`: free, or expired on the database's clock).
+    pub async fn lease_holders(&self) -> std::collections::BTreeMap<u16, Option<String>> {
+        let session = self.db_session().await;
+        let now_and_rows: serde_json::Value = unreql::r
+            .expr(serde_json::json!({}))
+            .merge(unreql::rjson!({
+                "now": unreql::r.now().to_epoch_time().mul(1000),
+                "rows": unreql::r.table("leases").coerce_to("array"),
+            }))
+            .exec(&session)
+            .await
+            .expect("read the leases");
+        let now = now_and_rows["now"].as_f64().unwrap_or(0.0);
+        let mut holders = std::collections::BTreeMap::new();
+        for row in now_and_rows["rows"].as_array().into_iter().flatten() {
+            let Some(shard) = row["id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix("shard:"))
+                .and_then(|k| k.parse().ok())
+            else {
+                continue;
+            };
+            let live = row["expires"].as_f64().unwrap_or(0.0) > now;
+            let holder = row["holder"].as_str().filter(|_| live).map(str::to_owned);
+            holders.insert(shard, holder);
+        }
+        holders
     }
 
     /// URL of `path` through Pushpin, as clients use it.
@@ -490,9 +657,21 @@ impl Stack {
     }
 }
 
+/// A worker started by [`Stack::add_worker`].
+pub struct NamedWorker {
+    pub id: String,
+    pub process: ManagedProcess,
+    pub status_port: u16,
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.kill_worker();
+        for mut worker in self.workers.drain(..) {
+            // A stopped worker (SIGSTOP) must be woken to die cleanly.
+            worker.process.signal("CONT");
+            worker.process.kill_hard();
+        }
         self.stop_web();
         for (_, mut web) in self.extra_webs.drain(..) {
             web.stop(Duration::from_secs(30));

@@ -156,6 +156,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
         layout(nodes[1].driver_port, db).await,
         [
             ("boards".to_owned(), vec![3]),
+            ("leases".to_owned(), vec![3]),
             ("players".to_owned(), vec![3])
         ],
         "created with TABLE_REPLICAS=3"
@@ -185,6 +186,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
         if now
             == [
                 ("boards".to_owned(), vec![3, 3]),
+                ("leases".to_owned(), vec![3, 3]),
                 ("players".to_owned(), vec![3, 3]),
             ]
         {
