@@ -288,7 +288,7 @@ impl Store {
         }
     }
 
-    /// Sets the replicas and shards of both tables, as
+    /// Sets the replicas and shards of every table, as
     /// `leaderboard-web reconfigure` does, and returns RethinkDB's answer for
     /// each table (`{reconfigured, config_changes, status_changes}`).
     pub async fn reconfigure(&self, layout: SchemaOptions) -> Result<Vec<Value>, StoreError> {

@@ -175,7 +175,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
         })
         .await
         .expect("reconfigure");
-    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert_eq!(answers.len(), 3, "{answers:?}");
     assert!(
         answers.iter().all(|a| a["reconfigured"] == 1),
         "{answers:?}"

@@ -425,3 +425,60 @@ async fn both_proxies_get_every_update_and_route_to_both_origins() {
     assert!(wait_score(&via_one, 12, Duration::from_secs(5)).await);
     assert!(wait_score(&via_two, 12, Duration::from_secs(5)).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn boards_of_an_earlier_release_get_their_slot_and_are_published() {
+    use unreql::{func, r};
+    let mut stack = Stack::start_with(StackOptions {
+        worker: false,
+        ..StackOptions::default()
+    })
+    .await
+    .expect("stack");
+    stack.create_board("old", &[("p", "P"), ("q", "Q")]).await;
+    // As an earlier release wrote them: no slot, and no migration marker.
+    let session = stack.db_session().await;
+    for table in ["boards", "players"] {
+        let _: serde_json::Value = r
+            .table(table)
+            .replace(func!(|doc| doc.without("slot")))
+            .exec(&session)
+            .await
+            .expect("strip the slots");
+    }
+    let _: serde_json::Value = r
+        .table("leases")
+        .get("migration:slot")
+        .delete(())
+        .exec(&session)
+        .await
+        .expect("forget the migration");
+
+    // The worker migrates at start, then follows the board.
+    stack.add_worker("w1", &[]).await.expect("worker");
+    let slotted: i64 = r
+        .table("players")
+        .has_fields("slot")
+        .count(())
+        .exec(&session)
+        .await
+        .unwrap();
+    assert_eq!(slotted, 2);
+    let seen = follow(subscribe_via(&stack, 0, "old").await);
+    stack.score_add("old", "p", 5).await;
+    assert!(
+        wait_score(&seen, 5, Duration::from_secs(5)).await,
+        "{:?}",
+        seen.all()
+    );
+
+    // `leaderboard-web migrate` does it again, finding nothing to change.
+    let out = std::process::Command::new(testkit::binary(testkit::Binary::Web))
+        .arg("migrate")
+        .env("DATABASE_URL", stack.database_url())
+        .output()
+        .expect("run migrate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("0 boards and 0 players"), "{text}");
+}

@@ -1,6 +1,7 @@
 //! `leaderboard-web`: the HTTP origin. `leaderboard-web seed` writes the demo
 //! board and exits; `leaderboard-web token` prints a write token;
-//! `leaderboard-web reconfigure` sets the tables' replicas and shards.
+//! `leaderboard-web reconfigure` sets the tables' replicas and shards;
+//! `leaderboard-web migrate` gives existing boards and players their slot.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,10 +34,14 @@ enum Command {
         #[arg(value_name = "TTL_SECONDS", default_value_t = 30 * 24 * 3600)]
         ttl: u64,
     },
-    /// Set the replicas and shards of both tables to TABLE_REPLICAS and
+    /// Set the replicas and shards of every table to TABLE_REPLICAS and
     /// TABLE_SHARDS (on a cluster; RethinkDB moves the data itself), and
     /// print RethinkDB's answer for each table.
     Reconfigure,
+    /// Give every board and player of an existing database its `slot` (the
+    /// field the workers' shard changefeeds follow). Idempotent, safe while
+    /// the stack runs; workers also do it once at start.
+    Migrate,
     /// Print a shell completion script for this command.
     Completions {
         #[arg(value_enum)]
@@ -72,6 +77,7 @@ fn main() -> ExitCode {
             Command::Serve => serve(settings).await,
             Command::Seed => seed(settings).await,
             Command::Reconfigure => reconfigure(settings).await,
+            Command::Migrate => migrate(settings).await,
             Command::Token { subject, ttl } => token(&settings, &subject, ttl),
             Command::Completions { .. } => unreachable!("handled before the configuration"),
         }
@@ -131,6 +137,18 @@ async fn reconfigure(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn migrate(settings: Settings) -> anyhow::Result<()> {
+    let db = settings.database_url.db.clone();
+    let store = store_of(settings);
+    store.ensure_schema().await?;
+    let report = store.migrate_slots(true).await?;
+    println!(
+        "database {db:?}: {} boards and {} players given their slot",
+        report.boards, report.players
+    );
+    Ok(())
+}
+
 async fn seed(settings: Settings) -> anyhow::Result<()> {
     let store = store_of(settings);
     let created = web::seed::seed(&store).await?;
@@ -178,6 +196,10 @@ mod tests {
         assert!(matches!(
             parse(&["leaderboard-web", "reconfigure"]),
             Ok(Some(Command::Reconfigure))
+        ));
+        assert!(matches!(
+            parse(&["leaderboard-web", "migrate"]),
+            Ok(Some(Command::Migrate))
         ));
         assert!(parse(&["leaderboard-web", "bogus"]).is_err());
     }
