@@ -210,7 +210,12 @@ async fn sigterm_lets_the_worker_finish_its_current_publish() {
     stack.kill_worker();
     stack.set_worker_env("GRIP_URL", &format!("http://127.0.0.1:{port}"));
     stack.start_worker().await.unwrap();
-    // The restart republishes every board: that publish is now in flight.
+    // The restart republishes every board (once its predecessor's leases
+    // have expired); then a change starts a publish that is in flight when
+    // the signal comes.
+    let (_, body) = published.recv().await.expect("the republish");
+    assert!(body.contains("leaderboard-t"), "{body}");
+    stack.score_add("t", "a", 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let worker = stack.worker().unwrap();
     worker.signal("TERM");

@@ -58,7 +58,11 @@ async fn two_origins_and_a_worker_starting_together_share_one_schema() {
         let counts = table_counts(&stack).await;
         assert_eq!(
             counts,
-            BTreeMap::from([("boards".to_owned(), 1), ("players".to_owned(), 1)]),
+            BTreeMap::from([
+                ("boards".to_owned(), 1),
+                ("leases".to_owned(), 1),
+                ("players".to_owned(), 1)
+            ]),
             "round {round}: each table once"
         );
 
