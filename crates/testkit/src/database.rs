@@ -139,6 +139,20 @@ impl Database {
         Self::launch(dir, Some(data_dir.to_path_buf()), 0, None)
     }
 
+    /// The server (or cluster) at `base`, `rethinkdb://[user@]h1:p1,h2:p2`,
+    /// started by someone else. Its [`Database::session`] and the like use
+    /// the first host.
+    pub fn at(dir: &Path, base: &str) -> Self {
+        Self {
+            process: None,
+            base: base.trim_end_matches('/').to_owned(),
+            port: 0,
+            dir: dir.to_path_buf(),
+            data_dir: None,
+            password: None,
+        }
+    }
+
     /// A dev server on `port` (0: any), keeping data in `data_dir` if given,
     /// with `password` for `admin` if given; or the external server.
     pub fn launch(
@@ -328,7 +342,9 @@ impl Database {
 /// (host, port, user, password) of `rethinkdb://[user[:password]@]host[:port]`.
 fn split_base(base: &str) -> (String, u16, String, String) {
     let rest = base.trim_start_matches("rethinkdb://");
-    let (creds, hostport) = rest.rsplit_once('@').unwrap_or(("admin", rest));
+    let (creds, hosts) = rest.rsplit_once('@').unwrap_or(("admin", rest));
+    // A cluster's base lists several hosts: the first one stands for it.
+    let hostport = hosts.split(',').next().unwrap_or(hosts);
     let (user, password) = creds.split_once(':').unwrap_or((creds, ""));
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || p.parse::<u16>().is_ok() => {

@@ -14,6 +14,7 @@
 //! thread is panicking as the handle drops) the tail of each log is printed.
 
 mod bins;
+mod cluster;
 mod database;
 mod netproxy;
 mod ports;
@@ -23,6 +24,7 @@ mod stack;
 mod subscriber;
 
 pub use bins::{binary, Binary};
+pub use cluster::{ClusterNode, RethinkCluster};
 pub use database::{rethinkdb_binary, Database, ServerKind};
 pub use netproxy::NetProxy;
 pub use ports::free_port;

@@ -37,6 +37,11 @@ pub struct StackOptions {
     /// (the first in its own order: Pushpin 1 prefers origin 1, Pushpin 2
     /// origin 2, ...) and every worker publishes to all of them.
     pub pushpins: usize,
+    /// Run on this database server instead of launching one: a base URL,
+    /// `rethinkdb://[user@]h1:p1,h2:p2` (several hosts for a cluster, see
+    /// [`crate::RethinkCluster::base_url`]). The processes then connect to
+    /// it directly, not through [`Stack::db_proxy`].
+    pub database: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -52,6 +57,7 @@ impl Default for StackOptions {
             extra_webs: 0,
             start_together: false,
             pushpins: 1,
+            database: None,
         }
     }
 }
@@ -121,9 +127,12 @@ impl Stack {
         let data = dir.path().join("data");
         let password = options.db_password.clone();
         let persistent = options.persistent_db;
+        let given = options.database.clone();
         let (dir, db) = tokio::task::spawn_blocking(move || {
-            let data = persistent.then_some(data);
-            let db = Database::launch(dir.path(), data, 0, password);
+            let db = match given {
+                Some(base) => Ok(Database::at(dir.path(), &base)),
+                None => Database::launch(dir.path(), persistent.then_some(data), 0, password),
+            };
             db.map(|db| (dir, db))
         })
         .await??;
@@ -241,9 +250,13 @@ impl Stack {
         self.dir.path()
     }
 
-    /// `DATABASE_URL` of this stack's processes: through the proxy.
+    /// `DATABASE_URL` of this stack's processes: through the proxy, or
+    /// straight to the server given in [`StackOptions::database`].
     pub fn database_url(&self) -> String {
-        self.db.url_via(self.db_proxy.port(), &self.db_name)
+        match self.options.database {
+            Some(_) => self.db.url(&self.db_name),
+            None => self.db.url_via(self.db_proxy.port(), &self.db_name),
+        }
     }
 
     /// `DATABASE_URL` straight to the server, for a test's own checks.

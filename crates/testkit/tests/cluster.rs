@@ -5,82 +5,23 @@
 //! one the test says so in one line and passes, as CI has only the dev
 //! server.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
-use serde_json::Value;
 use store::{DatabaseUrl, NewBoard, PoolOptions, SchemaOptions, Store};
-use testkit::{free_port, rethinkdb_binary, ManagedProcess, TempDir};
+use testkit::{rethinkdb_binary, RethinkCluster, TempDir};
 use unreql::r;
 
-/// One node: its process (stopped on drop) and driver port.
-struct Node {
-    process: ManagedProcess,
-    driver_port: u16,
-}
-
-fn start_node(
-    bin: &PathBuf,
-    dir: &TempDir,
-    i: usize,
-    cluster_port: u16,
-    join: Option<u16>,
-) -> Node {
-    let mut cmd = Command::new(bin);
-    cmd.arg("--directory")
-        .arg(dir.path().join(format!("node{i}")))
-        .args(["--bind", "127.0.0.1", "--driver-port", "0"])
-        .args(["--cluster-port", &cluster_port.to_string()])
-        .args([
-            "--no-http-admin",
-            "--no-update-check",
-            "--cache-size",
-            "128",
-        ])
-        .args(["--server-name", &format!("node{i}")]);
-    if let Some(port) = join {
-        cmd.args(["--join", &format!("127.0.0.1:{port}")]);
-    }
-    let mut process = ManagedProcess::spawn(&format!("node{i}"), cmd, dir.path()).expect("spawn");
-    let driver_port = process
-        .wait_for_line(Duration::from_secs(60), |line| {
-            line.strip_prefix("Listening for client driver connections on port ")
-                .and_then(|p| p.trim().parse::<u16>().ok())
-        })
-        .expect("the node listens");
-    Node {
-        process,
-        driver_port,
-    }
-}
-
-/// Runs a query on its own connection to `port`.
-async fn query(port: u16, q: unreql::Command) -> Vec<Value> {
-    let session = r
-        .connect(
-            unreql::cmd::connect::Options::new()
-                .host("127.0.0.1")
-                .port(port),
+/// `[replicas per shard]` of each of the database's tables, by name.
+async fn layout(cluster: &RethinkCluster, node: usize, db: &str) -> Vec<(String, Vec<usize>)> {
+    let rows = cluster
+        .query(
+            node,
+            r.db("rethinkdb")
+                .table("table_config")
+                .filter(unreql::rjson!({"db": db.to_owned()})),
         )
         .await
-        .expect("connect");
-    q.run::<_, Value>(&session)
-        .try_collect()
-        .await
-        .expect("query")
-}
-
-/// `[replicas per shard]` of each of the database's tables, by name.
-async fn layout(port: u16, db: &str) -> Vec<(String, Vec<usize>)> {
-    let rows = query(
-        port,
-        r.db("rethinkdb")
-            .table("table_config")
-            .filter(unreql::rjson!({"db": db.to_owned()})),
-    )
-    .await;
+        .expect("table_config");
     let mut out: Vec<(String, Vec<usize>)> = rows
         .iter()
         .map(|row| {
@@ -106,40 +47,10 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
         return;
     };
     let dir = TempDir::new("cluster").expect("scratch directory");
-    let first_cluster_port = free_port();
-    let mut nodes = vec![start_node(&bin, &dir, 0, first_cluster_port, None)];
-    for i in 1..3 {
-        nodes.push(start_node(
-            &bin,
-            &dir,
-            i,
-            free_port(),
-            Some(first_cluster_port),
-        ));
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let servers = query(
-            nodes[0].driver_port,
-            r.db("rethinkdb").table("server_status").count(()),
-        )
-        .await;
-        if servers.first().and_then(Value::as_u64) == Some(3) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the nodes did not form a cluster"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-
-    let hosts: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.driver_port))
-        .collect();
-    let url =
-        DatabaseUrl::parse(&format!("rethinkdb://{}/cluster_lb", hosts.join(","))).expect("url");
+    let mut cluster = RethinkCluster::start(&bin, dir.path(), 3)
+        .await
+        .expect("a three-node cluster");
+    let url = DatabaseUrl::parse(&format!("{}/cluster_lb", cluster.base_url())).expect("url");
     let store = Store::new(
         url.clone(),
         PoolOptions {
@@ -153,7 +64,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
     store.ensure_schema().await.expect("schema");
     let db = "cluster_lb";
     assert_eq!(
-        layout(nodes[1].driver_port, db).await,
+        layout(&cluster, 1, db).await,
         [
             ("boards".to_owned(), vec![3]),
             ("leases".to_owned(), vec![3]),
@@ -165,7 +76,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
     // A second start with other settings leaves the layout alone.
     let other = Store::new(url.clone(), PoolOptions::default());
     other.ensure_schema().await.expect("schema again");
-    assert_eq!(layout(nodes[1].driver_port, db).await[0].1, vec![3]);
+    assert_eq!(layout(&cluster, 1, db).await[0].1, vec![3]);
 
     // reconfigure: three replicas of two shards each.
     let answers = other
@@ -182,7 +93,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let now = layout(nodes[2].driver_port, db).await;
+        let now = layout(&cluster, 2, db).await;
         if now
             == [
                 ("boards".to_owned(), vec![3, 3]),
@@ -202,7 +113,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
 
     // The first host in the URL stops: a majority of replicas remains, and
     // the store reaches it through the other hosts.
-    nodes[0].process.stop(Duration::from_secs(10));
+    cluster.nodes[0].process.stop(Duration::from_secs(10));
     let fresh = Store::new(url, PoolOptions::default());
     // The shards whose primary was on that node elect another one first (a
     // few seconds on 2.4.4), so the first write may wait for that.
