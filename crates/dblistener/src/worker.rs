@@ -44,6 +44,12 @@ const ITEMS_PER_REQUEST: usize = 200;
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// A publish starts only if the shard's tenure has at least this much left.
 pub const PUBLISH_GUARD: Duration = Duration::from_millis(50);
+/// A broken shard feed is reopened after 100–200 ms, then after delays
+/// doubling up to 2–4 s: a cluster elects a new primary in about two
+/// seconds, and the board is republished once its feed is back, so a
+/// longer wait would only keep subscribers behind.
+const FEED_RETRY_FIRST: Duration = Duration::from_millis(200);
+const FEED_RETRY_MAX: Duration = Duration::from_secs(4);
 
 /// One shard's changes, tagged with the shard and the tenure (epoch) it
 /// was opened under.
@@ -131,6 +137,12 @@ pub struct Worker<S = Store, P = Publisher> {
     feeds: HashMap<u16, ShardFeed>,
     /// When a shard whose feed broke may be reopened.
     reopen_at: HashMap<u16, Instant>,
+    /// Each broken shard feed's back-off, until it opens again. Per shard:
+    /// when a database node dies, every shard's feed breaks at the same
+    /// moment, and one shared back-off would push the later shards' first
+    /// reopening many seconds out.
+    feed_backoffs: HashMap<u16, Backoff>,
+    /// The back-off of setting up the database before anything else.
     backoff: Backoff,
     all_ready: bool,
     /// Whether the lease view has been set (the keeper's first round
@@ -162,6 +174,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             leases,
             feeds: HashMap::new(),
             reopen_at: HashMap::new(),
+            feed_backoffs: HashMap::new(),
             backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(10)),
             all_ready: false,
             leases_known: false,
@@ -255,6 +268,8 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             log::info!("stopped following shard {shard}");
         }
         self.reopen_at.retain(|shard, _| held.contains_key(shard));
+        self.feed_backoffs
+            .retain(|shard, _| held.contains_key(shard));
         let now = Instant::now();
         for (&shard, tenure) in &held {
             if self.feeds.contains_key(&shard)
@@ -321,7 +336,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                     if let Some(feed) = self.feeds.get_mut(&shard) {
                         feed.ready = true;
                     }
-                    self.backoff.reset();
+                    self.feed_backoffs.remove(&shard);
                     self.update_ready();
                 }
                 Err(e) => self.feed_broke(shard, e),
@@ -336,7 +351,11 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             feed.abort.abort();
         }
         self.metrics.reconnects.inc();
-        let delay = self.backoff.next_delay();
+        let delay = self
+            .feed_backoffs
+            .entry(shard)
+            .or_insert_with(|| Backoff::new(FEED_RETRY_FIRST, FEED_RETRY_MAX))
+            .next_delay();
         log::warn!("changefeed of shard {shard} lost ({e}); reopening in {delay:?}");
         self.reopen_at.insert(shard, Instant::now() + delay);
         self.update_ready();
