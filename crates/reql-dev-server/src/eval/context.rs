@@ -35,12 +35,13 @@ pub struct QueryCtx {
     pub now: f64,
 }
 
-/// The current time in seconds since the epoch, at millisecond precision as
-/// RethinkDB keeps it.
+/// The current time in seconds since the epoch, at microsecond precision as
+/// RethinkDB 2.4.4's `r.now()` has it (times a client sends are rounded to
+/// milliseconds; the server's own clock is not).
 fn time_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .map(|d| (d.as_micros() as f64) / 1_000_000.0)
         .unwrap_or(0.0)
 }
 
