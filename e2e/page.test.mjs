@@ -257,7 +257,12 @@ describe('leaderboard page', () => {
     await waitForStatus(page, 'live');
     assert.equal(await page.inputValue('#board-select'), formBoardId);
     const board = await api('GET', `/boards/${formBoardId}/`);
-    assert.deepEqual(board, { id: formBoardId, name: 'Made in the browser', players: [] });
+    assert.deepEqual(board, {
+      id: formBoardId,
+      name: 'Made in the browser',
+      rules: { order: 'desc', operator: 'incr', top: 5 },
+      players: [],
+    });
 
     await page.fill('#player-name', 'Zoë');
     await page.press('#player-name', 'Enter');

@@ -69,10 +69,12 @@ fn snapshot(board: &str, score: i64) -> Snapshot {
     Snapshot::new(Board {
         id: board.into(),
         name: board.into(),
+        rules: domain::Rules::default(),
         players: vec![Player {
             id: "p".into(),
             name: "P".into(),
-            score,
+            score: Some(score),
+            rank: Some(1),
         }],
     })
 }
@@ -141,7 +143,7 @@ impl Proxy {
             .filter_map(|(at, _, content)| {
                 let data = content.lines().find_map(|l| l.strip_prefix("data: "))?;
                 let board: Board = serde_json::from_str(data).ok()?;
-                Some((at, board.players[0].score))
+                Some((at, board.players[0].score.unwrap_or_default()))
             })
             .collect()
     }

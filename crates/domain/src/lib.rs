@@ -8,14 +8,16 @@
 //! compute the same event id.
 
 mod ids;
+mod rules;
 pub mod shard;
 mod snapshot;
 
 pub use ids::{
     BoardId, Name, PlayerId, ScoreDelta, ValidationError, MAX_ID_LEN, MAX_NAME_LEN, MAX_SCORE,
 };
+pub use rules::{Operator, Order, Rules, MAX_TOP, TOP_N};
 pub use shard::{slot_of, Shards};
 pub use snapshot::{
-    channel_name, channel_prefix, check_channel_prefix, deleted_event, integral_score, Board,
-    BoardSummary, Player, Snapshot, SnapshotVersion, DEFAULT_CHANNEL_PREFIX, TOP_N,
+    channel_name, channel_prefix, check_channel_prefix, deleted_event, integral_score,
+    optional_score, Board, BoardSummary, Player, Snapshot, SnapshotVersion, DEFAULT_CHANNEL_PREFIX,
 };

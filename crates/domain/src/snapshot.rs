@@ -4,16 +4,22 @@ use grip::sse::{Event, EventId, EventName};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
-/// How many players a board snapshot holds, as in the original example.
-pub const TOP_N: usize = 5;
+use crate::Rules;
 
 /// A player as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Player {
     pub id: String,
     pub name: String,
-    #[serde(deserialize_with = "integral_score")]
-    pub score: i64,
+    /// `None` until the player's first submission on a `set` or `best`
+    /// board: such a player is not ranked yet.
+    #[serde(default, deserialize_with = "optional_score")]
+    pub score: Option<i64>,
+    /// The player's 1-based position under the board's order, ties broken
+    /// by player id (see the store's ranking queries); absent where it was
+    /// not asked for (a score-add's answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank: Option<u64>,
 }
 
 /// RethinkDB numbers are doubles. Scores written through this API are always
@@ -30,6 +36,15 @@ pub fn integral_score<'de, D: Deserializer<'de>>(de: D) -> Result<i64, D::Error>
     Ok(f.trunc() as i64)
 }
 
+/// [`integral_score`] for a score that may be absent or null.
+pub fn optional_score<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D::Error> {
+    let number = Option::<serde_json::Number>::deserialize(de)?;
+    Ok(number.map(|n| match n.as_i64() {
+        Some(i) => i,
+        None => n.as_f64().unwrap_or(0.0).trunc() as i64,
+    }))
+}
+
 /// A board as listed by `GET /boards/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardSummary {
@@ -38,11 +53,14 @@ pub struct BoardSummary {
     pub name: String,
 }
 
-/// A board with its top players, highest score first.
+/// A board with its rules and its top players in rank order, each with its
+/// rank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Board {
     pub id: String,
     pub name: String,
+    #[serde(default)]
+    pub rules: Rules,
     pub players: Vec<Player>,
 }
 
@@ -182,12 +200,14 @@ mod tests {
         Board {
             id: "b1".into(),
             name: "Weekly".into(),
+            rules: Rules::default(),
             players: scores
                 .iter()
                 .map(|(id, score)| Player {
                     id: (*id).into(),
                     name: format!("name {id}\nline two"),
-                    score: *score,
+                    score: Some(*score),
+                    rank: None,
                 })
                 .collect(),
         }
@@ -232,8 +252,8 @@ mod tests {
     #[test]
     fn fractional_scores_are_read_not_rejected() {
         let p: Player = serde_json::from_str(r#"{"id":"a","name":"A","score":2.7}"#).unwrap();
-        assert_eq!(p.score, 2);
+        assert_eq!(p.score, Some(2));
         let p: Player = serde_json::from_str(r#"{"id":"a","name":"A","score":5}"#).unwrap();
-        assert_eq!(p.score, 5);
+        assert_eq!(p.score, Some(5));
     }
 }

@@ -31,7 +31,7 @@ pub use feed::{BoardChange, BoardChanges};
 pub use leases::{LeaseRow, LeaseTable, MigrationReport};
 
 pub use pool::PoolOptions;
-pub use queries::{NewBoard, NewPlayer, Store};
+pub use queries::{Around, CreatedBoard, Lookup, NewBoard, NewPlayer, Page, Store, Submitted};
 pub use schema::SchemaOptions;
 // The query terms the store sends, for the benchmark to measure the database
 // with exactly what the origin asks of it.

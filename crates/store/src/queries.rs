@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use domain::{Board, BoardId, BoardSummary, Name, Player, PlayerId, ScoreDelta, Snapshot};
+use domain::{Board, BoardId, BoardSummary, Name, Player, PlayerId, Rules, ScoreDelta, Snapshot};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -27,6 +27,53 @@ pub struct NewBoard {
     /// A chosen id, or `None` to let the database generate a UUID.
     pub id: Option<BoardId>,
     pub name: Option<Name>,
+    pub rules: Rules,
+}
+
+/// A board as created: its id, name and rules.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CreatedBoard {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub rules: Rules,
+}
+
+/// A player with its rank and its neighbours in rank order, nearest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Around {
+    pub player: Player,
+    /// Better-ranked players, nearest first.
+    pub above: Vec<Player>,
+    /// Worse-ranked players, nearest first.
+    pub below: Vec<Player>,
+}
+
+/// What the store found when asked for something under a board and one of
+/// its players.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    Found(T),
+    NoBoard,
+    NoPlayer,
+}
+
+/// A page of a board in rank order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub players: Vec<Player>,
+    /// The position of the page's last player, to continue after it; `None`
+    /// when the page was not full (the board ends here).
+    pub last: Option<(i64, String)>,
+}
+
+/// A score submission's outcome: the player as it now stands, and whether
+/// the submission changed its score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub player: Player,
+    pub changed: bool,
 }
 
 /// What a client asks for when creating a player.
@@ -83,8 +130,8 @@ pub(crate) fn single(mut values: Vec<Value>) -> Result<Value, StoreError> {
 struct PlayerDoc {
     player: String,
     name: String,
-    #[serde(deserialize_with = "domain::integral_score")]
-    score: i64,
+    #[serde(default, deserialize_with = "domain::optional_score")]
+    score: Option<i64>,
 }
 
 /// The client's view of a player document, read from the answer in place.
@@ -94,11 +141,21 @@ fn player_view(doc: &Value) -> Result<Player, StoreError> {
         id: doc.player,
         name: doc.name,
         score: doc.score,
+        rank: None,
     })
 }
 
 fn player_views(docs: Vec<Value>) -> Result<Vec<Player>, StoreError> {
     docs.iter().map(player_view).collect()
+}
+
+/// Players in rank order, the first of them at rank `first`.
+fn ranked_from(first: u64, docs: Vec<Value>) -> Result<Vec<Player>, StoreError> {
+    let mut players = player_views(docs)?;
+    for (i, p) in players.iter_mut().enumerate() {
+        p.rank = Some(first + i as u64);
+    }
+    Ok(players)
 }
 
 impl Store {
@@ -132,14 +189,14 @@ impl Store {
         }
     }
 
-    /// A board with its top [`domain::TOP_N`] players, or `None` if no such
-    /// board exists. One round trip: the board and its players are read by a
-    /// single query.
+    /// A board with its rules and its top players (its `top` of them, in
+    /// its order, each with its rank), or `None` if no such board exists.
+    /// One round trip: the board and its players are read by a single query.
     pub async fn snapshot(&self, board: &BoardId) -> Result<Option<Snapshot>, StoreError> {
-        let value = single(self.run(reql::snapshot(board, domain::TOP_N)).await?)?;
+        let value = single(self.run(reql::snapshot(board)).await?)?;
         #[derive(Deserialize)]
         struct Row {
-            board: Option<BoardSummary>,
+            board: Option<CreatedBoard>,
             players: Vec<Value>,
         }
         let row: Row = decode(value)?;
@@ -149,8 +206,89 @@ impl Store {
         Ok(Some(Snapshot::new(Board {
             id: board.id,
             name: board.name,
-            players: player_views(row.players)?,
+            rules: board.rules,
+            players: ranked_from(1, row.players)?,
         })))
+    }
+
+    /// A player with its rank and up to `n` players on each side.
+    pub async fn around(
+        &self,
+        board: &BoardId,
+        player: &PlayerId,
+        n: usize,
+    ) -> Result<Lookup<Around>, StoreError> {
+        let value = single(self.run(reql::around(board, player, n)).await?)?;
+        #[derive(Deserialize)]
+        struct Row {
+            board: Option<Value>,
+            player: Option<Value>,
+            #[serde(default)]
+            rank: u64,
+            #[serde(default)]
+            above: Vec<Value>,
+            #[serde(default)]
+            below: Vec<Value>,
+        }
+        let row: Row = decode(value)?;
+        if row.board.is_none() {
+            return Ok(Lookup::NoBoard);
+        }
+        let Some(me) = row.player else {
+            return Ok(Lookup::NoPlayer);
+        };
+        let mut player = player_view(&me)?;
+        if player.score.is_none() {
+            // Not ranked before its first submission.
+            return Ok(Lookup::Found(Around {
+                player,
+                above: Vec::new(),
+                below: Vec::new(),
+            }));
+        }
+        player.rank = Some(row.rank);
+        let mut above = player_views(row.above)?;
+        for (i, p) in above.iter_mut().enumerate() {
+            p.rank = Some(row.rank.saturating_sub(i as u64 + 1));
+        }
+        let mut below = player_views(row.below)?;
+        for (i, p) in below.iter_mut().enumerate() {
+            p.rank = Some(row.rank + i as u64 + 1);
+        }
+        Ok(Lookup::Found(Around {
+            player,
+            above,
+            below,
+        }))
+    }
+
+    /// A page of `limit` players in rank order, after `cursor` (a position:
+    /// score and player id) or from the top; `None` if there is no board.
+    pub async fn page(
+        &self,
+        board: &BoardId,
+        cursor: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Option<Page>, StoreError> {
+        let value = single(self.run(reql::page(board, cursor, limit)).await?)?;
+        #[derive(Deserialize)]
+        struct Row {
+            board: Option<Value>,
+            #[serde(default)]
+            players: Vec<Value>,
+            #[serde(default)]
+            first_rank: u64,
+        }
+        let row: Row = decode(value)?;
+        if row.board.is_none() {
+            return Ok(None);
+        }
+        let players = ranked_from(row.first_rank.max(1), row.players)?;
+        let last = match players.last() {
+            Some(p) if players.len() >= limit => Some((p.score.unwrap_or_default(), p.id.clone())),
+            _ => None,
+        };
+        Ok(Some(Page { players, last }))
     }
 
     /// The top `n` players of a board, highest score first.
@@ -189,7 +327,7 @@ impl Store {
         }
     }
 
-    pub async fn create_board(&self, new: NewBoard) -> Result<BoardSummary, StoreError> {
+    pub async fn create_board(&self, new: NewBoard) -> Result<CreatedBoard, StoreError> {
         // The id is chosen here, not by the database, because the board's
         // slot (a hash of its id) is stored with it.
         let id = new.id.unwrap_or_else(|| {
@@ -199,6 +337,7 @@ impl Store {
             "id": id.as_str(),
             "name": new.name.map(String::from).unwrap_or_default(),
             "slot": domain::slot_of(id.as_str()),
+            "rules": new.rules,
         });
         let result = self.write(reql::insert_board(doc)).await?;
         if result.errors > 0 {
@@ -227,20 +366,25 @@ impl Store {
         board: &BoardId,
         new: NewPlayer,
     ) -> Result<Option<Player>, StoreError> {
-        if !self.board_exists(board).await? {
+        let Some(rules) = self.board_rules(board).await? else {
             return Ok(None);
-        }
+        };
         let id = new.id.unwrap_or_else(|| {
             PlayerId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid id")
         });
-        let doc = json!({
+        let mut doc = json!({
             "id": player_key(board, &id),
             "board": board.as_str(),
             "player": id.as_str(),
             "name": new.name.as_str(),
-            "score": 0,
             "slot": domain::slot_of(board.as_str()),
         });
+        // On an `incr` board a player starts at 0, as it always has. On a
+        // `set` or `best` board it has no score, and so no rank, until its
+        // first submission: a lap time of 0 would otherwise top the board.
+        if rules.operator == domain::Operator::Incr {
+            doc["score"] = json!(0);
+        }
         let result = self.write(reql::insert_player(doc)).await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
@@ -256,6 +400,16 @@ impl Store {
             return Ok(None);
         }
         Ok(Some(player))
+    }
+
+    /// A board's rules, or `None` if there is no such board.
+    pub async fn board_rules(&self, board: &BoardId) -> Result<Option<Rules>, StoreError> {
+        let value = single(self.run(reql::get_board(board)).await?)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        let rules = value.get("rules").cloned().unwrap_or(json!({}));
+        decode(rules).map(Some)
     }
 
     pub async fn board_exists(&self, board: &BoardId) -> Result<bool, StoreError> {
@@ -333,8 +487,41 @@ impl Store {
             return Ok(None);
         };
         let mut player = player_view(&row)?;
-        player.score = first_score(&row, key)?;
+        player.score = Some(first_score(&row, key)?);
         Ok(Some(player))
+    }
+
+    /// Submits `value` under the board's operator (see
+    /// [`reql::score_submit`]); `None` if there is no such player.
+    pub async fn submit_score(
+        &self,
+        board: &BoardId,
+        player: &PlayerId,
+        value: i64,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Option<Submitted>, StoreError> {
+        let idempotency = key.map(|key| Idempotency {
+            key,
+            now_millis: now_millis(),
+        });
+        let result = self
+            .write(reql::score_submit(board, player, value, idempotency))
+            .await?;
+        let replaced = result.replaced > 0;
+        let Some(row) = Self::score_result(result)? else {
+            return Ok(None);
+        };
+        let mut player = player_view(&row)?;
+        let changed = match key {
+            // A keyed submission's own write is the key's record; whether it
+            // changed the score is read from the score it recorded.
+            Some(key) => {
+                player.score = Some(first_score(&row, key)?);
+                key_changed(&row, key)
+            }
+            None => replaced,
+        };
+        Ok(Some(Submitted { player, changed }))
     }
 
     /// The document a score update left, `None` if there is no such player.
@@ -380,6 +567,22 @@ fn first_score(doc: &Value, key: &IdempotencyKey) -> Result<i64, StoreError> {
         .find(|e| e.k == key.as_str())
         .map(|e| e.score)
         .ok_or_else(|| StoreError::Decode("the update did not record its idempotency key".into()))
+}
+
+/// Whether the write recorded with `key` changed the score (an entry
+/// written by a score-add, which always does, does not say).
+fn key_changed(doc: &Value, key: &IdempotencyKey) -> bool {
+    doc.get(reql::IDEMPOTENCY_FIELD)
+        .and_then(Value::as_array)
+        .and_then(|entries| {
+            entries
+                .iter()
+                .rev()
+                .find(|e| e.get("k").and_then(Value::as_str) == Some(key.as_str()))
+        })
+        .and_then(|e| e.get("c"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
 }
 
 /// The origin's clock, for the age of idempotency keys.

@@ -5,7 +5,7 @@
 //! (`crates/testkit/tests/conformance.rs`) can check each one's answer
 //! against what a real RethinkDB 2.4.4 recorded.
 
-use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
+use domain::{BoardId, Order, PlayerId, ScoreDelta, MAX_SCORE, TOP_N};
 use serde_json::Value;
 use unreql::cmd::options::{
     BetweenOptions, ChangesOptions, Conflict, IdentifierFormat, InsertOptions, ReturnChanges,
@@ -68,13 +68,203 @@ pub fn top_players_query(board: &str, n: usize) -> Command {
         .without(IDEMPOTENCY_FIELD)
 }
 
-/// A board and its top `n` players in one round trip:
-/// `{board: <row or null>, players: [...]}`.
-pub fn snapshot(board: &BoardId, n: usize) -> Command {
-    rjson!({
-        "board": r.table(BOARDS).get(board.to_string()),
-        "players": top_players_query(board.as_str(), n).coerce_to("array"),
-    })
+/// A board and its top players under its own rules, in one round trip:
+/// `{board: <row or null>, players: [...]}`. The board's `rules.order`
+/// picks the direction the `[board, score]` index is read in (one index
+/// serves both orders) and `rules.top` how many; a board without rules
+/// reads as `desc`, 5.
+pub fn snapshot(board: &BoardId) -> Command {
+    let id = board.as_str().to_owned();
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
+        let top = doc.clone().g("rules").g("top").default(TOP_N as u64);
+        let players = by_order(doc.clone(), |dir| {
+            ranked(&id, dir).limit(top.clone()).coerce_to("array")
+        });
+        rjson!({
+            "board": doc.clone(),
+            "players": r.branch(doc, players, rjson!([])),
+        })
+    }))
+}
+
+/// Which way the `[board, score]` index is walked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// Lower scores first; equal scores in ascending player id order.
+    Up,
+    /// Higher scores first; equal scores in descending player id order.
+    Down,
+}
+
+impl Walk {
+    /// Rank order under a board's order: the best first.
+    pub fn of(order: Order) -> Self {
+        match order {
+            Order::Desc => Walk::Down,
+            Order::Asc => Walk::Up,
+        }
+    }
+
+    pub fn reverse(self) -> Self {
+        match self {
+            Walk::Up => Walk::Down,
+            Walk::Down => Walk::Up,
+        }
+    }
+}
+
+/// `if_asc` or `if_desc` built for the order stored in the board document
+/// `doc` (a term), chosen by the server: `r.branch` evaluates one branch.
+fn by_order(doc: Command, build: impl Fn(Walk) -> Command) -> Command {
+    r.branch(
+        doc.g("rules").g("order").default("desc").eq("asc"),
+        build(Walk::of(Order::Asc)),
+        build(Walk::of(Order::Desc)),
+    )
+}
+
+/// A board's players in `walk` order, straight from the `[board, score]`
+/// index (a stream: nothing is sorted in memory).
+pub fn ranked(board: &str, walk: Walk) -> Command {
+    let index = match walk {
+        Walk::Up => r.index(r.asc(BOARD_SCORE_INDEX)),
+        Walk::Down => r.index(r.desc(BOARD_SCORE_INDEX)),
+    };
+    r.table(PLAYERS)
+        .between(
+            rjson!([board.to_owned(), r.minval()]),
+            rjson!([board.to_owned(), r.maxval()]),
+            r.with_opt(
+                (),
+                BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
+            ),
+        )
+        .order_by(index)
+        .without(IDEMPOTENCY_FIELD)
+}
+
+/// A board's players strictly after the position (`score`, `player`) in
+/// `walk` order: the index range from that score on, less the equal scores
+/// on the position's own side of the tie-break. The position need not be a
+/// player's current one (a cursor's may be stale). `score` and `player` are
+/// terms, so the position may come from a document read in the same query.
+pub fn after(board: &str, score: Command, player: Command, walk: Walk) -> Command {
+    let key = r.expr(format!("{board}:")).add(player);
+    let (lower, upper, bounds, index) = match walk {
+        Walk::Up => (
+            rjson!([board.to_owned(), score.clone()]),
+            rjson!([board.to_owned(), r.maxval()]),
+            BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
+            r.index(r.asc(BOARD_SCORE_INDEX)),
+        ),
+        Walk::Down => (
+            rjson!([board.to_owned(), r.minval()]),
+            rjson!([board.to_owned(), score.clone()]),
+            BetweenOptions::new()
+                .index(BOARD_SCORE_INDEX.to_owned())
+                .right_bound(Status::Closed),
+            r.index(r.desc(BOARD_SCORE_INDEX)),
+        ),
+    };
+    let beyond = func!(|p| match walk {
+        Walk::Up => p
+            .clone()
+            .g("score")
+            .gt(score.clone())
+            .or(p.g("id").gt(key.clone())),
+        Walk::Down => p
+            .clone()
+            .g("score")
+            .lt(score.clone())
+            .or(p.g("id").lt(key.clone())),
+    });
+    r.table(PLAYERS)
+        .between(lower, upper, r.with_opt((), bounds))
+        .order_by(index)
+        .filter(beyond)
+        .without(IDEMPOTENCY_FIELD)
+}
+
+/// A player with its rank, and up to `n` players on each side of it in rank
+/// order, each side nearest first: `{board, player, rank, above, below}`,
+/// or `{board: null}` / `{player: null}`. One round trip; the rank is a
+/// count of the index entries before the player, so it costs O(rank).
+pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
+    let id = board.as_str().to_owned();
+    let key = player_key(board, player);
+    let n = limit_arg(n);
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
+        let me = r.table(PLAYERS).get(key.clone());
+        let body = me.clone().do_(func!(|p| {
+            let score = p.clone().g("score");
+            let pid = p.clone().g("player");
+            let side = |toward_best: bool| {
+                by_order(doc.clone(), |walk| {
+                    let walk = if toward_best { walk.reverse() } else { walk };
+                    after(&id, score.clone(), pid.clone(), walk)
+                })
+            };
+            rjson!({
+                "board": doc.clone(),
+                "player": p.clone().without(IDEMPOTENCY_FIELD),
+                "rank": side(true).count(()).add(1),
+                "above": side(true).limit(n).coerce_to("array"),
+                "below": side(false).limit(n).coerce_to("array"),
+            })
+        }));
+        // A player with no score yet (on a `set` or `best` board) has no
+        // rank: rank 0 says so.
+        let unranked = me.clone().do_(func!(|p| rjson!({
+            "board": doc.clone(),
+            "player": p.without(IDEMPOTENCY_FIELD),
+            "rank": 0,
+        })));
+        r.branch(
+            doc.clone(),
+            r.branch(
+                me.clone(),
+                r.branch(me.has_fields("score"), body, unranked),
+                rjson!({ "board": doc.clone(), "player": r.expr(Value::Null) }),
+            ),
+            rjson!({ "board": r.expr(Value::Null) }),
+        )
+    }))
+}
+
+/// A page of a board in rank order: `limit` players after the position
+/// `cursor` (score, player id), or from the top. `{board: <row or null>,
+/// players: [...], first_rank}`, where `first_rank` counts the players
+/// before the page's first (O(rank); 1 on the first page).
+pub fn page(board: &BoardId, cursor: Option<(i64, &str)>, limit: usize) -> Command {
+    let id = board.as_str().to_owned();
+    let limit = limit_arg(limit);
+    let cursor = cursor.map(|(s, p)| (s, p.to_owned()));
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
+        let players = by_order(doc.clone(), |walk| match &cursor {
+            None => ranked(&id, walk).limit(limit).coerce_to("array"),
+            Some((score, player)) => after(&id, r.expr(*score), r.expr(player.clone()), walk)
+                .limit(limit)
+                .coerce_to("array"),
+        });
+        let body = players.do_(func!(|list| {
+            let first = list.clone().nth(0);
+            let before_first = by_order(doc.clone(), |walk| {
+                after(
+                    &id,
+                    first.clone().g("score"),
+                    first.clone().g("player"),
+                    walk.reverse(),
+                )
+                .count(())
+            });
+            rjson!({
+                "board": doc.clone(),
+                "players": list.clone(),
+                "first_rank": r.branch(list.is_empty(), 1, before_first.add(1)),
+            })
+        }));
+        r.branch(doc.clone(), body, rjson!({ "board": r.expr(Value::Null) }))
+    }))
 }
 
 /// Boards in id order, at most `limit`, after the board `after` if given.
@@ -130,7 +320,8 @@ pub fn delete_player(board: &BoardId, player: &PlayerId) -> Command {
 }
 
 /// The player document's field holding its recent idempotency keys:
-/// `[{k, at, score}]`, oldest first.
+/// `[{k, at, score, c}]`, oldest first: the key, the origin's time, the
+/// score the write left and whether it changed the score.
 pub const IDEMPOTENCY_FIELD: &str = "idem";
 
 /// How long a player remembers an idempotency key: a retry with the same
@@ -203,61 +394,107 @@ pub fn score_update(
     idempotency: Option<Idempotency<'_>>,
 ) -> Command {
     let d = delta.get();
-    let out_of_range = |p: Command| {
-        p.clone()
-            .g("score")
-            .add(d)
-            .gt(MAX_SCORE)
-            .or(p.g("score").add(d).lt(-MAX_SCORE))
+    let changes = match idempotency {
+        None => ReturnChanges::Bool(true),
+        Some(_) => ReturnChanges::Always,
     };
-    let (update, changes) = match idempotency {
-        None => (
-            func!(|p| {
+    // A player with no score yet (on a `set` or `best` board) starts at 0.
+    let update = scoring(move |p| p.g("score").default(0).add(d), idempotency);
+    r.table(PLAYERS)
+        .get(player_key(board, player))
+        .update(r.with_opt(update, UpdateOptions::new().return_changes(changes)))
+}
+
+/// `POST .../score/`: submits `value` under the board's operator, in one
+/// atomic update of the player read in the same query as the board's rules
+/// (which never change): `incr` adds it, `set` replaces the score, `best`
+/// keeps the better of the two under the board's order. A submission that
+/// leaves the score as it was changes nothing (no changefeed event, nothing
+/// published); `return_changes: "always"` still returns the document.
+/// Idempotency keys work as in [`score_update`].
+pub fn score_submit(
+    board: &BoardId,
+    player: &PlayerId,
+    value: i64,
+    idempotency: Option<Idempotency<'_>>,
+) -> Command {
+    let key = player_key(board, player);
+    r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
+        let rules = doc.g("rules");
+        let operator = rules.clone().g("operator").default("incr");
+        let order = rules.g("order").default("desc");
+        let next = move |p: Command| {
+            let s = p.clone().g("score");
+            r.branch(
+                operator.clone().eq("set").or(p.has_fields("score").not()),
+                r.expr(value),
                 r.branch(
-                    out_of_range(p.clone()),
-                    r.error(OUT_OF_RANGE),
-                    rjson!({ "score": p.g("score").add(d) }),
-                )
-            }),
-            ReturnChanges::Bool(true),
-        ),
+                    operator.clone().eq("best"),
+                    r.branch(
+                        order.clone().eq("asc"),
+                        r.branch(s.clone().gt(value), r.expr(value), s.clone()),
+                        r.branch(s.clone().lt(value), r.expr(value), s.clone()),
+                    ),
+                    s.add(value),
+                ),
+            )
+        };
+        r.table(PLAYERS).get(key.clone()).update(r.with_opt(
+            scoring(next, idempotency),
+            UpdateOptions::new().return_changes(ReturnChanges::Always),
+        ))
+    }))
+}
+
+/// The update function of a score write: the new score is `next(player)`,
+/// refused with [`OUT_OF_RANGE`] beyond ±`MAX_SCORE`; with an idempotency
+/// key, the key's bookkeeping (see [`score_update`]).
+fn scoring(next: impl Fn(Command) -> Command, idempotency: Option<Idempotency<'_>>) -> Command {
+    let out_of_range = |score: Command| score.clone().gt(MAX_SCORE).or(score.lt(-MAX_SCORE));
+    match idempotency {
+        None => func!(|p| {
+            let score = next(p.clone());
+            r.branch(
+                out_of_range(score.clone()),
+                r.error(OUT_OF_RANGE),
+                rjson!({ "score": score }),
+            )
+        }),
         Some(Idempotency { key, now_millis }) => {
             let key = key.as_str().to_owned();
             let cutoff = now_millis - IDEMPOTENCY_WINDOW_MS;
             let kept = limit_arg(IDEMPOTENCY_KEYS_KEPT);
-            (
-                func!(|p| {
-                    let recent = p
-                        .clone()
-                        .g(IDEMPOTENCY_FIELD)
-                        .default(rjson!([]))
-                        .filter(func!(|e| e.g("at").gt(cutoff)));
-                    let score = p.clone().g("score").add(d);
-                    let entry =
-                        rjson!({ "k": key.clone(), "at": now_millis, "score": score.clone() });
-                    let list = recent.clone().append(entry);
-                    let bounded = r.branch(
-                        list.clone().count(()).gt(kept),
-                        list.clone().skip(list.clone().count(()).sub(kept)),
-                        list,
-                    );
+            func!(|p| {
+                let recent = p
+                    .clone()
+                    .g(IDEMPOTENCY_FIELD)
+                    .default(rjson!([]))
+                    .filter(func!(|e| e.g("at").gt(cutoff)));
+                let score = next(p.clone());
+                let entry = rjson!({
+                    "k": key.clone(),
+                    "at": now_millis,
+                    "score": score.clone(),
+                    "c": p.clone().has_fields("score").not().or(p.clone().g("score").ne(score.clone())),
+                });
+                let list = recent.clone().append(entry);
+                let bounded = r.branch(
+                    list.clone().count(()).gt(kept),
+                    list.clone().skip(list.clone().count(()).sub(kept)),
+                    list,
+                );
+                r.branch(
+                    recent.contains(func!(|e| e.g("k").eq(key.clone()))),
+                    rjson!({}),
                     r.branch(
-                        recent.contains(func!(|e| e.g("k").eq(key.clone()))),
-                        rjson!({}),
-                        r.branch(
-                            out_of_range(p),
-                            r.error(OUT_OF_RANGE),
-                            rjson!({ "score": score, "idem": bounded }),
-                        ),
-                    )
-                }),
-                ReturnChanges::Always,
-            )
+                        out_of_range(score.clone()),
+                        r.error(OUT_OF_RANGE),
+                        rjson!({ "score": score, "idem": bounded }),
+                    ),
+                )
+            })
         }
-    };
-    r.table(PLAYERS)
-        .get(player_key(board, player))
-        .update(r.with_opt(update, UpdateOptions::new().return_changes(changes)))
+    }
 }
 
 // ---------------------------------------------------------------- schema

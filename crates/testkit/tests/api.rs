@@ -112,7 +112,10 @@ async fn players_and_board_lists() {
 
     let (status, player) = body(stack.get("/boards/alpha/players/a1/").await).await;
     assert_eq!(status, 200);
-    assert_eq!(player, json!({"id": "a1", "name": "Ann", "score": 0}));
+    assert_eq!(
+        player,
+        json!({"id": "a1", "name": "Ann", "score": 0, "rank": 1})
+    );
     let (_, player) = body(stack.get("/boards/alpha/players/a1").await).await;
     assert_eq!(player["id"], "a1");
 
@@ -132,8 +135,9 @@ async fn players_and_board_lists() {
     assert_eq!(status, 200);
     assert_eq!(
         players["players"],
-        json!([{"id": "a1", "name": "Ann", "score": 0}])
+        json!([{"id": "a1", "name": "Ann", "score": 0, "rank": 1}])
     );
+    assert_eq!(players["next_cursor"], Value::Null);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,7 +214,15 @@ async fn boards_and_players_are_created_and_deleted() {
     assert_eq!(status, 201);
     let id = board["id"].as_str().unwrap().to_owned();
     assert_eq!(location, format!("/boards/{id}/"));
-    assert_eq!(board, json!({"id": id, "name": "Weekly", "players": []}));
+    assert_eq!(
+        board,
+        json!({
+            "id": id,
+            "name": "Weekly",
+            "rules": {"order": "desc", "operator": "incr", "top": 5},
+            "players": [],
+        })
+    );
     // A board with no body at all.
     let (status, unnamed) = body(stack.post_empty("/boards/").await).await;
     assert_eq!(status, 201);
@@ -228,7 +240,9 @@ async fn boards_and_players_are_created_and_deleted() {
     assert_eq!(player["score"], 0);
     let pid = player["id"].as_str().unwrap().to_owned();
     let (status, fetched) = body(stack.get(&format!("/boards/{id}/players/{pid}/")).await).await;
-    assert_eq!((status, &fetched), (200, &player));
+    let mut ranked = player.clone();
+    ranked["rank"] = json!(1);
+    assert_eq!((status, &fetched), (200, &ranked));
 
     // Duplicate ids conflict.
     stack.create_board("fixed", &[("same", "One")]).await;
@@ -278,7 +292,7 @@ async fn boards_and_players_are_created_and_deleted() {
     assert_error(
         stack.get("/boards/fixed/players/same/").await,
         404,
-        "player_not_found",
+        "board_not_found",
     )
     .await;
     assert_error(stack.delete("/boards/fixed").await, 404, "board_not_found").await;
@@ -319,7 +333,7 @@ async fn every_error_is_a_clear_json_4xx() {
     assert_error(
         stack.get("/boards/nope/players/p/").await,
         404,
-        "player_not_found",
+        "board_not_found",
     )
     .await;
     assert_error(

@@ -124,6 +124,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
             .create_board(NewBoard {
                 id: None,
                 name: None,
+                rules: domain::Rules::default(),
             })
             .await
         {

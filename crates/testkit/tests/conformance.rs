@@ -372,12 +372,13 @@ async fn run_script(server: &Database) -> Vec<Case> {
         reql::top_players_query("b1", usize::MAX),
     )
     .await;
-    s.case("snapshot", reql::snapshot(&b1, 5)).await;
+    s.case("snapshot", reql::snapshot(&b1)).await;
     s.case(
         "snapshot, missing board",
-        reql::snapshot(&id(BoardId::parse, "none"), 5),
+        reql::snapshot(&id(BoardId::parse, "none")),
     )
     .await;
+    rules_and_ranks(&mut s).await;
     s.case("boards_page, first", reql::boards_page(None, 1000))
         .await;
     s.case("boards_page, one", reql::boards_page(None, 1)).await;
@@ -442,6 +443,112 @@ async fn run_script(server: &Database) -> Vec<Case> {
     s.case("db_config_named, after", reql::db_config_named(&db))
         .await;
     s.cases
+}
+
+/// A board with rules (ascending, `best`, top 2), submissions under each
+/// operator, ranks, around-me and pages on it, and on b1 (no rules).
+async fn rules_and_ranks(s: &mut Script) {
+    let b1: BoardId = id(BoardId::parse, "b1");
+    let laps: BoardId = id(BoardId::parse, "laps");
+    s.case(
+        "insert_board with rules",
+        reql::insert_board(json!({
+            "id": "laps",
+            "name": "Laps",
+            "rules": {"order": "asc", "operator": "best", "top": 2},
+        })),
+    )
+    .await;
+    let mut players = Vec::new();
+    for p in ["ann", "bob", "cat", "dan"] {
+        let pid: PlayerId = id(PlayerId::parse, p);
+        // No score: not ranked until the first submission.
+        s.case(
+            &format!("insert_player laps {p}"),
+            reql::insert_player(json!({
+                "id": reql::player_key(&laps, &pid),
+                "board": "laps",
+                "player": p,
+                "name": p,
+            })),
+        )
+        .await;
+        players.push(pid);
+    }
+    let k = reql::IdempotencyKey::parse("lap-1").expect("a valid key");
+    let keyed = Some(reql::Idempotency {
+        key: &k,
+        now_millis: 1_700_000_000_000,
+    });
+    for (i, (p, value)) in [(0, 70), (1, 65), (2, 65), (0, 72), (0, 60)]
+        .into_iter()
+        .enumerate()
+    {
+        s.case(
+            &format!("score_submit best asc #{i}"),
+            reql::score_submit(&laps, &players[p], value, None),
+        )
+        .await;
+    }
+    s.case(
+        "score_submit keyed",
+        reql::score_submit(&laps, &players[3], 90, keyed),
+    )
+    .await;
+    s.case(
+        "score_submit keyed, replay",
+        reql::score_submit(&laps, &players[3], 50, keyed),
+    )
+    .await;
+    s.case(
+        "score_submit, no such player",
+        reql::score_submit(&laps, &id(PlayerId::parse, "nobody"), 1, None),
+    )
+    .await;
+    s.case("snapshot with rules", reql::snapshot(&laps)).await;
+    for n in [0, 1, 3] {
+        s.case(
+            &format!("around bob n={n}"),
+            reql::around(&laps, &players[1], n),
+        )
+        .await;
+    }
+    s.case(
+        "around on b1",
+        reql::around(&b1, &id(PlayerId::parse, "bob"), 2),
+    )
+    .await;
+    s.case(
+        "around, no such player",
+        reql::around(&laps, &id(PlayerId::parse, "nobody"), 1),
+    )
+    .await;
+    s.case(
+        "around, no such board",
+        reql::around(&id(BoardId::parse, "none"), &players[0], 1),
+    )
+    .await;
+    s.case("page, first", reql::page(&laps, None, 2)).await;
+    s.case("page, after bob", reql::page(&laps, Some((65, "bob")), 2))
+        .await;
+    s.case(
+        "page, stale cursor",
+        reql::page(&laps, Some((66, "zed")), 5),
+    )
+    .await;
+    s.case("page on b1", reql::page(&b1, Some((3, "bob")), 10))
+        .await;
+    s.case(
+        "page, no such board",
+        reql::page(&id(BoardId::parse, "none"), None, 1),
+    )
+    .await;
+    s.case(
+        "delete_board_players laps",
+        reql::delete_board_players(&laps),
+    )
+    .await;
+    s.case("delete_board laps", reql::delete_board(&laps)).await;
 }
 
 /// The worker's leases (on the database's clock) and the boards' slots:

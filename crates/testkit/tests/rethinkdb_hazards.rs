@@ -191,6 +191,7 @@ async fn the_schema_set_up_repairs_a_database_an_earlier_version_left_doubled() 
         .create_board(store::NewBoard {
             id: Some(board.clone()),
             name: Some(domain::Name::parse("B1").unwrap()),
+            rules: domain::Rules::default(),
         })
         .await
         .unwrap();

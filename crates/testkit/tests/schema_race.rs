@@ -87,7 +87,7 @@ async fn two_origins_and_a_worker_starting_together_share_one_schema() {
         assert_eq!(first.json()["players"][0]["score"], 0, "round {round}");
         stack.score_add("race", "ann", 7).await;
         sub.wait_for(Duration::from_secs(5), |e| {
-            (e.json()["players"][0] == json!({"id": "ann", "name": "Ann", "score": 7}))
+            (e.json()["players"][0] == json!({"id": "ann", "name": "Ann", "score": 7, "rank": 1}))
                 .then_some(())
         })
         .await

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod cursor;
 pub mod error;
 pub mod metrics;
 pub mod negotiate;

@@ -5,14 +5,15 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
-use domain::{BoardId, Name, PlayerId, ScoreDelta};
+use domain::{BoardId, Name, Operator, Order, PlayerId, Rules, ScoreDelta, TOP_N};
 use serde::Deserialize;
 use serde_json::json;
 use store::reql::IdempotencyKey;
-use store::{NewBoard, NewPlayer};
+use store::{Lookup, NewBoard, NewPlayer};
 
 use crate::auth::WriteAccess;
 use crate::body::Body;
+use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::negotiate::{negotiate, Representation};
 use crate::page;
@@ -24,6 +25,8 @@ type ApiResult = Result<HttpResponse, ApiError>;
 /// a player listing.
 const MAX_LIST: usize = 1000;
 const DEFAULT_PLAYER_LIST: usize = 100;
+/// The most neighbours `around/` shows on each side.
+const MAX_AROUND: usize = 50;
 
 /// Registers every route. Paths end in a slash; `NormalizePath` in the app
 /// adds a missing one, so `/boards/x` works too.
@@ -57,6 +60,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/boards/{board}/players/{player}/score-add/", &["POST"])
                 .route(web::post().to(score_add)),
+        )
+        .service(
+            resource("/boards/{board}/players/{player}/score/", &["POST"])
+                .route(web::post().to(score_submit)),
+        )
+        .service(
+            resource("/boards/{board}/players/{player}/around/", &["GET"])
+                .route(web::get().to(around)),
         );
 }
 
@@ -138,12 +149,16 @@ async fn list_boards(state: Data<AppState>) -> ApiResult {
     Ok(json_response(StatusCode::OK, json!({ "boards": boards })))
 }
 
-/// The body of `POST /boards/`; it may be empty.
+/// The body of `POST /boards/`; it may be empty. The rules are fixed from
+/// then on.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBoard {
     id: Option<String>,
     name: Option<String>,
+    order: Option<Order>,
+    operator: Option<Operator>,
+    top: Option<usize>,
 }
 
 async fn create_board(
@@ -153,22 +168,34 @@ async fn create_board(
 ) -> ApiResult {
     let id = body.id.as_deref().map(BoardId::parse).transpose()?;
     let name = body.name.as_deref().map(Name::parse).transpose()?;
+    let rules = Rules::new(
+        body.order.unwrap_or_default(),
+        body.operator.unwrap_or_default(),
+        body.top.unwrap_or(TOP_N),
+    )?;
     state.ready().await?;
     let requested = id.clone();
     let board = state
         .store
-        .create_board(NewBoard { id, name })
+        .create_board(NewBoard { id, name, rules })
         .await
         .map_err(|e| match (e, requested) {
-            (store::StoreError::Conflict, Some(id)) => {
-                ApiError::Conflict(format!("board {:?}", id.as_str()))
-            }
+            // The board exists: its rules (and name) stay as they are.
+            (store::StoreError::Conflict, Some(id)) => ApiError::Conflict(format!(
+                "board {:?} exists; a board's rules are fixed when it is created",
+                id.as_str()
+            )),
             (e, _) => e.into(),
         })?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/boards/{}/", board.id)))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(json!({ "id": board.id, "name": board.name, "players": [] })))
+        .json(json!({
+            "id": board.id,
+            "name": board.name,
+            "rules": board.rules,
+            "players": [],
+        })))
 }
 
 async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
@@ -242,6 +269,11 @@ async fn delete_board(_: WriteAccess, state: Data<AppState>, path: web::Path<Str
     }
 }
 
+/// `GET /boards/{board}/players/?limit=N&cursor=C`: the board in rank
+/// order, a page at a time. The answer's `next_cursor` continues after its
+/// last player (null at the end). Paging is by position (score, then id),
+/// so a walk while others write misses or repeats only players whose own
+/// score changed meanwhile.
 async fn list_players(
     state: Data<AppState>,
     req: HttpRequest,
@@ -250,22 +282,34 @@ async fn list_players(
     let board = board_id(&path)?;
     let limit = match query_param(&req, "limit") {
         None => DEFAULT_PLAYER_LIST,
-        Some(raw) => raw
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIST).contains(n))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "limit must be a number from 1 to {MAX_LIST}, got {raw:?}"
-                ))
-            })?,
+        Some(raw) => bounded_param("limit", &raw, 1, MAX_LIST)?,
     };
+    let cursor = query_param(&req, "cursor")
+        .map(|raw| Cursor::decode(&raw))
+        .transpose()?;
     state.ready().await?;
-    if !state.store.board_exists(&board).await? {
-        return Err(ApiError::BoardNotFound(board.to_string()));
-    }
-    let players = state.store.top_players(&board, limit).await?;
-    Ok(json_response(StatusCode::OK, json!({ "players": players })))
+    let page = state
+        .store
+        .page(&board, cursor.as_ref().map(Cursor::position), limit)
+        .await?
+        .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
+    let next = page.last.map(|(score, id)| Cursor::new(score, id).encode());
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "players": page.players, "next_cursor": next }),
+    ))
+}
+
+/// A query parameter that must be an integer from `min` to `max`.
+fn bounded_param(name: &str, raw: &str, min: usize, max: usize) -> Result<usize, ApiError> {
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{name} must be a number from {min} to {max}, got {raw:?}"
+            ))
+        })
 }
 
 /// The body of `POST /boards/{board}/players/`.
@@ -311,15 +355,55 @@ async fn create_player(
         .json(player))
 }
 
+/// `GET /boards/{board}/players/{player}/`: the player with its rank.
 async fn get_player(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
     state.ready().await?;
-    match state.store.player(&board, &player).await? {
-        Some(p) => Ok(json_response(
-            StatusCode::OK,
-            serde_json::to_value(p).unwrap_or_default(),
-        )),
-        None => Err(ApiError::PlayerNotFound {
+    let found = found(
+        state.store.around(&board, &player, 0).await?,
+        &board,
+        &player,
+    )?;
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_value(found.player).unwrap_or_default(),
+    ))
+}
+
+/// `GET /boards/{board}/players/{player}/around/?n=2`: the player with its
+/// rank, and up to `n` (0 to 50, default 2) players above and below, in
+/// rank order, each with its rank.
+async fn around(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
+    let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    let n = match query_param(&req, "n") {
+        None => 2,
+        Some(raw) => bounded_param("n", &raw, 0, MAX_AROUND)?,
+    };
+    state.ready().await?;
+    let found = found(
+        state.store.around(&board, &player, n).await?,
+        &board,
+        &player,
+    )?;
+    let mut players: Vec<_> = found.above.into_iter().rev().collect();
+    players.push(found.player.clone());
+    players.extend(found.below);
+    Ok(json_response(
+        StatusCode::OK,
+        json!({ "player": found.player, "players": players }),
+    ))
+}
+
+/// The found value of a lookup, or the 404 for what was missing.
+fn found<T>(lookup: Lookup<T>, board: &BoardId, player: &PlayerId) -> Result<T, ApiError> {
+    match lookup {
+        Lookup::Found(t) => Ok(t),
+        Lookup::NoBoard => Err(ApiError::BoardNotFound(board.to_string())),
+        Lookup::NoPlayer => Err(ApiError::PlayerNotFound {
             board: board.to_string(),
             player: player.to_string(),
         }),
@@ -397,6 +481,49 @@ async fn score_add(
             StatusCode::OK,
             serde_json::to_value(p).unwrap_or_default(),
         )),
+        None => Err(ApiError::PlayerNotFound {
+            board: board.to_string(),
+            player: player.to_string(),
+        }),
+    }
+}
+
+/// The body of `POST .../score/`: the value to submit, required.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreSubmit {
+    value: Option<i64>,
+}
+
+/// `POST .../score/`: submits `value` under the board's operator (`incr`
+/// adds it, `set` replaces the score, `best` keeps the better of the two)
+/// in one atomic update, and answers with the player and whether the
+/// submission changed the score. Takes an `Idempotency-Key` as score-add
+/// does.
+async fn score_submit(
+    _: WriteAccess,
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    Body(body): Body<ScoreSubmit>,
+) -> ApiResult {
+    let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    let value = body
+        .value
+        .ok_or_else(|| ApiError::BadRequest("field \"value\" is required".into()))?;
+    let value = ScoreDelta::new(value)?.get();
+    let key = idempotency_key(&req)?;
+    state.ready().await?;
+    match state
+        .store
+        .submit_score(&board, &player, value, key.as_ref())
+        .await?
+    {
+        Some(done) => {
+            let mut answer = serde_json::to_value(done.player).unwrap_or_default();
+            answer["changed"] = json!(done.changed);
+            Ok(json_response(StatusCode::OK, answer))
+        }
         None => Err(ApiError::PlayerNotFound {
             board: board.to_string(),
             player: player.to_string(),

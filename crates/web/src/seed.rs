@@ -25,6 +25,7 @@ pub async fn seed(store: &Store) -> Result<usize, StoreError> {
             .create_board(NewBoard {
                 id: Some(board.clone()),
                 name: Some(Name::parse("Demo board").expect("demo name is valid")),
+                rules: domain::Rules::default(),
             })
             .await
         {

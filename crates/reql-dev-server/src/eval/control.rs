@@ -46,9 +46,11 @@ impl Evaluator<'_> {
     pub(super) fn funcall(&mut self, args: &[Term]) -> Result<Val> {
         let f = self.func(&args[0])?;
         let mut call_args = Vec::new();
+        // RethinkDB 2.4.4 passes every argument of `do` as a datum: a
+        // `get` arrives as its document (so `.update` on it is refused), a
+        // table is refused ("Expected type DATUM but found TABLE").
         for a in &args[1..] {
-            let v = self.eval(a)?;
-            call_args.push(Bound::from_val(self.ctx, v)?);
+            call_args.push(Bound::Datum(self.datum(a)?));
         }
         f.call(call_args)
     }

@@ -143,35 +143,18 @@ impl Val {
     }
 }
 
-/// A value a variable can hold. Streams are read into arrays when bound.
+/// A value a variable can hold: as in RethinkDB, always a datum (a
+/// selection is read into its document, a stream into an array, when bound).
 #[derive(Clone)]
 pub enum Bound {
     Datum(Datum),
-    Db(DbInfo),
-    Table(Arc<Table>),
-    Single(Single),
-    Func(Box<FuncVal>),
 }
 
 impl Bound {
     pub(super) fn to_val(&self) -> Val {
         match self {
             Bound::Datum(d) => Val::Datum(d.clone()),
-            Bound::Db(d) => Val::Db(d.clone()),
-            Bound::Table(t) => Val::Table(t.clone()),
-            Bound::Single(s) => Val::Single(s.clone()),
-            Bound::Func(f) => Val::Func((**f).clone()),
         }
-    }
-
-    pub(super) fn from_val(ctx: &QueryCtx, v: Val) -> Result<Bound> {
-        Ok(match v {
-            Val::Db(d) => Bound::Db(d),
-            Val::Table(t) => Bound::Table(t),
-            Val::Single(s) => Bound::Single(s),
-            Val::Func(f) => Bound::Func(Box::new(f)),
-            other => Bound::Datum(ctx.to_datum(other)?),
-        })
     }
 }
 

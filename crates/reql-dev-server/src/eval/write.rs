@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::seq::merge_values;
-use super::{ops, table_of, Bound, Evaluator, FuncLike, FuncVal, Single, Val};
+use super::{ops, table_of, Evaluator, FuncLike, FuncVal, Single, Val};
 use crate::datum::{primary_key_bytes, Datum, Obj};
 use crate::error::{ReqlError, Result};
 use crate::storage::{Durability, Table, TableWriter};
@@ -138,15 +138,10 @@ fn missing_pk(pk: &str, d: &Datum) -> String {
 }
 
 impl FuncVal {
-    /// A function that reads tables through a variable it closed over cannot run
-    /// under the write lock of a table.
+    /// Whether the function may not run as an atomic write. Variables it
+    /// closed over hold datums only, so its own body decides.
     fn captures_tables(&self) -> bool {
         !self.body.is_write_deterministic()
-            || self
-                .env
-                .vars
-                .iter()
-                .any(|(_, b)| matches!(b, Bound::Table(_) | Bound::Single(_) | Bound::Db(_)))
     }
 }
 
