@@ -14,7 +14,8 @@ use std::ops::Range;
 use domain::{BoardId, Snapshot};
 use futures::Stream;
 use grip::Item;
-use store::{BoardChange, BoardChanges, Store, StoreError};
+use serde_json::Value;
+use store::{BoardChange, BoardChanges, CreatedBoard, DueResets, Store, StoreError, StoredPeriod};
 
 /// Where boards, and the news that they changed, come from.
 pub trait BoardSource {
@@ -41,6 +42,42 @@ pub trait BoardSource {
         &self,
         board: &BoardId,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>>;
+
+    /// The boards whose reset is due or unfinished (none, for a source
+    /// without resets).
+    fn due_resets(&self) -> impl Future<Output = Result<DueResets, StoreError>> {
+        std::future::ready(Ok(DueResets {
+            now: 0,
+            boards: Vec::new(),
+        }))
+    }
+
+    /// Switches a board from period `n` to the next (ending at `next_end`);
+    /// whether this call did it.
+    fn switch_period(
+        &self,
+        _board: &str,
+        _n: u64,
+        _end: i64,
+        _next_end: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> {
+        std::future::ready(Ok(false))
+    }
+
+    /// Moves the board's players out of the finished `period` and archives
+    /// it (both idempotent); returns the archive.
+    fn archive_period(
+        &self,
+        _board: &CreatedBoard,
+        _period: StoredPeriod,
+    ) -> impl Future<Output = Result<Value, StoreError>> {
+        std::future::ready(Err(StoreError::Query("no resets here".into())))
+    }
+
+    /// Marks the reset of period `n` finished.
+    fn finish_reset(&self, _board: &str, _n: u64) -> impl Future<Output = Result<(), StoreError>> {
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Where snapshots go.
@@ -84,6 +121,34 @@ impl BoardSource for Store {
         board: &BoardId,
     ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> {
         self.snapshot(board)
+    }
+
+    fn due_resets(&self) -> impl Future<Output = Result<DueResets, StoreError>> {
+        Store::due_resets(self)
+    }
+
+    fn switch_period(
+        &self,
+        board: &str,
+        n: u64,
+        end: i64,
+        next_end: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> {
+        Store::switch_period(self, board, n, end, next_end)
+    }
+
+    async fn archive_period(
+        &self,
+        board: &CreatedBoard,
+        period: StoredPeriod,
+    ) -> Result<Value, StoreError> {
+        let incr = board.rules.operator == domain::Operator::Incr;
+        self.move_players(&board.id, period.n, incr).await?;
+        Store::archive_period(self, board, period).await
+    }
+
+    fn finish_reset(&self, board: &str, n: u64) -> impl Future<Output = Result<(), StoreError>> {
+        Store::finish_reset(self, board, n)
     }
 }
 

@@ -49,6 +49,12 @@ pub const PUBLISH_GUARD: Duration = Duration::from_millis(50);
 /// seconds, and the board is republished once its feed is back, so a
 /// longer wait would only keep subscribers behind.
 const FEED_RETRY_FIRST: Duration = Duration::from_millis(200);
+/// How often the worker looks for boards whose reset is due.
+pub const RESET_POLL: Duration = Duration::from_millis(250);
+/// How long after a period's end its scores are archived: a write that read
+/// the board before the switch, on a database node whose clock is a little
+/// behind, still lands in the finished period within this margin.
+pub const RESET_SETTLE_MS: i64 = 500;
 const FEED_RETRY_MAX: Duration = Duration::from_secs(4);
 
 /// One shard's changes, tagged with the shard and the tenure (epoch) it
@@ -216,6 +222,8 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
         // A fixed view (one nobody updates) keeps its last value.
         let mut leases_watched = true;
         let mut merged: SelectAll<Tagged> = SelectAll::new();
+        let mut reset_tick = tokio::time::interval(RESET_POLL);
+        reset_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.sync_feeds(&mut merged);
             let due = self.next_due();
@@ -234,6 +242,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                     }
                 }
                 _ = sleep_until(reopen), if reopen.is_some() => {}
+                _ = reset_tick.tick(), if self.leases_known => self.run_resets().await,
                 item = merged.next(), if !merged.is_empty() => {
                     let mut item = item;
                     // Take everything already queued in one go, so a burst
@@ -359,6 +368,108 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
         log::warn!("changefeed of shard {shard} lost ({e}); reopening in {delay:?}");
         self.reopen_at.insert(shard, Instant::now() + delay);
         self.update_ready();
+    }
+
+    /// Performs the resets that are due on boards of the shards this worker
+    /// holds. Each step is idempotent and the switch is a conditional
+    /// update, so a reset is done once even if a holder dies half-way: the
+    /// board's `archiving` mark keeps it due until the next holder finishes
+    /// it. Subscribers get `event: reset` with the archived period, then the
+    /// new snapshot; the board is not published in between.
+    async fn run_resets(&mut self) {
+        let due = match self.source.due_resets().await {
+            Ok(due) => due,
+            Err(e) => {
+                log::debug!("cannot read due resets: {e}");
+                return;
+            }
+        };
+        for board in due.boards {
+            let shard = self.shards.of_board(&board.id);
+            let Some(epoch) = self.leases.borrow().get(&shard).map(|t| t.epoch) else {
+                continue;
+            };
+            if let Err(e) = self.reset_board(&board, due.now, shard, epoch).await {
+                log::warn!("reset of board {:?} not finished: {e}", board.id);
+            }
+        }
+    }
+
+    async fn reset_board(
+        &mut self,
+        board: &store::CreatedBoard,
+        now: i64,
+        shard: u16,
+        epoch: u64,
+    ) -> Result<(), StoreError> {
+        let Some(reset) = board.rules.reset.clone() else {
+            return Ok(());
+        };
+        let finishing = match (board.archiving, board.period) {
+            (Some(archiving), _) => archiving,
+            (None, Some(period)) if now >= period.end_ms() => {
+                let next_end = reset
+                    .next_after(period.end_ms().max(now))
+                    .ok_or_else(|| StoreError::Query("the schedule has no next reset".into()))?;
+                if !self
+                    .source
+                    .switch_period(&board.id, period.n, period.end_ms(), next_end)
+                    .await?
+                {
+                    return Ok(());
+                }
+                log::info!("board {:?}: period {} ended", board.id, period.n);
+                period
+            }
+            _ => return Ok(()),
+        };
+        // Hold the board's snapshots until the reset event is out.
+        self.boards.entry(board.id.clone()).or_default().not_before =
+            Some(Instant::now() + Duration::from_secs(3600));
+        if now < finishing.end_ms() + RESET_SETTLE_MS {
+            return Ok(());
+        }
+        let archive = self.source.archive_period(board, finishing).await?;
+        if self.leases.borrow().get(&shard).map(|t| t.epoch) != Some(epoch) {
+            return Ok(());
+        }
+        // The reset event and the new snapshot go out in one publish, on
+        // the board's `prev-id` chain (Pushpin delivers nothing else to a
+        // reliable stream): previous → reset → snapshot.
+        let id =
+            domain::BoardId::parse(&board.id).map_err(|e| StoreError::Decode(e.to_string()))?;
+        let snapshot = self.source.read_snapshot(&id).await?;
+        let previous = self.boards.get(&board.id).and_then(|s| s.published.clone());
+        if let (Some(channel), Some(snapshot)) = (self.channel(&board.id), snapshot) {
+            let reset_id = ItemId::parse(format!("reset-{}-{}", finishing.n, snapshot.version()))
+                .map_err(|e| StoreError::Decode(e.to_string()))?;
+            let mut reset_item = Item::stream(channel.clone(), domain::reset_event(&archive))
+                .with_id(reset_id.clone());
+            if let Some(prev) = previous.and_then(|p| ItemId::parse(p.as_str()).ok()) {
+                reset_item = reset_item.with_prev_id(prev);
+            }
+            let version = ItemId::parse(snapshot.version().as_str())
+                .map_err(|e| StoreError::Decode(e.to_string()))?;
+            let update = Item::stream(channel, snapshot.sse_event())
+                .with_id(version)
+                .with_prev_id(reset_id);
+            if let Err(e) = self.publisher.publish(&[reset_item, update]).await {
+                return Err(StoreError::Query(format!("publishing the reset: {e}")));
+            }
+            self.boards.entry(board.id.clone()).or_default().published =
+                Some(snapshot.version().clone());
+        }
+        self.source.finish_reset(&board.id, finishing.n).await?;
+        log::info!(
+            "board {:?}: period {} archived and reset",
+            board.id,
+            finishing.n
+        );
+        if let Some(state) = self.boards.get_mut(&board.id) {
+            state.not_before = None;
+        }
+        self.mark_dirty(board.id.clone());
+        Ok(())
     }
 
     /// After a feed (re)opens nothing is known about what subscribers hold:

@@ -70,6 +70,8 @@ fn snapshot(board: &str, score: i64) -> Snapshot {
         id: board.into(),
         name: board.into(),
         rules: domain::Rules::default(),
+        period: None,
+        next_reset: None,
         players: vec![Player {
             id: "p".into(),
             name: "P".into(),

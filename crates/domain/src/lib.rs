@@ -8,6 +8,7 @@
 //! compute the same event id.
 
 mod ids;
+mod reset;
 mod rules;
 pub mod shard;
 mod snapshot;
@@ -15,9 +16,11 @@ mod snapshot;
 pub use ids::{
     BoardId, Name, PlayerId, ScoreDelta, ValidationError, MAX_ID_LEN, MAX_NAME_LEN, MAX_SCORE,
 };
+pub use reset::{rfc3339, Reset};
 pub use rules::{Operator, Order, Rules, MAX_TOP, TOP_N};
 pub use shard::{slot_of, Shards};
 pub use snapshot::{
     channel_name, channel_prefix, check_channel_prefix, deleted_event, integral_score,
-    optional_score, Board, BoardSummary, Player, Snapshot, SnapshotVersion, DEFAULT_CHANNEL_PREFIX,
+    optional_score, reset_event, Board, BoardSummary, PeriodInfo, Player, Snapshot,
+    SnapshotVersion, DEFAULT_CHANNEL_PREFIX,
 };

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ValidationError;
+use crate::{Reset, ValidationError};
 
 /// The default size of a board's snapshot and stream, as in the original
 /// example.
@@ -51,7 +51,7 @@ pub enum Operator {
 /// A board's rules. Stored in the board's document as `rules`; a board of an
 /// earlier release, without them, has the defaults, which are that
 /// release's behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Rules {
     #[serde(default)]
     pub order: Order,
@@ -59,6 +59,9 @@ pub struct Rules {
     pub operator: Operator,
     #[serde(default = "default_top")]
     top: usize,
+    /// When the board resets, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset: Option<Reset>,
 }
 
 fn default_top() -> usize {
@@ -71,13 +74,19 @@ impl Default for Rules {
             order: Order::default(),
             operator: Operator::default(),
             top: TOP_N,
+            reset: None,
         }
     }
 }
 
 impl Rules {
     /// Rules with a checked `top` (1 to [`MAX_TOP`]).
-    pub fn new(order: Order, operator: Operator, top: usize) -> Result<Self, ValidationError> {
+    pub fn new(
+        order: Order,
+        operator: Operator,
+        top: usize,
+        reset: Option<Reset>,
+    ) -> Result<Self, ValidationError> {
         if !(1..=MAX_TOP).contains(&top) {
             return Err(ValidationError::new(
                 "top",
@@ -88,6 +97,7 @@ impl Rules {
             order,
             operator,
             top,
+            reset,
         })
     }
 
@@ -133,10 +143,12 @@ mod tests {
 
     #[test]
     fn top_is_checked() {
-        assert!(Rules::new(Order::Asc, Operator::Best, 0).is_err());
-        assert!(Rules::new(Order::Asc, Operator::Best, 101).is_err());
+        assert!(Rules::new(Order::Asc, Operator::Best, 0, None).is_err());
+        assert!(Rules::new(Order::Asc, Operator::Best, 101, None).is_err());
         assert_eq!(
-            Rules::new(Order::Asc, Operator::Set, 100).unwrap().top(),
+            Rules::new(Order::Asc, Operator::Set, 100, None)
+                .unwrap()
+                .top(),
             100
         );
         let stored: Rules = serde_json::from_str(r#"{"top": 1000}"#).unwrap();

@@ -61,7 +61,20 @@ pub struct Board {
     pub name: String,
     #[serde(default)]
     pub rules: Rules,
+    /// The period in force, on a board that resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<PeriodInfo>,
+    /// When the period in force ends (RFC 3339), on a board that resets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_reset: Option<String>,
     pub players: Vec<Player>,
+}
+
+/// A board's period: its number (1 for the first) and when it began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeriodInfo {
+    pub number: u64,
+    pub start: String,
 }
 
 /// The identity of a board's state: a short hash of its snapshot's JSON.
@@ -160,6 +173,14 @@ pub fn deleted_event(board_id: &str) -> String {
         .encode()
 }
 
+/// The SSE frame sent when a board resets, before its new snapshot:
+/// `event: reset\ndata: <the archived period>\n\n`.
+pub fn reset_event(period: &serde_json::Value) -> String {
+    Event::new(period.to_string())
+        .with_event(EventName::from_static("reset"))
+        .encode()
+}
+
 /// The default channel prefix, as in the original example.
 pub const DEFAULT_CHANNEL_PREFIX: &str = "leaderboard-";
 
@@ -201,6 +222,8 @@ mod tests {
             id: "b1".into(),
             name: "Weekly".into(),
             rules: Rules::default(),
+            period: None,
+            next_reset: None,
             players: scores
                 .iter()
                 .map(|(id, score)| Player {

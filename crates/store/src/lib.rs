@@ -31,16 +31,30 @@ pub use feed::{BoardChange, BoardChanges};
 pub use leases::{LeaseRow, LeaseTable, MigrationReport};
 
 pub use pool::PoolOptions;
-pub use queries::{Around, CreatedBoard, Lookup, NewBoard, NewPlayer, Page, Store, Submitted};
+pub use queries::{
+    Around, CreatedBoard, DueResets, Lookup, NewBoard, NewPlayer, Page, Store, StoredPeriod,
+    Submitted,
+};
 pub use schema::SchemaOptions;
 // The query terms the store sends, for the benchmark to measure the database
 // with exactly what the origin asks of it.
 pub use reql::{player_key, score_update, top_players_query};
 
-/// Table of boards: `{id, name, slot}`.
+/// Table of boards: `{id, name, slot, rules, period?, archiving?}`.
 pub const BOARDS: &str = "boards";
-/// Table of players: `{id, board, player, name, score, slot}`.
+/// Table of players: `{id, board, player, name, score, slot, period?, prev?}`.
 pub const PLAYERS: &str = "players";
+/// Table of finished periods of boards that reset:
+/// `{id: "<board>:<n>", board, number, start, end, players, top}`.
+pub const PERIODS: &str = "periods";
+/// Compound index `[board, number]` on periods.
+pub const PERIOD_INDEX: &str = "board_number";
+/// Compound index `[board, prev.n, prev.score]` on players: the scores of a
+/// board's finished period, in rank order, for its archive.
+pub const BOARD_PREV_INDEX: &str = "board_prev";
+/// Index on boards that reset: when the period in force ends, or 0 while a
+/// reset is being finished; boards are due when it is in the past.
+pub const RESET_DUE_INDEX: &str = "reset_due";
 /// Table of the workers' shard leases and heartbeats; see
 /// [`Store::take_lease`] and the worker's `leases` module.
 pub const LEASES: &str = "leases";

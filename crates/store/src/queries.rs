@@ -30,14 +30,64 @@ pub struct NewBoard {
     pub rules: Rules,
 }
 
-/// A board as created: its id, name and rules.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// A board as stored: its id, name, rules and, if it resets, its period.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CreatedBoard {
     pub id: String,
     #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub rules: Rules,
+    #[serde(default)]
+    pub period: Option<StoredPeriod>,
+    /// The period whose reset is unfinished, if one is.
+    #[serde(default)]
+    pub archiving: Option<StoredPeriod>,
+    #[serde(default)]
+    pub slot: Option<u16>,
+}
+
+/// A board's period as stored: its number and its bounds in milliseconds
+/// since the epoch (RethinkDB numbers are doubles).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct StoredPeriod {
+    pub n: u64,
+    pub start: f64,
+    pub end: f64,
+}
+
+impl StoredPeriod {
+    pub fn start_ms(&self) -> i64 {
+        self.start as i64
+    }
+
+    pub fn end_ms(&self) -> i64 {
+        self.end as i64
+    }
+}
+
+impl CreatedBoard {
+    /// The board as its JSON shows it (no players).
+    pub fn view(&self) -> Board {
+        Board {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            rules: self.rules.clone(),
+            period: self.period.map(|p| domain::PeriodInfo {
+                number: p.n,
+                start: domain::rfc3339(p.start_ms()),
+            }),
+            next_reset: self.period.map(|p| domain::rfc3339(p.end_ms())),
+            players: Vec::new(),
+        }
+    }
+}
+
+/// A board whose reset is due: `now` is the database's clock.
+#[derive(Debug, Clone)]
+pub struct DueResets {
+    pub now: i64,
+    pub boards: Vec<CreatedBoard>,
 }
 
 /// A player with its rank and its neighbours in rank order, nearest first.
@@ -149,6 +199,15 @@ fn player_views(docs: Vec<Value>) -> Result<Vec<Player>, StoreError> {
     docs.iter().map(player_view).collect()
 }
 
+/// A stored period as the API shows it: without its key and board.
+fn period_view(mut doc: Value) -> Value {
+    if let Some(map) = doc.as_object_mut() {
+        map.remove("id");
+        map.remove("board");
+    }
+    doc
+}
+
 /// Players in rank order, the first of them at rank `first`.
 fn ranked_from(first: u64, docs: Vec<Value>) -> Result<Vec<Player>, StoreError> {
     let mut players = player_views(docs)?;
@@ -203,12 +262,9 @@ impl Store {
         let Some(board) = row.board else {
             return Ok(None);
         };
-        Ok(Some(Snapshot::new(Board {
-            id: board.id,
-            name: board.name,
-            rules: board.rules,
-            players: ranked_from(1, row.players)?,
-        })))
+        let mut view = board.view();
+        view.players = ranked_from(1, row.players)?;
+        Ok(Some(Snapshot::new(view)))
     }
 
     /// A player with its rank and up to `n` players on each side.
@@ -333,12 +389,20 @@ impl Store {
         let id = new.id.unwrap_or_else(|| {
             BoardId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid id")
         });
-        let doc = json!({
+        let mut doc = json!({
             "id": id.as_str(),
             "name": new.name.map(String::from).unwrap_or_default(),
             "slot": domain::slot_of(id.as_str()),
             "rules": new.rules,
         });
+        if let Some(reset) = &new.rules.reset {
+            // The first period runs from now to the schedule's next reset.
+            let now = now_millis();
+            let end = reset
+                .next_after(now)
+                .ok_or_else(|| StoreError::Query("the reset schedule has no next time".into()))?;
+            doc["period"] = json!({ "n": 1, "start": now, "end": end });
+        }
         let result = self.write(reql::insert_board(doc)).await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
@@ -366,9 +430,10 @@ impl Store {
         board: &BoardId,
         new: NewPlayer,
     ) -> Result<Option<Player>, StoreError> {
-        let Some(rules) = self.board_rules(board).await? else {
+        let Some(stored) = self.board(board).await? else {
             return Ok(None);
         };
+        let rules = stored.rules;
         let id = new.id.unwrap_or_else(|| {
             PlayerId::parse(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a valid id")
         });
@@ -384,6 +449,9 @@ impl Store {
         // first submission: a lap time of 0 would otherwise top the board.
         if rules.operator == domain::Operator::Incr {
             doc["score"] = json!(0);
+        }
+        if let Some(period) = stored.period {
+            doc["period"] = json!(period.n);
         }
         let result = self.write(reql::insert_player(doc)).await?;
         if result.errors > 0 {
@@ -402,14 +470,153 @@ impl Store {
         Ok(Some(player))
     }
 
-    /// A board's rules, or `None` if there is no such board.
-    pub async fn board_rules(&self, board: &BoardId) -> Result<Option<Rules>, StoreError> {
+    /// A board as stored, or `None` if there is no such board.
+    pub async fn board(&self, board: &BoardId) -> Result<Option<CreatedBoard>, StoreError> {
         let value = single(self.run(reql::get_board(board)).await?)?;
         if value.is_null() {
             return Ok(None);
         }
-        let rules = value.get("rules").cloned().unwrap_or(json!({}));
-        decode(rules).map(Some)
+        decode(value).map(Some)
+    }
+
+    /// The boards whose reset is due, or unfinished, by the database's clock.
+    pub async fn due_resets(&self) -> Result<DueResets, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            now: f64,
+            boards: Vec<CreatedBoard>,
+        }
+        let row: Row = decode(single(self.run(reql::due_resets()).await?)?)?;
+        Ok(DueResets {
+            now: row.now as i64,
+            boards: row.boards,
+        })
+    }
+
+    /// Switches `board` from period `n` to the next, which ends at
+    /// `next_end`; `false` if the board was not in period `n` with its end
+    /// passed (someone else switched it, or it is not due).
+    pub async fn switch_period(
+        &self,
+        board: &str,
+        n: u64,
+        end: i64,
+        next_end: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .write(reql::switch_period(board, n, end, next_end))
+            .await?;
+        if result.errors > 0 {
+            return Err(write_error(result.first_error));
+        }
+        Ok(result.replaced > 0)
+    }
+
+    /// Moves the players of `board` still in period `n` into the next.
+    pub async fn move_players(&self, board: &str, n: u64, incr: bool) -> Result<u64, StoreError> {
+        let result = self.write(reql::move_players(board, n, incr)).await?;
+        if result.errors > 0 {
+            return Err(write_error(result.first_error));
+        }
+        Ok(result.replaced)
+    }
+
+    /// Archives the finished period `period` of `board` (a no-op if it is
+    /// archived already) and returns the archive as its JSON shows it.
+    pub async fn archive_period(
+        &self,
+        board: &CreatedBoard,
+        period: StoredPeriod,
+    ) -> Result<Value, StoreError> {
+        let walk = reql::Walk::of(board.rules.order);
+        let value = single(
+            self.run(reql::period_standings(
+                &board.id,
+                period.n,
+                walk,
+                board.rules.top(),
+            ))
+            .await?,
+        )?;
+        #[derive(Deserialize)]
+        struct Entry {
+            player: String,
+            name: String,
+            prev: Prev,
+        }
+        #[derive(Deserialize)]
+        struct Prev {
+            #[serde(deserialize_with = "domain::integral_score")]
+            score: i64,
+        }
+        #[derive(Deserialize)]
+        struct Standings {
+            top: Vec<Entry>,
+            players: u64,
+        }
+        let standings: Standings = decode(value)?;
+        let top: Vec<Player> = standings
+            .top
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| Player {
+                id: e.player,
+                name: e.name,
+                score: Some(e.prev.score),
+                rank: Some(i as u64 + 1),
+            })
+            .collect();
+        let doc = json!({
+            "id": format!("{}:{}", board.id, period.n),
+            "board": board.id,
+            "number": period.n,
+            "start": domain::rfc3339(period.start_ms()),
+            "end": domain::rfc3339(period.end_ms()),
+            "players": standings.players,
+            "top": top,
+        });
+        let result = self.write(reql::insert_period(doc)).await?;
+        // A duplicate means an earlier holder archived this period already:
+        // the stored archive is the one that counts.
+        match write_error_if_any(&result) {
+            None | Some(StoreError::Conflict) => {}
+            Some(e) => return Err(e),
+        }
+        let id = BoardId::parse(&board.id).map_err(|e| StoreError::Decode(e.to_string()))?;
+        let stored = single(self.run(reql::period(&id, period.n)).await?)?;
+        if stored.is_null() {
+            return Err(StoreError::Decode("the archived period is missing".into()));
+        }
+        Ok(period_view(stored))
+    }
+
+    /// Marks the reset of period `n` of `board` finished.
+    pub async fn finish_reset(&self, board: &str, n: u64) -> Result<(), StoreError> {
+        let result = self.write(reql::finish_reset(board, n)).await?;
+        if result.errors > 0 {
+            return Err(write_error(result.first_error));
+        }
+        Ok(())
+    }
+
+    /// A board's finished periods, newest first (at most `limit`); `None`
+    /// if there is no such board.
+    pub async fn periods(
+        &self,
+        board: &BoardId,
+        limit: usize,
+    ) -> Result<Option<Vec<Value>>, StoreError> {
+        if !self.board_exists(board).await? {
+            return Ok(None);
+        }
+        let rows = self.run(reql::periods(board, limit)).await?;
+        Ok(Some(rows.into_iter().map(period_view).collect()))
+    }
+
+    /// One finished period of a board.
+    pub async fn period(&self, board: &BoardId, n: u64) -> Result<Option<Value>, StoreError> {
+        let value = single(self.run(reql::period(board, n)).await?)?;
+        Ok((!value.is_null()).then(|| period_view(value)))
     }
 
     pub async fn board_exists(&self, board: &BoardId) -> Result<bool, StoreError> {
@@ -591,6 +798,11 @@ fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The error a write reported, if it reported one.
+fn write_error_if_any(result: &WriteResult) -> Option<StoreError> {
+    (result.errors > 0).then(|| write_error(result.first_error.clone()))
 }
 
 fn write_error(first_error: Option<String>) -> StoreError {

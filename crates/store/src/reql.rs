@@ -15,7 +15,10 @@ use unreql::{func, r, rjson, Command};
 
 use std::ops::Range;
 
-use crate::{SchemaOptions, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, LEASES, PLAYERS, SLOT_INDEX};
+use crate::{
+    SchemaOptions, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_SCORE_INDEX, LEASES, PERIODS,
+    PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
+};
 use unreql::cmd::options::{ReconfigureOptions, Replicas, TableCreateOptions};
 
 /// RethinkDB's system database.
@@ -398,11 +401,14 @@ pub fn score_update(
         None => ReturnChanges::Bool(true),
         Some(_) => ReturnChanges::Always,
     };
-    // A player with no score yet (on a `set` or `best` board) starts at 0.
-    let update = scoring(move |p| p.g("score").default(0).add(d), idempotency);
-    r.table(PLAYERS)
-        .get(player_key(board, player))
-        .update(r.with_opt(update, UpdateOptions::new().return_changes(changes)))
+    let key = player_key(board, player);
+    r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
+        // A player with no score yet (on a `set` or `best` board) starts at 0.
+        let update = scoring(doc, move |p| p.g("score").default(0).add(d), idempotency);
+        r.table(PLAYERS)
+            .get(key.clone())
+            .update(r.with_opt(update, UpdateOptions::new().return_changes(changes)))
+    }))
 }
 
 /// `POST .../score/`: submits `value` under the board's operator, in one
@@ -420,7 +426,7 @@ pub fn score_submit(
 ) -> Command {
     let key = player_key(board, player);
     r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
-        let rules = doc.g("rules");
+        let rules = doc.clone().g("rules");
         let operator = rules.clone().g("operator").default("incr");
         let order = rules.g("order").default("desc");
         let next = move |p: Command| {
@@ -440,24 +446,34 @@ pub fn score_submit(
             )
         };
         r.table(PLAYERS).get(key.clone()).update(r.with_opt(
-            scoring(next, idempotency),
+            scoring(doc.clone(), next, idempotency),
             UpdateOptions::new().return_changes(ReturnChanges::Always),
         ))
     }))
 }
 
-/// The update function of a score write: the new score is `next(player)`,
-/// refused with [`OUT_OF_RANGE`] beyond ±`MAX_SCORE`; with an idempotency
-/// key, the key's bookkeeping (see [`score_update`]).
-fn scoring(next: impl Fn(Command) -> Command, idempotency: Option<Idempotency<'_>>) -> Command {
+/// The update function of a score write on a player of the board `doc`:
+/// the new score is `next(current)`, refused with [`OUT_OF_RANGE`] beyond
+/// ±`MAX_SCORE`; with an idempotency key, the key's bookkeeping (see
+/// [`score_update`]).
+///
+/// On a board that resets, the write first brings the player into the
+/// period it belongs to ([`period_move`]): `current` is then the player as
+/// the new period starts it.
+fn scoring(
+    doc: Command,
+    next: impl Fn(Command) -> Command,
+    idempotency: Option<Idempotency<'_>>,
+) -> Command {
     let out_of_range = |score: Command| score.clone().gt(MAX_SCORE).or(score.lt(-MAX_SCORE));
     match idempotency {
         None => func!(|p| {
-            let score = next(p.clone());
+            let (current, period) = period_move(doc.clone(), p);
+            let score = next(current);
             r.branch(
                 out_of_range(score.clone()),
                 r.error(OUT_OF_RANGE),
-                rjson!({ "score": score }),
+                rjson!({ "score": score }).merge(period),
             )
         }),
         Some(Idempotency { key, now_millis }) => {
@@ -470,12 +486,13 @@ fn scoring(next: impl Fn(Command) -> Command, idempotency: Option<Idempotency<'_
                     .g(IDEMPOTENCY_FIELD)
                     .default(rjson!([]))
                     .filter(func!(|e| e.g("at").gt(cutoff)));
-                let score = next(p.clone());
+                let (current, period) = period_move(doc.clone(), p.clone());
+                let score = next(current.clone());
                 let entry = rjson!({
                     "k": key.clone(),
                     "at": now_millis,
                     "score": score.clone(),
-                    "c": p.clone().has_fields("score").not().or(p.clone().g("score").ne(score.clone())),
+                    "c": current.clone().has_fields("score").not().or(current.g("score").ne(score.clone())),
                 });
                 let list = recent.clone().append(entry);
                 let bounded = r.branch(
@@ -489,12 +506,196 @@ fn scoring(next: impl Fn(Command) -> Command, idempotency: Option<Idempotency<'_
                     r.branch(
                         out_of_range(score.clone()),
                         r.error(OUT_OF_RANGE),
-                        rjson!({ "score": score, "idem": bounded }),
+                        rjson!({ "score": score, "idem": bounded }).merge(period),
                     ),
                 )
             })
         }
     }
+}
+
+/// The database's clock in milliseconds since the epoch (see
+/// [`db_now_ms`]).
+fn now_ms() -> Command {
+    r.now().to_epoch_time().mul(1000)
+}
+
+/// The period a write at the database's `now` belongs to on the board
+/// `doc`: the board's period, or the next one once its end has passed
+/// (before the worker has switched the board over).
+fn write_period(doc: Command) -> Command {
+    let period = doc.g("period");
+    r.branch(
+        now_ms().ge(period.clone().g("end")),
+        period.clone().g("n").add(1),
+        period.g("n"),
+    )
+}
+
+/// Brings player `p` of board `doc` into the period a write now belongs to:
+/// `(current, fields)`, where `current` is the player as that period sees it
+/// (its score, or, if the player's score is from an earlier period, a fresh
+/// start: 0 on an `incr` board, no score on the others) and `fields` what the
+/// write must also store: `period`, and `prev: {n, score}` keeping the
+/// earlier period's score for its archive. On a board that does not reset,
+/// `p` itself and nothing more.
+fn period_move(doc: Command, p: Command) -> (Command, Command) {
+    let resets = doc.clone().has_fields("period");
+    let target = write_period(doc.clone());
+    let mine = p.clone().g("period").default(target.clone());
+    let moved = mine.clone().lt(target.clone());
+    let fresh = r.branch(
+        doc.g("rules").g("operator").default("incr").eq("incr"),
+        rjson!({ "score": 0 }),
+        rjson!({}),
+    );
+    let current = r.branch(resets.clone().and(moved.clone()), fresh, p.clone());
+    let fields = r.branch(
+        resets,
+        r.branch(
+            moved,
+            rjson!({
+                "period": target.clone(),
+                "prev": p.pluck("score").merge(rjson!({ "n": mine })),
+            }),
+            rjson!({ "period": target }),
+        ),
+        rjson!({}),
+    );
+    (current, fields)
+}
+
+// ------------------------------------------------------------------ resets
+
+/// The boards whose reset is due by the database's clock, or whose last
+/// reset is unfinished: `{now, boards: [{id, slot, rules, period, archiving?}]}`.
+/// Only boards that reset are in the index, and only due ones are read.
+pub fn due_resets() -> Command {
+    rjson!({
+        "now": now_ms(),
+        "boards": r
+            .table(BOARDS)
+            .between(
+                r.minval(),
+                now_ms(),
+                r.with_opt(
+                    (),
+                    BetweenOptions::new()
+                        .index(RESET_DUE_INDEX.to_owned())
+                        .right_bound(Status::Closed),
+                ),
+            )
+            .coerce_to("array"),
+    })
+}
+
+/// Switches a board from period `n` to `n + 1` (from `end` until
+/// `next_end`), marking period `n` as being archived, if the board is still
+/// in period `n`, its end has passed and no reset is unfinished. One atomic
+/// update; whoever runs it second changes nothing.
+pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Command {
+    r.table(BOARDS).get(board.to_owned()).update(r.with_opt(
+        func!(|doc| {
+            r.branch(
+                doc.clone()
+                    .g("period")
+                    .g("n")
+                    .eq(n)
+                    .and(doc.clone().has_fields("archiving").not())
+                    .and(now_ms().ge(end)),
+                rjson!({
+                    "period": { "n": n + 1, "start": end, "end": next_end },
+                    "archiving": { "n": n, "start": doc.g("period").g("start"), "end": end },
+                }),
+                rjson!({}),
+            )
+        }),
+        UpdateOptions::new().return_changes(ReturnChanges::Always),
+    ))
+}
+
+/// Moves every player of `board` still in period `n` (or in none) into
+/// period `n + 1`: `prev` keeps its period-`n` score, its score starts again
+/// (0 on an `incr` board, none on the others). Idempotent, and the same
+/// move a write makes.
+pub fn move_players(board: &str, n: u64, incr: bool) -> Command {
+    r.table(PLAYERS)
+        .get_all(r.with_opt(board.to_owned(), r.index(BOARD_INDEX)))
+        .replace(func!(|p| {
+            let fresh = if incr {
+                rjson!({ "score": 0 })
+            } else {
+                rjson!({})
+            };
+            r.branch(
+                p.clone().g("period").default(n).le(n),
+                p.clone()
+                    .without(r.args(["score", "prev"]))
+                    .merge(fresh)
+                    .merge(rjson!({
+                        "period": n + 1,
+                        "prev": p.clone().pluck("score").merge(rjson!({ "n": p.clone().g("period").default(n) })),
+                    })),
+                p,
+            )
+        }))
+}
+
+/// The standings of a board's finished period `n` from the players' `prev`
+/// scores: its top `top` in rank order and how many players had a score.
+pub fn period_standings(board: &str, n: u64, walk: Walk, top: usize) -> Command {
+    let range = r.table(PLAYERS).between(
+        rjson!([board.to_owned(), n, r.minval()]),
+        rjson!([board.to_owned(), n, r.maxval()]),
+        r.with_opt((), BetweenOptions::new().index(BOARD_PREV_INDEX.to_owned())),
+    );
+    let index = match walk {
+        Walk::Up => r.index(r.asc(BOARD_PREV_INDEX)),
+        Walk::Down => r.index(r.desc(BOARD_PREV_INDEX)),
+    };
+    rjson!({
+        "top": range
+            .clone()
+            .order_by(index)
+            .limit(limit_arg(top))
+            .pluck(r.args(["player", "name", "prev"]))
+            .coerce_to("array"),
+        "players": range.count(()),
+    })
+}
+
+/// Archives a finished period; a second insert of the same period fails as
+/// a duplicate and changes nothing.
+pub fn insert_period(doc: Value) -> Command {
+    r.table(PERIODS).insert(doc)
+}
+
+/// Marks a board's reset of period `n` finished.
+pub fn finish_reset(board: &str, n: u64) -> Command {
+    r.table(BOARDS)
+        .get(board.to_owned())
+        .replace(func!(|doc| r.branch(
+            doc.clone().g("archiving").g("n").default(-1).eq(n),
+            doc.clone().without("archiving"),
+            doc,
+        )))
+}
+
+/// A board's finished periods, newest first, at most `limit`.
+pub fn periods(board: &BoardId, limit: usize) -> Command {
+    r.table(PERIODS)
+        .between(
+            rjson!([board.to_string(), r.minval()]),
+            rjson!([board.to_string(), r.maxval()]),
+            r.with_opt((), BetweenOptions::new().index(PERIOD_INDEX.to_owned())),
+        )
+        .order_by(r.index(r.desc(PERIOD_INDEX)))
+        .limit(limit_arg(limit))
+}
+
+/// One finished period of a board, or null.
+pub fn period(board: &BoardId, n: u64) -> Command {
+    r.table(PERIODS).get(format!("{board}:{n}"))
 }
 
 // ---------------------------------------------------------------- schema
@@ -592,6 +793,35 @@ pub fn create_board_score_index(db: &str) -> Command {
         BOARD_SCORE_INDEX,
         func!(|doc| [doc.clone().g("board"), doc.g("score")]),
     )))
+}
+
+/// Creates index `index` of `table`, as the schema defines it.
+pub fn create_index(db: &str, table: &str, index: &str) -> Command {
+    let t = r.db(db.to_owned()).table(table.to_owned());
+    match index {
+        BOARD_SCORE_INDEX => create_board_score_index(db),
+        BOARD_PREV_INDEX => t.index_create(r.args((
+            BOARD_PREV_INDEX,
+            func!(|doc| [
+                doc.clone().g("board"),
+                doc.clone().g("prev").g("n"),
+                doc.g("prev").g("score")
+            ]),
+        ))),
+        PERIOD_INDEX => t.index_create(r.args((
+            PERIOD_INDEX,
+            func!(|doc| [doc.clone().g("board"), doc.g("number")]),
+        ))),
+        RESET_DUE_INDEX => t.index_create(r.args((
+            RESET_DUE_INDEX,
+            func!(|doc| r.branch(
+                doc.clone().has_fields("archiving"),
+                0,
+                doc.g("period").g("end")
+            )),
+        ))),
+        other => create_simple_index(db, table, other),
+    }
 }
 
 /// Creates the players' simple `board` index.

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use crate::reql;
 use crate::{
-    Store, StoreError, BOARDS, BOARD_INDEX, BOARD_SCORE_INDEX, LEASES, PLAYERS, SLOT_INDEX,
+    Store, StoreError, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_SCORE_INDEX, LEASES, PERIODS,
+    PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -73,7 +74,7 @@ struct TableSpec {
 const TABLES: &[TableSpec] = &[
     TableSpec {
         name: BOARDS,
-        indexes: &[SLOT_INDEX],
+        indexes: &[SLOT_INDEX, RESET_DUE_INDEX],
     },
     TableSpec {
         name: LEASES,
@@ -81,7 +82,11 @@ const TABLES: &[TableSpec] = &[
     },
     TableSpec {
         name: PLAYERS,
-        indexes: &[BOARD_SCORE_INDEX, BOARD_INDEX, SLOT_INDEX],
+        indexes: &[BOARD_SCORE_INDEX, BOARD_INDEX, SLOT_INDEX, BOARD_PREV_INDEX],
+    },
+    TableSpec {
+        name: PERIODS,
+        indexes: &[PERIOD_INDEX],
     },
 ];
 
@@ -318,11 +323,7 @@ impl Store {
         for spec in TABLES {
             for index in spec.indexes {
                 if !has(spec.name, index) {
-                    let create = if *index == BOARD_SCORE_INDEX {
-                        reql::create_board_score_index(db)
-                    } else {
-                        reql::create_simple_index(db, spec.name, index)
-                    };
+                    let create = reql::create_index(db, spec.name, index);
                     tolerate(self.run(create).await)?;
                 }
             }
@@ -344,16 +345,24 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_database_needs_both_tables() {
-        assert_eq!(plan(&[]), Plan::Create(vec![BOARDS, LEASES, PLAYERS]));
+    fn an_empty_database_needs_every_table() {
+        assert_eq!(
+            plan(&[]),
+            Plan::Create(vec![BOARDS, LEASES, PLAYERS, PERIODS])
+        );
     }
 
     #[test]
     fn a_complete_schema_is_ready() {
         let rows = [
-            row("1", BOARDS, &[SLOT_INDEX]),
+            row("1", BOARDS, &[SLOT_INDEX, RESET_DUE_INDEX]),
             row("3", LEASES, &[]),
-            row("2", PLAYERS, &[BOARD_INDEX, BOARD_SCORE_INDEX, SLOT_INDEX]),
+            row(
+                "2",
+                PLAYERS,
+                &[BOARD_INDEX, BOARD_SCORE_INDEX, SLOT_INDEX, BOARD_PREV_INDEX],
+            ),
+            row("4", PERIODS, &[PERIOD_INDEX]),
         ];
         assert_eq!(plan(&rows), Plan::Ready);
     }
@@ -361,17 +370,19 @@ mod tests {
     #[test]
     fn missing_indexes_wait_for_a_settled_catalog() {
         let rows = [
-            row("1", BOARDS, &[SLOT_INDEX]),
+            row("1", BOARDS, &[SLOT_INDEX, RESET_DUE_INDEX]),
             row("3", LEASES, &[]),
             row("2", PLAYERS, &[BOARD_INDEX]),
+            row("4", PERIODS, &[PERIOD_INDEX]),
         ];
         assert_eq!(plan(&rows), Plan::Index);
-        // A schema of an earlier release, without the slot indexes, gets
-        // them the same way.
+        // A schema of an earlier release, without the slot and reset
+        // indexes, gets them the same way.
         let rows = [
             row("1", BOARDS, &[]),
             row("3", LEASES, &[]),
             row("2", PLAYERS, &[BOARD_INDEX, BOARD_SCORE_INDEX]),
+            row("4", PERIODS, &[]),
         ];
         assert_eq!(plan(&rows), Plan::Index);
     }
@@ -385,6 +396,7 @@ mod tests {
             row("d", PLAYERS, &[BOARD_INDEX]),
             row("e", PLAYERS, &[]),
             row("f", LEASES, &[]),
+            row("g", PERIODS, &[]),
         ];
         assert_eq!(
             plan(&rows),

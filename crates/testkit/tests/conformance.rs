@@ -44,6 +44,14 @@ fn normalize(value: Value, db: &str) -> Value {
                 .map(|(k, v)| {
                     let v = match k.as_str() {
                         "primary_replica" => json!("<server>"),
+                        // An index function as RethinkDB prints it: its
+                        // pretty printer wraps lines past 80 columns, which
+                        // the dev server does not; the text is compared
+                        // with the wrapping undone.
+                        "query" => match v {
+                            Value::String(q) => json!(unwrap_lines(&q)),
+                            other => normalize(other, db),
+                        },
                         "replicas" => json!(["<server>"]),
                         _ => normalize(v, db),
                     };
@@ -54,6 +62,20 @@ fn normalize(value: Value, db: &str) -> Value {
         Value::Number(n) if n.as_f64().is_some_and(is_now) => json!("<now>"),
         other => other,
     }
+}
+
+/// `text` with each line break and the indentation after it made one space.
+fn unwrap_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut lines = text.split('\n');
+    if let Some(first) = lines.next() {
+        out.push_str(first);
+    }
+    for line in lines {
+        out.push(' ');
+        out.push_str(line.trim_start());
+    }
+    out
 }
 
 /// Whether `ms` reads as the current time in milliseconds since the epoch
@@ -191,6 +213,8 @@ async fn run_script(server: &Database) -> Vec<Case> {
     .await;
     s.case("table_create leases", reql::table_create(&db, "leases"))
         .await;
+    s.case("table_create periods", reql::table_create(&db, "periods"))
+        .await;
     s.case("table_wait boards", reql::table_wait(&db, "boards"))
         .await;
     s.case("table_wait players", reql::table_wait(&db, "players"))
@@ -212,6 +236,22 @@ async fn run_script(server: &Database) -> Vec<Case> {
         .await;
         s.case(&format!("index_wait {table}"), reql::index_wait(&db, table))
             .await;
+    }
+    for (table, index) in [
+        ("boards", store::RESET_DUE_INDEX),
+        ("players", store::BOARD_PREV_INDEX),
+        ("periods", store::PERIOD_INDEX),
+    ] {
+        s.case(
+            &format!("create_index {table} {index}"),
+            reql::create_index(&db, table, index),
+        )
+        .await;
+        s.case(
+            &format!("index_wait {table} {index}"),
+            reql::index_wait(&db, table),
+        )
+        .await;
     }
     s.case("players_index_wait", reql::players_index_wait(&db))
         .await;
@@ -549,6 +589,84 @@ async fn rules_and_ranks(s: &mut Script) {
     )
     .await;
     s.case("delete_board laps", reql::delete_board(&laps)).await;
+    resets(s).await;
+}
+
+/// A board that resets: due boards, the switch (and a second one that
+/// changes nothing), a write landing in the new period, the players' move,
+/// the archive and its reads, and the reset's end.
+async fn resets(s: &mut Script) {
+    let weekly: BoardId = id(BoardId::parse, "weekly");
+    // Periods in the past, so that the board is due whatever the clock.
+    s.case(
+        "insert_board that resets",
+        reql::insert_board(json!({
+            "id": "weekly",
+            "name": "Weekly",
+            "rules": {"reset": "weekly"},
+            "period": {"n": 1, "start": 1_000, "end": 2_000},
+        })),
+    )
+    .await;
+    for (p, score) in [("ann", 3), ("bob", 8), ("cat", 8)] {
+        let pid: PlayerId = id(PlayerId::parse, p);
+        s.case(
+            &format!("insert_player weekly {p}"),
+            reql::insert_player(json!({
+                "id": reql::player_key(&weekly, &pid),
+                "board": "weekly",
+                "player": p,
+                "name": p,
+                "score": score,
+                "period": 1,
+            })),
+        )
+        .await;
+    }
+    s.case("due_resets", reql::due_resets()).await;
+    s.case(
+        "switch_period 1",
+        reql::switch_period("weekly", 1, 2_000, 4_102_444_800_000),
+    )
+    .await;
+    s.case(
+        "switch_period 1, again",
+        reql::switch_period("weekly", 1, 2_000, 4_102_444_800_000),
+    )
+    .await;
+    s.case("due_resets, archiving", reql::due_resets()).await;
+    let delta = |n| ScoreDelta::new(n).expect("a valid delta");
+    s.case(
+        "score_update in the new period",
+        reql::score_update(&weekly, &id(PlayerId::parse, "ann"), delta(2), None),
+    )
+    .await;
+    s.case("move_players 1", reql::move_players("weekly", 1, true))
+        .await;
+    s.case(
+        "move_players 1, again",
+        reql::move_players("weekly", 1, true),
+    )
+    .await;
+    s.case(
+        "period_standings 1",
+        reql::period_standings("weekly", 1, reql::Walk::Down, 2),
+    )
+    .await;
+    let archive = json!({"id": "weekly:1", "board": "weekly", "number": 1});
+    s.case("insert_period 1", reql::insert_period(archive.clone()))
+        .await;
+    s.case("insert_period 1, again", reql::insert_period(archive))
+        .await;
+    s.case("periods", reql::periods(&weekly, 100)).await;
+    s.case("period 1", reql::period(&weekly, 1)).await;
+    s.case("period 2, none", reql::period(&weekly, 2)).await;
+    s.case("finish_reset 1", reql::finish_reset("weekly", 1))
+        .await;
+    s.case("finish_reset 1, again", reql::finish_reset("weekly", 1))
+        .await;
+    s.case("snapshot of a board that resets", reql::snapshot(&weekly))
+        .await;
 }
 
 /// The worker's leases (on the database's clock) and the boards' slots:

@@ -61,6 +61,7 @@ async fn two_origins_and_a_worker_starting_together_share_one_schema() {
             BTreeMap::from([
                 ("boards".to_owned(), 1),
                 ("leases".to_owned(), 1),
+                ("periods".to_owned(), 1),
                 ("players".to_owned(), 1)
             ]),
             "round {round}: each table once"

@@ -22,6 +22,8 @@ pub enum ApiError {
     BoardNotFound(String),
     #[error("player {player:?} does not exist on board {board:?}")]
     PlayerNotFound { board: String, player: String },
+    #[error("board {board:?} has no finished period {number}")]
+    PeriodNotFound { board: String, number: u64 },
     #[error("no such resource: {0}")]
     RouteNotFound(String),
     #[error("method {method} is not allowed here; allowed: {}", allowed.join(", "))]
@@ -71,6 +73,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BoardNotFound(_) => "board_not_found",
             ApiError::PlayerNotFound { .. } => "player_not_found",
+            ApiError::PeriodNotFound { .. } => "period_not_found",
             ApiError::RouteNotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::NotAcceptable { .. } => "not_acceptable",
@@ -122,6 +125,7 @@ impl ResponseError for ApiError {
             ApiError::Validation(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::BoardNotFound(_)
             | ApiError::PlayerNotFound { .. }
+            | ApiError::PeriodNotFound { .. }
             | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable { .. } => StatusCode::NOT_ACCEPTABLE,

@@ -5,7 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
-use domain::{BoardId, Name, Operator, Order, PlayerId, Rules, ScoreDelta, TOP_N};
+use domain::{BoardId, Name, Operator, Order, PlayerId, Reset, Rules, ScoreDelta, TOP_N};
 use serde::Deserialize;
 use serde_json::json;
 use store::reql::IdempotencyKey;
@@ -46,6 +46,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/boards/{board}/", &["GET", "DELETE"])
                 .route(web::get().to(get_board))
                 .route(web::delete().to(delete_board)),
+        )
+        .service(resource("/boards/{board}/periods/", &["GET"]).route(web::get().to(periods)))
+        .service(
+            resource("/boards/{board}/periods/{number}/", &["GET"]).route(web::get().to(period)),
         )
         .service(
             resource("/boards/{board}/players/", &["GET", "POST"])
@@ -159,6 +163,7 @@ struct CreateBoard {
     order: Option<Order>,
     operator: Option<Operator>,
     top: Option<usize>,
+    reset: Option<String>,
 }
 
 async fn create_board(
@@ -172,6 +177,7 @@ async fn create_board(
         body.order.unwrap_or_default(),
         body.operator.unwrap_or_default(),
         body.top.unwrap_or(TOP_N),
+        body.reset.as_deref().map(Reset::parse).transpose()?,
     )?;
     state.ready().await?;
     let requested = id.clone();
@@ -190,12 +196,7 @@ async fn create_board(
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/boards/{}/", board.id)))
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .json(json!({
-            "id": board.id,
-            "name": board.name,
-            "rules": board.rules,
-            "players": [],
-        })))
+        .json(board.view()))
 }
 
 async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
@@ -528,5 +529,36 @@ async fn score_submit(
             board: board.to_string(),
             player: player.to_string(),
         }),
+    }
+}
+
+/// How many finished periods `periods/` lists.
+const MAX_PERIODS: usize = 100;
+
+/// `GET /boards/{board}/periods/`: the board's finished periods, newest
+/// first (at most 100), each with its final standings.
+async fn periods(state: Data<AppState>, path: web::Path<String>) -> ApiResult {
+    let board = board_id(&path)?;
+    state.ready().await?;
+    let periods = state
+        .store
+        .periods(&board, MAX_PERIODS)
+        .await?
+        .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
+    Ok(json_response(StatusCode::OK, json!({ "periods": periods })))
+}
+
+/// `GET /boards/{board}/periods/{number}/`: one finished period.
+async fn period(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+    let board = board_id(&path.0)?;
+    let number = bounded_param("period number", &path.1, 1, u32::MAX as usize)? as u64;
+    state.ready().await?;
+    match state.store.period(&board, number).await? {
+        Some(p) => Ok(json_response(StatusCode::OK, p)),
+        None if state.store.board_exists(&board).await? => Err(ApiError::PeriodNotFound {
+            board: board.to_string(),
+            number,
+        }),
+        None => Err(ApiError::BoardNotFound(board.to_string())),
     }
 }

@@ -50,13 +50,38 @@ export async function listBoards() {
   return data.boards;
 }
 
-/** The board with its top players, `{id, name, players}`. */
+/** The board with its rules and top players, `{id, name, rules, players}`. */
 export function getBoard(id) {
   return request('GET', `/boards/${seg(id)}/`);
 }
 
-export function createBoard(name, id) {
-  return request('POST', '/boards/', id ? { name, id } : { name });
+/** `rules` may hold `order`, `operator` and `top`; what it leaves out is the server's default. */
+export function createBoard(name, id, rules = {}) {
+  const body = { name, ...rules };
+  if (id) body.id = id;
+  return request('POST', '/boards/', body);
+}
+
+/** The first `limit` players in rank order, `[{id, name, score, rank}]`. */
+export async function listPlayers(boardId, limit = 100) {
+  const data = await request('GET', `/boards/${seg(boardId)}/players/?limit=${limit}`);
+  return data.players;
+}
+
+/** `{player, players}`: the player and up to `n` players above and below it, with ranks. */
+export function around(boardId, playerId, n = 2) {
+  return request('GET', `/boards/${seg(boardId)}/players/${seg(playerId)}/around/?n=${n}`);
+}
+
+/** The board's finished periods, newest first: `[{number, start, end, players, top}]`. */
+export async function listPeriods(boardId) {
+  const data = await request('GET', `/boards/${seg(boardId)}/periods/`);
+  return data.periods;
+}
+
+/** One finished period, `{number, start, end, players, top}`. */
+export function getPeriod(boardId, number) {
+  return request('GET', `/boards/${seg(boardId)}/periods/${seg(String(number))}/`);
 }
 
 export function createPlayer(boardId, name) {
@@ -66,6 +91,11 @@ export function createPlayer(boardId, name) {
 /** Adds 1 (the API's default for an empty body); answers `{id, name, score}`. */
 export function addPoint(boardId, playerId) {
   return request('POST', `/boards/${seg(boardId)}/players/${seg(playerId)}/score-add/`);
+}
+
+/** Submits `value` under the board's operator; answers the player and `changed`. */
+export function submitScore(boardId, playerId, value) {
+  return request('POST', `/boards/${seg(boardId)}/players/${seg(playerId)}/score/`, { value });
 }
 
 /** The stream's address for a board; EventSource asks it for text/event-stream. */

@@ -1,5 +1,7 @@
-// The leaderboard page: shows one board live, and lets the user switch
-// boards, give players points and create boards and players.
+// The leaderboard page: shows one board live with its rules, and lets the
+// user switch boards, give players points or submit scores, follow one
+// player's neighbourhood ("find me"), look back at finished periods, and
+// create boards and players.
 //
 // The DOM is built with createElement and textContent only (names come from
 // users), and nothing here needs inline script or style, so the page runs
@@ -8,6 +10,7 @@
 import * as api from './api.js';
 import { BoardStream } from './live.js';
 import { BoardState } from './model.js';
+import { countdownText, isBetter, normalizeRules, rulesText, submitHint } from './rules.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -15,8 +18,31 @@ const els = {
   connectionText: $('connection-text'),
   select: $('board-select'),
   title: $('board-title'),
+  rules: $('board-rules'),
+  resetLine: $('reset-line'),
+  resetLabel: $('reset-label'),
+  resetTime: $('reset-time'),
+  liveView: $('live-view'),
   players: $('players'),
   message: $('board-message'),
+  periods: $('periods'),
+  periodSelect: $('period-select'),
+  periodView: $('period-view'),
+  periodSummary: $('period-summary'),
+  periodPlayers: $('period-players'),
+  periodMessage: $('period-message'),
+  periodBack: $('period-back'),
+  meForm: $('find-me'),
+  mePlayer: $('me-player'),
+  aroundMe: $('around-me'),
+  meSummary: $('me-summary'),
+  around: $('around'),
+  meForget: $('me-forget'),
+  playerOptions: $('player-options'),
+  scoreForm: $('submit-score'),
+  scorePlayer: $('score-player'),
+  scoreValue: $('score-value'),
+  scoreHint: $('score-value-hint'),
   notice: $('notice'),
   noticeText: $('notice-text'),
   noticeClose: $('notice-close'),
@@ -26,6 +52,9 @@ const els = {
   boardForm: $('new-board'),
   boardName: $('board-name'),
   boardId: $('board-id'),
+  boardOrder: $('board-order'),
+  boardOperator: $('board-operator'),
+  boardTop: $('board-top'),
 };
 
 const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
@@ -34,6 +63,21 @@ const ORDINAL_SUFFIX = { one: 'st', two: 'nd', few: 'rd', other: 'th' };
 const ordinal = (n) => `${n}${ORDINAL_SUFFIX[ordinalRules.select(n)]}`;
 const points = (n) => `${n} ${n === 1 || n === -1 ? 'point' : 'points'}`;
 const numberFormat = new Intl.NumberFormat();
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+
+/** A score in words: "42 points" where points add up, "a score of 6,512" elsewhere. */
+function scoreWords(score, rules) {
+  if (typeof score !== 'number') return 'no score';
+  return rules.operator === 'incr' ? points(score) : `a score of ${numberFormat.format(score)}`;
+}
+
+/** Players shown around the one followed, on each side. */
+const AROUND_N = 2;
+/** How often the neighbourhood is read again while nothing is streamed: the
+    stream only reports changes to the board's top, not below it. */
+const AROUND_POLL_MS = 15000;
+/** The shortest time between two reads of it prompted by the stream. */
+const AROUND_MIN_MS = 1000;
 
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const MAX_NAME_CHARS = 100;
@@ -94,12 +138,12 @@ class Announcer {
     this.timer = null;
     const texts = [];
     if (this.players) {
-      this.players.forEach((player, i) => {
+      for (const player of this.players) {
         const was = this.spokenRanks.get(player.id);
-        const rank = ordinal(i + 1);
+        const rank = ordinal(player.rank);
         if (was === undefined) texts.push(`${player.name} entered the board at ${rank} place.`);
-        else if (i + 1 < was) texts.push(`${player.name} moved up to ${rank} place.`);
-      });
+        else if (player.rank < was) texts.push(`${player.name} moved up to ${rank} place.`);
+      }
       this.spokenRanks = ranksOf(this.players);
     }
     if (texts.length > 3) texts.splice(2, texts.length, 'Other places changed too.');
@@ -109,7 +153,7 @@ class Announcer {
   }
 }
 
-const ranksOf = (players) => new Map(players.map((p, i) => [p.id, i + 1]));
+const ranksOf = (players) => new Map(players.map((p) => [p.id, p.rank]));
 
 const announcer = new Announcer(els.announcer);
 
@@ -188,29 +232,75 @@ function makeRow(player) {
 
 /** Restarts a CSS animation class on an element. */
 function flash(element, className) {
-  element.classList.remove('up', 'down');
+  element.classList.remove('better', 'worse');
   void element.offsetWidth; // a reflow, so the animation starts over
   element.classList.add(className);
 }
 
-function updateRow(li, player, rank) {
+const rankText = (rank) => (Number.isInteger(rank) ? String(rank) : '–');
+const scoreText = (score) => (typeof score === 'number' ? numberFormat.format(score) : '—');
+const unitText = (score) => {
+  if (typeof score !== 'number') return ' no score yet';
+  return score === 1 || score === -1 ? ' point' : ' points';
+};
+
+/**
+ * Fills a row. A changed score flashes green when it is better under the
+ * board's order and red when it is worse: on a lower-is-better board a
+ * "+1" is a step back, and it shows as one.
+ */
+function updateRow(li, player, order) {
   const { parts } = li;
-  const rankText = String(rank);
-  if (parts.rank.textContent !== rankText) parts.rank.textContent = rankText;
-  li.dataset.rank = rankText;
+  const rank = rankText(player.rank);
+  if (parts.rank.textContent !== rank) parts.rank.textContent = rank;
+  li.dataset.rank = rank;
   if (parts.name.textContent !== player.name) {
     parts.name.textContent = player.name;
     parts.forWhom.textContent = ` point for ${player.name}`;
   }
-  const scoreText = numberFormat.format(player.score);
-  if (parts.value.textContent !== scoreText) {
+  const text = scoreText(player.score);
+  if (parts.value.textContent !== text) {
     const before = li.score;
-    parts.value.textContent = scoreText;
-    parts.unit.textContent = player.score === 1 || player.score === -1 ? ' point' : ' points';
-    if (before !== undefined) flash(li, player.score > before ? 'up' : 'down');
+    parts.value.textContent = text;
+    parts.unit.textContent = unitText(player.score);
+    if (before !== undefined) flash(li, isBetter(order, player.score, before) ? 'better' : 'worse');
   }
   li.score = player.score;
   li.classList.toggle('pending', player.pending);
+  markMe(li, player.id);
+}
+
+/** Marks the row of the player "find me" follows. */
+function markMe(li, playerId) {
+  const me = current?.me === playerId;
+  li.classList.toggle('me', me);
+  if (me) li.setAttribute('aria-current', 'true');
+  else li.removeAttribute('aria-current');
+}
+
+/** A row with no button, for the neighbourhood and finished periods. */
+function staticRow(player) {
+  const li = document.createElement('li');
+  li.className = 'player';
+  li.dataset.id = player.id;
+  li.dataset.rank = rankText(player.rank);
+  const rank = document.createElement('span');
+  rank.className = 'rank';
+  rank.textContent = rankText(player.rank);
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.textContent = player.name;
+  const score = document.createElement('span');
+  score.className = 'score';
+  const value = document.createElement('span');
+  value.className = 'score-value';
+  value.textContent = scoreText(player.score);
+  const unit = document.createElement('span');
+  unit.className = 'visually-hidden';
+  unit.textContent = unitText(player.score);
+  score.append(value, unit);
+  li.append(rank, name, score);
+  return li;
 }
 
 /**
@@ -218,7 +308,7 @@ function updateRow(li, player, rank) {
  * rows rather than rebuilding them, and slides each moved row from where it
  * was to where it is now (the FLIP technique).
  */
-function renderPlayers(players, animate) {
+function renderPlayers(players, animate, order) {
   const list = els.players;
   const firstTops = new Map();
   if (animate) {
@@ -226,13 +316,13 @@ function renderPlayers(players, animate) {
   }
   const focused = list.contains(document.activeElement) ? document.activeElement : null;
 
-  const wanted = players.map((player, i) => {
+  const wanted = players.map((player) => {
     let li = rows.get(player.id);
     if (!li) {
       li = makeRow(player);
       rows.set(player.id, li);
     }
-    updateRow(li, player, i + 1);
+    updateRow(li, player, order);
     return li;
   });
   wanted.forEach((li, i) => {
@@ -272,7 +362,13 @@ function renderPlayers(players, animate) {
 // ---------------------------------------------------------------------------
 // The board being shown
 
-/** `{id, state, stream, drawn, expiryTimer, gone}` for the board on screen. */
+/**
+ * The board on screen: `{id, state, stream, drawn, expiryTimer, gone, me,
+ * players, periods, periodsFor, viewing, around...}`.
+ * `me` is the player "find me" follows, `players` the names the player
+ * fields offer (id → name), `periods` the finished periods (null until
+ * read), `viewing` the number of the finished period shown, or null.
+ */
 let current = null;
 let renderQueued = false;
 let knownBoards = [];
@@ -294,12 +390,15 @@ function render() {
 
   els.title.textContent = view.name || view.id;
   document.title = `${view.name || view.id} · Leaderboard`;
-  renderPlayers(view.players, !reducedMotion.matches && current.drawn);
+  showRules(view.rules);
+  renderPlayers(view.players, !reducedMotion.matches && current.drawn, view.rules.order);
   current.drawn = true;
   announcer.drawn(view.players);
-  if (!current.gone) setBoardMessage(view.players.length ? '' : 'No players yet. Add the first one with the form.');
+  if (!current.gone) setBoardMessage(view.players.length ? '' : emptyBoardText(view.rules));
+  updateCountdown();
+  checkPeriods(current);
 
-  // A POST's answer holds a score up for a few seconds; redraw when it lapses.
+  // A POST's answer holds a score for a few seconds; redraw when it lapses.
   clearTimeout(current.expiryTimer);
   const expiry = current.state.nextExpiry();
   if (expiry !== null) {
@@ -307,12 +406,42 @@ function render() {
   }
 }
 
+function emptyBoardText(rules) {
+  if (rules.operator === 'incr') return 'No players yet. Add the first one with the form.';
+  return 'No scores yet. Add players, then submit their scores with the form.';
+}
+
+/**
+ * The rules line, the "+1" buttons (only where points add up: on a `set`
+ * board "+1" would mean nothing, and on a `best` board it would add to a
+ * best result rather than submit one, so those boards take scores through
+ * the "Submit a score" form instead), and that form's hint.
+ */
+function showRules(rules) {
+  const text = rulesText(rules);
+  if (els.rules.textContent !== text) els.rules.textContent = text;
+  els.players.dataset.plus = rules.operator === 'incr' ? 'on' : 'off';
+  els.scoreHint.textContent = submitHint(rules);
+}
+
 function resetBoardView(title) {
   announcer.reset();
   rows.clear();
   els.players.replaceChildren();
   els.title.textContent = title;
+  els.rules.textContent = '';
   setBoardMessage('');
+  showLive();
+  els.periods.hidden = true;
+  els.periodSelect.replaceChildren();
+  updateCountdown();
+  showAround(null);
+  els.mePlayer.value = '';
+  els.scorePlayer.value = '';
+  setFieldError(els.mePlayer, null);
+  setFieldError(els.scorePlayer, null);
+  setFieldError(els.scoreValue, null);
+  els.playerOptions.replaceChildren();
 }
 
 /** Shows board `id`, following it live. */
@@ -322,20 +451,53 @@ function showBoard(id) {
     current.stream.stop();
     clearTimeout(current.expiryTimer);
   }
+  current = null;
   resetBoardView(id);
   setBoardMessage('Loading…');
   // "Added Zoë." belongs to the board that was shown.
   for (const status of document.querySelectorAll('.form-status')) status.textContent = '';
   selectBoard(id);
-  els.playerForm.querySelector('button').disabled = false;
+  setBoardForms(true);
 
-  const board = { id, state: new BoardState(id), stream: null, drawn: false, expiryTimer: null, gone: false };
+  const board = {
+    id,
+    state: new BoardState(id),
+    stream: null,
+    drawn: false,
+    expiryTimer: null,
+    gone: false,
+    me: null,
+    players: new Map(),
+    periods: null,
+    periodsFor: null,
+    viewing: null,
+    aroundBusy: false,
+    aroundAgain: false,
+    aroundTimer: null,
+    aroundLast: 0,
+  };
   board.stream = new BoardStream(id, {
     status: (state) => { if (current === board) setStatus(state); },
     update: (snapshot) => {
       if (current !== board) return;
+      const first = board.state.snapshot === null;
       board.state.applySnapshot(snapshot);
+      learnPlayers(board, snapshot.players);
       scheduleRender();
+      if (first) {
+        // The board exists: read its players' names, and follow the player
+        // followed here last time.
+        loadPlayers(board);
+        const remembered = rememberedMe(id);
+        if (remembered) follow(board, remembered);
+      } else {
+        // The board changed, so the neighbourhood may have too.
+        refreshAround(board);
+      }
+    },
+    reset: (period) => {
+      if (current !== board) return;
+      periodEnded(board, period);
     },
     deleted: () => {
       if (current !== board) return;
@@ -354,13 +516,24 @@ function showBoard(id) {
   board.stream.start();
 }
 
+/** Enables or disables the forms that write to the board shown. */
+function setBoardForms(enabled) {
+  els.playerForm.querySelector('button').disabled = !enabled;
+  els.scoreForm.querySelector('button').disabled = !enabled;
+  els.meForm.querySelector('button').disabled = !enabled;
+}
+
 function boardGone(board, message) {
   board.gone = true;
   setStatus('offline');
   rows.clear();
   els.players.replaceChildren();
+  showLive();
+  els.periods.hidden = true;
   setBoardMessage(message);
-  els.playerForm.querySelector('button').disabled = true;
+  showAround(null);
+  setBoardForms(false);
+  updateCountdown();
 }
 
 function showNoBoard() {
@@ -369,8 +542,333 @@ function showNoBoard() {
   resetBoardView('No boards yet');
   setBoardMessage('Create the first board with the form.');
   setStatus('offline');
-  els.playerForm.querySelector('button').disabled = true;
+  setBoardForms(false);
 }
+
+// ---------------------------------------------------------------------------
+// The next reset
+
+let countdownTimer = null;
+
+/** Shows the time to the board's next reset, every second, while it has one. */
+function updateCountdown() {
+  const snapshot = current && !current.gone ? current.state.snapshot : null;
+  const next = snapshot && typeof snapshot.next_reset === 'string' ? snapshot.next_reset : null;
+  const at = next ? Date.parse(next) : NaN;
+  if (Number.isNaN(at)) {
+    els.resetLine.hidden = true;
+    clearInterval(countdownTimer);
+    countdownTimer = null;
+    return;
+  }
+  const left = countdownText(at - Date.now());
+  els.resetLabel.textContent = left ? 'Next reset in' : 'Resetting';
+  const text = left ?? 'now…';
+  if (els.resetTime.textContent !== text) els.resetTime.textContent = text;
+  if (els.resetTime.dateTime !== next) {
+    els.resetTime.dateTime = next;
+    els.resetTime.title = dateFormat.format(new Date(at));
+  }
+  els.resetLine.hidden = false;
+  if (countdownTimer === null) countdownTimer = setInterval(updateCountdown, 1000);
+}
+
+// ---------------------------------------------------------------------------
+// Finished periods
+
+/**
+ * Reads the board's finished periods when the period in force is not the
+ * first and they have not been read for it. A board that does not reset
+ * has no `period`, and nothing is asked.
+ */
+async function checkPeriods(board) {
+  const number = board.state.snapshot?.period?.number;
+  if (!Number.isInteger(number) || number <= 1 || board.periodsFor === number) return;
+  board.periodsFor = number;
+  let periods;
+  try {
+    periods = await api.listPeriods(board.id);
+  } catch (err) {
+    // Tried again at the next snapshot, unless the server has no periods.
+    if (err.status !== 404) board.periodsFor = null;
+    return;
+  }
+  if (current !== board || !Array.isArray(periods)) return;
+  board.periods = periods;
+  fillPeriods(board);
+}
+
+/** A period has just ended (the stream's `reset` event): it joins the list. */
+function periodEnded(board, period) {
+  if (!period || !Number.isInteger(period.number)) return;
+  board.periods = [period, ...(board.periods ?? []).filter((p) => p.number !== period.number)];
+  fillPeriods(board);
+  announcer.say('reset', `Period ${period.number} has ended; the board starts again.`);
+}
+
+function periodLabel(period) {
+  const start = Date.parse(period.start);
+  const end = Date.parse(period.end);
+  if (Number.isNaN(start) || Number.isNaN(end)) return `Period ${period.number}`;
+  return `Period ${period.number} · ${dateFormat.format(new Date(start))} – ${dateFormat.format(new Date(end))}`;
+}
+
+function fillPeriods(board) {
+  if (current !== board || board.gone) return;
+  const periods = board.periods ?? [];
+  els.periods.hidden = periods.length === 0;
+  const number = board.state.snapshot?.period?.number;
+  const options = [new Option(Number.isInteger(number) ? `Live · period ${number}` : 'Live', 'live')];
+  for (const period of periods) options.push(new Option(periodLabel(period), String(period.number)));
+  els.periodSelect.replaceChildren(...options);
+  els.periodSelect.value = board.viewing === null ? 'live' : String(board.viewing);
+}
+
+els.periodSelect.addEventListener('change', () => {
+  const value = els.periodSelect.value;
+  if (value === 'live') showLive();
+  else showPeriod(Number(value));
+});
+
+els.periodBack.addEventListener('click', () => {
+  showLive();
+  els.periodSelect.focus();
+});
+
+function showLive() {
+  if (current) current.viewing = null;
+  els.periodView.hidden = true;
+  els.liveView.hidden = false;
+  els.periodPlayers.replaceChildren();
+  if (!els.periods.hidden) els.periodSelect.value = 'live';
+}
+
+/** Shows a finished period's final standings in place of the live board. */
+async function showPeriod(number) {
+  const board = current;
+  if (!board) return;
+  board.viewing = number;
+  let period = (board.periods ?? []).find((p) => p.number === number);
+  if (period && !Array.isArray(period.top)) {
+    try {
+      period = await api.getPeriod(board.id, number);
+    } catch (err) {
+      if (current === board) showNotice(`Could not load period ${number}: ${err.message}`);
+      return;
+    }
+  }
+  if (current !== board || board.viewing !== number || !period) return;
+  const count = Number.isInteger(period.players) ? period.players : null;
+  const ended = Date.parse(period.end);
+  const parts = [`Final standings of period ${number}`];
+  if (!Number.isNaN(ended)) parts.push(`ended ${dateFormat.format(new Date(ended))}`);
+  if (count !== null) parts.push(count === 1 ? '1 player' : `${numberFormat.format(count)} players`);
+  els.periodSummary.textContent = parts.join(' · ');
+  const top = Array.isArray(period.top) ? period.top : [];
+  els.periodPlayers.replaceChildren(...top.map((p, i) => staticRow({ ...p, rank: p.rank ?? i + 1 })));
+  els.periodMessage.textContent = top.length ? '' : 'No one scored in this period.';
+  els.periodMessage.hidden = top.length > 0;
+  els.liveView.hidden = true;
+  els.periodView.hidden = false;
+}
+
+// ---------------------------------------------------------------------------
+// Players the fields offer
+
+/** Reads the board's first players, so the player fields can offer them by name. */
+async function loadPlayers(board) {
+  try {
+    learnPlayers(board, await api.listPlayers(board.id));
+  } catch {
+    // Only suggestions are lost; ids still work.
+  }
+}
+
+function learnPlayers(board, players) {
+  let added = false;
+  for (const p of players ?? []) {
+    if (!p || typeof p.id !== 'string') continue;
+    if (board.players.get(p.id) !== p.name) {
+      board.players.set(p.id, p.name);
+      added = true;
+    }
+  }
+  if (added && current === board) {
+    const options = [...board.players].map(([id, name]) => {
+      const option = document.createElement('option');
+      option.value = id;
+      option.label = name;
+      return option;
+    });
+    els.playerOptions.replaceChildren(...options);
+  }
+}
+
+/**
+ * The player id a field names: an id the board is known to have, else a
+ * unique name (any case), else the text itself if it can be an id.
+ */
+function resolvePlayer(board, text) {
+  const value = text.trim();
+  if (!value) return { problem: 'Enter a name or a player id.' };
+  if (board.players.has(value)) return { id: value };
+  const lower = value.toLocaleLowerCase();
+  const named = [...board.players].filter(([, name]) => name.toLocaleLowerCase() === lower);
+  if (named.length === 1) return { id: named[0][0] };
+  if (named.length > 1) return { problem: `${named.length} players are called ${value}; pick one from the list.` };
+  if (ID_PATTERN.test(value)) return { id: value };
+  return { problem: `No player called “${value}” on this board.` };
+}
+
+const playerName = (board, id) => board.players.get(id) ?? id;
+
+// ---------------------------------------------------------------------------
+// Find me: one player, with its neighbours, live
+
+const meKey = (boardId) => `leaderboard:me:${boardId}`;
+
+function rememberedMe(boardId) {
+  try {
+    return window.localStorage.getItem(meKey(boardId));
+  } catch {
+    return null; // storage is off; nothing is remembered
+  }
+}
+
+function rememberMe(boardId, playerId) {
+  try {
+    if (playerId) window.localStorage.setItem(meKey(boardId), playerId);
+    else window.localStorage.removeItem(meKey(boardId));
+  } catch {
+    // as above
+  }
+}
+
+function follow(board, playerId) {
+  board.me = playerId;
+  rememberMe(board.id, playerId);
+  // Scores are most often submitted for oneself.
+  els.scorePlayer.value = playerId;
+  setFieldError(els.scorePlayer, null);
+  els.aroundMe.hidden = false;
+  els.meSummary.textContent = `Looking for ${playerName(board, playerId)}…`;
+  els.around.replaceChildren();
+  for (const li of rows.values()) markMe(li, li.dataset.id);
+  refreshAround(board, true);
+}
+
+function unfollow(board) {
+  board.me = null;
+  rememberMe(board.id, null);
+  showAround(null);
+  for (const li of rows.values()) markMe(li, li.dataset.id);
+}
+
+/**
+ * Reads the followed player's neighbourhood again: at once when `now` (a
+ * new player to follow, the user's own write), else at most once a second,
+ * since a rank costs the database a walk down the board. Requests while a
+ * read is under way or scheduled make one read after it, so a burst of
+ * stream events costs two reads, not one per event.
+ */
+function refreshAround(board, now = false) {
+  if (!board.me || board.gone) return;
+  if (board.aroundBusy) {
+    board.aroundAgain = board.aroundAgain || (now ? 'now' : true);
+    return;
+  }
+  if (board.aroundTimer !== null) {
+    if (!now) return;
+    clearTimeout(board.aroundTimer);
+    board.aroundTimer = null;
+  }
+  const wait = now ? 0 : board.aroundLast + AROUND_MIN_MS - Date.now();
+  if (wait > 0) {
+    board.aroundTimer = setTimeout(() => {
+      board.aroundTimer = null;
+      readAround(board);
+    }, wait);
+  } else {
+    readAround(board);
+  }
+}
+
+async function readAround(board) {
+  const me = board.me;
+  if (!me || board.gone || current !== board) return;
+  board.aroundBusy = true;
+  board.aroundAgain = false;
+  board.aroundLast = Date.now();
+  try {
+    const data = await api.around(board.id, me, AROUND_N);
+    if (current === board && board.me === me) {
+      learnPlayers(board, data.players);
+      showAround(board, data);
+    }
+  } catch (err) {
+    if (current === board && board.me === me) {
+      if (err.status === 404 && err.code === 'player_not_found') {
+        unfollow(board);
+        setFieldError(els.mePlayer, `There is no player “${me}” on this board.`);
+      } else if (err.status === 404) {
+        showAround(null); // the board is gone; the stream says so
+      } else {
+        els.meSummary.textContent = `Could not update: ${err.message}`;
+      }
+    }
+  } finally {
+    board.aroundBusy = false;
+  }
+  const again = board.aroundAgain;
+  board.aroundAgain = false;
+  // Someone else followed meanwhile: no reason to wait for that one.
+  if (again) refreshAround(board, again === 'now' || board.me !== me);
+}
+
+/** Draws the neighbourhood `{player, players}`, or hides it (null). */
+function showAround(board, data) {
+  if (!board || !data) {
+    els.aroundMe.hidden = true;
+    els.around.replaceChildren();
+    els.meSummary.textContent = '';
+    return;
+  }
+  const rules = board.state.rules;
+  const me = data.player;
+  const summary = Number.isInteger(me.rank)
+    ? `${me.name} is ${ordinal(me.rank)}, with ${scoreWords(me.score, rules)}.`
+    : `${me.name} has no score yet.`;
+  if (els.meSummary.textContent !== summary) els.meSummary.textContent = summary;
+  els.around.replaceChildren(...data.players.map((p) => {
+    const li = staticRow(p);
+    markMe(li, p.id);
+    return li;
+  }));
+  els.aroundMe.hidden = false;
+}
+
+handleSubmit(els.meForm, async () => {
+  const board = current;
+  if (!board || board.gone) return;
+  const found = resolvePlayer(board, els.mePlayer.value);
+  if (reportProblems([[els.mePlayer, found.problem ?? null]])) return;
+  follow(board, found.id);
+});
+
+els.meForget.addEventListener('click', () => {
+  if (!current) return;
+  unfollow(current);
+  els.mePlayer.focus();
+});
+
+// The stream says nothing about changes below the board's top, so while the
+// page is in view the neighbourhood is also read now and then.
+setInterval(() => {
+  if (current && current.me && document.visibilityState === 'visible') refreshAround(current);
+}, AROUND_POLL_MS);
+document.addEventListener('visibilitychange', () => {
+  if (current && current.me && document.visibilityState === 'visible') refreshAround(current);
+});
 
 // ---------------------------------------------------------------------------
 // "+1"
@@ -382,23 +880,71 @@ els.players.addEventListener('click', (event) => {
   addPoint(li.dataset.id, li.parts.name.textContent);
 });
 
-async function addPoint(playerId, playerName) {
+async function addPoint(playerId, name) {
   const board = current;
-  board.state.begin(playerId);
+  const token = board.state.begin(playerId);
   scheduleRender();
   try {
     const player = await api.addPoint(board.id, playerId);
-    board.state.settle(playerId, player);
+    board.state.settle(playerId, player, Date.now(), token);
     if (current === board) {
       hideNotice();
       announcer.say(`score:${playerId}`, `${player.name} has ${points(player.score)}.`);
+      refreshAround(board, true);
     }
   } catch (err) {
-    board.state.settle(playerId, null);
-    if (current === board) showNotice(`Could not add a point for ${playerName}: ${err.message}`);
+    board.state.settle(playerId, null, Date.now(), token);
+    if (current === board) showNotice(`Could not add a point for ${name}: ${err.message}`);
   }
   if (current === board) scheduleRender();
 }
+
+// ---------------------------------------------------------------------------
+// Submit a score
+
+/** What a `score/` answer means, in words, under the board's rules. */
+function submitResult(answer, value, rules) {
+  const score = numberFormat.format(answer.score);
+  if (rules.operator === 'best') {
+    if (answer.changed) return `New best for ${answer.name}: ${score}.`;
+    return `${numberFormat.format(value)} does not beat ${answer.name}’s best, ${score}; nothing changed.`;
+  }
+  if (rules.operator === 'set') {
+    return answer.changed ? `${answer.name}’s score is now ${score}.` : `${answer.name}’s score was ${score} already.`;
+  }
+  return `${answer.name} has ${points(answer.score)}.`;
+}
+
+handleSubmit(els.scoreForm, async (status) => {
+  const board = current;
+  if (!board || board.gone) return;
+  const found = resolvePlayer(board, els.scorePlayer.value);
+  const raw = els.scoreValue.value.trim();
+  const value = Number(raw);
+  const valueProblem = raw === '' || !Number.isSafeInteger(value) ? 'Enter a whole number.' : null;
+  if (reportProblems([[els.scorePlayer, found.problem ?? null], [els.scoreValue, valueProblem]])) return;
+
+  const playerId = found.id;
+  const token = board.state.begin(playerId, { kind: 'submit', value });
+  scheduleRender();
+  try {
+    const answer = await api.submitScore(board.id, playerId, value);
+    board.state.settle(playerId, answer, Date.now(), token);
+    if (current === board) {
+      hideNotice();
+      els.scoreValue.value = '';
+      status.textContent = submitResult(answer, value, board.state.rules);
+      refreshAround(board, true);
+    }
+  } catch (err) {
+    board.state.settle(playerId, null, Date.now(), token);
+    if (current !== board) return;
+    if (err.code === 'player_not_found') reportProblems([[els.scorePlayer, `There is no player “${playerId}” on this board.`]]);
+    else if (err.code === 'invalid_input' || err.status === 422) reportProblems([[els.scoreValue, err.message]]);
+    else showNotice(`Could not submit a score for ${playerName(board, playerId)}: ${err.message}`);
+  }
+  if (current === board) scheduleRender();
+});
 
 // ---------------------------------------------------------------------------
 // Board switcher and addresses
@@ -514,7 +1060,7 @@ function handleSubmit(form, submit) {
     if (busy) return;
     busy = true;
     form.setAttribute('aria-busy', 'true');
-    status.textContent = '';
+    if (status) status.textContent = '';
     try {
       await submit(status);
     } finally {
@@ -529,22 +1075,49 @@ handleSubmit(els.playerForm, async (status) => {
   if (!current || current.gone) return;
   if (reportProblems([[els.playerName, nameProblem(name)]])) return;
   const boardId = current.id;
+  const board = current;
   try {
     const player = await api.createPlayer(boardId, name);
     els.playerForm.reset();
     status.textContent = `Added ${player.name}.`;
+    if (current === board) {
+      learnPlayers(board, [player]);
+      // On a board that keeps set or best scores a new player has no score
+      // and is not on the board yet: its first score goes through the form.
+      if (board.state.rules.operator !== 'incr') els.scorePlayer.value = player.id;
+    }
   } catch (err) {
     if (err.code === 'invalid_input') reportProblems([[els.playerName, err.message]]);
     else showNotice(`Could not add ${name}: ${err.message}`);
   }
 });
 
+function topProblem(value) {
+  const top = Number(value);
+  if (value !== '' && Number.isInteger(top) && top >= 1 && top <= 100) return null;
+  return 'Use a whole number from 1 to 100.';
+}
+
 handleSubmit(els.boardForm, async (status) => {
   const name = els.boardName.value.trim();
   const id = els.boardId.value.trim();
-  if (reportProblems([[els.boardName, nameProblem(name)], [els.boardId, idProblem(id)]])) return;
+  const top = els.boardTop.value.trim();
+  if (reportProblems([
+    [els.boardName, nameProblem(name)],
+    [els.boardId, idProblem(id)],
+    [els.boardTop, topProblem(top)],
+  ])) return;
+  const rules = normalizeRules({
+    order: els.boardOrder.value,
+    operator: els.boardOperator.value,
+    top: Number(top),
+  });
   try {
-    const board = await api.createBoard(name, id || undefined);
+    const board = await api.createBoard(name, id || undefined, {
+      order: rules.order,
+      operator: rules.operator,
+      top: rules.top,
+    });
     els.boardForm.reset();
     knownBoards = [...knownBoards.filter((b) => b.id !== board.id), { id: board.id, name: board.name }]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -554,13 +1127,14 @@ handleSubmit(els.boardForm, async (status) => {
   } catch (err) {
     if (err.code === 'conflict') reportProblems([[els.boardId, 'A board with this id exists already.']]);
     else if (err.code === 'invalid_input' && err.message.startsWith('board id')) reportProblems([[els.boardId, err.message]]);
+    else if (err.code === 'invalid_input' && /\btop\b/.test(err.message)) reportProblems([[els.boardTop, err.message]]);
     else if (err.code === 'invalid_input') reportProblems([[els.boardName, err.message]]);
     else showNotice(`Could not create the board: ${err.message}`);
   }
 });
 
 // Clear a field's error as soon as it is edited.
-for (const input of [els.playerName, els.boardName, els.boardId]) {
+for (const input of [els.playerName, els.boardName, els.boardId, els.boardTop, els.mePlayer, els.scorePlayer, els.scoreValue]) {
   input.addEventListener('input', () => setFieldError(input, null));
 }
 

@@ -15,8 +15,9 @@ const RETRY_MAX_MS = 30000;
 export class BoardStream {
   /**
    * @param {string} boardId
-   * @param {object} on callbacks: update(board), deleted(), missing(),
-   *   status('connecting' | 'live' | 'reconnecting')
+   * @param {object} on callbacks: update(board), reset(period) (optional:
+   *   a finished period, sent just before the new period's first update),
+   *   deleted(), missing(), status('connecting' | 'live' | 'reconnecting')
    */
   constructor(boardId, on) {
     this.boardId = boardId;
@@ -61,6 +62,16 @@ export class BoardStream {
         return; // Not a snapshot: nothing to show, and the next one will do.
       }
       this.on.update(board);
+    });
+    source.addEventListener('reset', (event) => {
+      if (event.lastEventId) this.lastEventId = event.lastEventId;
+      let period;
+      try {
+        period = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.on.reset?.(period);
     });
     source.addEventListener('deleted', () => {
       // Close before the server does, or the browser would reconnect to a 404.

@@ -1,0 +1,304 @@
+//! Boards that reset on a schedule, through real Pushpin, driven by cron
+//! expressions with seconds so that tests do not wait for midnight.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use testkit::{Stack, StackOptions};
+use tokio::time::{sleep, Instant};
+use unreql::r;
+
+async fn create(stack: &Stack, body: Value) -> (u16, Value) {
+    let resp = stack.post_json("/boards/", body).await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get_json(stack: &Stack, path: &str) -> (u16, Value) {
+    let resp = stack.get(path).await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn add_players(stack: &Stack, board: &str, ids: &[&str]) {
+    for id in ids {
+        let resp = stack
+            .post_json(
+                &format!("/boards/{board}/players/"),
+                json!({ "id": id, "name": id }),
+            )
+            .await;
+        assert_eq!(resp.status(), 201);
+    }
+}
+
+/// Waits until the board has at least `n` finished periods.
+async fn wait_periods(stack: &Stack, board: &str, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = get_json(stack, &format!("/boards/{board}/periods/")).await;
+        assert_eq!(status, 200, "{body}");
+        let periods = body["periods"].as_array().cloned().unwrap_or_default();
+        if periods.len() >= n {
+            return periods;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} periods after {within:?}: {body}",
+            periods.len()
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_board_resets_archives_its_period_and_tells_subscribers() {
+    let stack = Stack::start().await.unwrap();
+    let (status, board) = create(&stack, json!({"id": "daily", "reset": "daily", "top": 3})).await;
+    assert_eq!(status, 201, "{board}");
+    assert_eq!(board["rules"]["reset"], "daily");
+    assert_eq!(board["period"]["number"], 1);
+    assert!(board["next_reset"]
+        .as_str()
+        .unwrap()
+        .ends_with("T00:00:00.000Z"));
+
+    // Every three seconds: the test's clock.
+    let (status, board) = create(
+        &stack,
+        json!({"id": "b", "reset": "*/3 * * * * *", "top": 2}),
+    )
+    .await;
+    assert_eq!(status, 201, "{board}");
+    add_players(&stack, "b", &["ann", "bob", "cat"]).await;
+    // The first period ends at the next multiple of three seconds, perhaps
+    // at once: start from the beginning of the second, which lasts 3 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(&stack, "/boards/b/").await.1["period"]["number"] != 2 {
+        assert!(Instant::now() < deadline, "period 1 never ended");
+        sleep(Duration::from_millis(20)).await;
+    }
+    stack.score_add("b", "ann", 5).await;
+    stack.score_add("b", "bob", 7).await;
+    stack.score_add("b", "cat", 1).await;
+    let mut sub = stack.subscribe("b").await;
+
+    // The reset event, with the archive, then the new period's snapshot.
+    let (archived, _) = sub
+        .wait_for(Duration::from_secs(10), |e| {
+            (e.event == "reset").then(|| e.json())
+        })
+        .await
+        .expect("event: reset");
+    assert_eq!(archived["number"], 2);
+    assert_eq!(archived["players"], 3);
+    assert_eq!(
+        archived["top"],
+        json!([
+            {"id": "bob", "name": "bob", "score": 7, "rank": 1},
+            {"id": "ann", "name": "ann", "score": 5, "rank": 2},
+        ])
+    );
+    let next = sub
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the new snapshot");
+    assert_eq!(next.event, "update");
+    let board = next.json();
+    assert_eq!(board["period"]["number"], 3);
+    assert_eq!(board["period"]["start"], archived["end"]);
+    assert!(board["players"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["score"] == 0));
+
+    // Readable afterwards.
+    let periods = wait_periods(&stack, "b", 2, Duration::from_secs(1)).await;
+    assert!(periods.contains(&archived), "{periods:?}");
+    let (status, one) = get_json(&stack, "/boards/b/periods/2/").await;
+    assert_eq!((status, &one), (200, &archived));
+    assert_eq!(get_json(&stack, "/boards/b/periods/99/").await.0, 404);
+    assert_eq!(get_json(&stack, "/boards/b/periods/x/").await.0, 400);
+    assert_eq!(get_json(&stack, "/boards/none/periods/").await.0, 404);
+    for bad in [
+        json!({"reset": "sometimes"}),
+        json!({"reset": 5}),
+        json!({"reset": "61 * * * *"}),
+    ] {
+        let (status, body) = create(&stack, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_score_add_counts_in_exactly_one_period_with_two_workers() {
+    let mut stack = Stack::start_with(StackOptions {
+        worker: false,
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    stack.add_worker("w1", &[]).await.unwrap();
+    stack.add_worker("w2", &[]).await.unwrap();
+    create(&stack, json!({"id": "b", "reset": "*/2 * * * * *"})).await;
+    add_players(&stack, "b", &["ann"]).await;
+
+    // One client adds 1 as fast as it can for about seven seconds: several
+    // resets fall among its writes.
+    let deadline = Instant::now() + Duration::from_secs(7);
+    let mut counted = 0i64;
+    while Instant::now() < deadline {
+        let resp = stack
+            .post_json("/boards/b/players/ann/score-add/", json!({"value": 1}))
+            .await;
+        assert_eq!(resp.status(), 200);
+        counted += 1;
+    }
+    // Let the last period end and be archived.
+    let (_, board) = get_json(&stack, "/boards/b/").await;
+    let current = board["period"]["number"].as_u64().unwrap();
+    let periods = wait_periods(&stack, "b", current as usize, Duration::from_secs(10)).await;
+    let numbers: Vec<u64> = periods
+        .iter()
+        .map(|p| p["number"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=numbers.len() as u64).rev().collect();
+    assert_eq!(numbers, expected, "one archive per period, none missing");
+    assert!(numbers.len() >= 3, "{numbers:?}");
+    let archived: i64 = periods
+        .iter()
+        .map(|p| p["top"][0]["score"].as_i64().unwrap_or(0))
+        .sum();
+    let (_, ann) = get_json(&stack, "/boards/b/players/ann/").await;
+    let now = ann["score"].as_i64().unwrap();
+    assert_eq!(
+        archived + now,
+        counted,
+        "archived {archived} + current {now}"
+    );
+
+    // Each period archived once, by one of the workers.
+    let session = stack.db_session().await;
+    let stored: Vec<Value> = {
+        use futures::TryStreamExt;
+        r.table("periods")
+            .run::<_, Value>(&session)
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    let mut per_number: BTreeMap<u64, usize> = BTreeMap::new();
+    for p in stored
+        .iter()
+        .flat_map(|v| v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]))
+    {
+        *per_number.entry(p["number"].as_u64().unwrap()).or_default() += 1;
+    }
+    assert!(per_number.values().all(|n| *n == 1), "{per_number:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
+    let mut stack = Stack::start().await.unwrap();
+    create(&stack, json!({"id": "b", "reset": "0 0 1 1 *", "top": 5})).await;
+    add_players(&stack, "b", &["ann", "bob"]).await;
+    stack.score_add("b", "ann", 4).await;
+    stack.score_add("b", "bob", 9).await;
+
+    // The worker dies right after switching the board over: the board is in
+    // period 2 with period 1 marked as being archived, its players still in
+    // period 1.
+    stack.kill_worker();
+    let session = stack.db_session().await;
+    let _: Value = r
+        .table("boards")
+        .get("b")
+        .update(r.expr(json!({
+            "period": {"n": 2, "start": 1_000, "end": 4_102_444_800_000_i64},
+            "archiving": {"n": 1, "start": 0, "end": 1_000},
+        })))
+        .exec(&session)
+        .await
+        .unwrap();
+    // A write after the switch lands in period 2.
+    stack.score_add("b", "ann", 1).await;
+
+    stack.start_worker().await.unwrap();
+    let periods = wait_periods(&stack, "b", 1, Duration::from_secs(10)).await;
+    assert_eq!(periods.len(), 1);
+    assert_eq!(periods[0]["number"], 1);
+    assert_eq!(periods[0]["players"], 2);
+    assert_eq!(
+        periods[0]["top"],
+        json!([
+            {"id": "bob", "name": "bob", "score": 9, "rank": 1},
+            {"id": "ann", "name": "ann", "score": 4, "rank": 2},
+        ])
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, board) = get_json(&stack, "/boards/b/").await;
+        let scores: BTreeMap<String, i64> = board["players"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["id"].as_str().unwrap().to_owned(),
+                    p["score"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        if scores == BTreeMap::from([("ann".to_owned(), 1), ("bob".to_owned(), 0)]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{board}");
+        sleep(Duration::from_millis(100)).await;
+    }
+    // Finished: no mark left, and a restart archives nothing again.
+    stack.kill_worker();
+    stack.start_worker().await.unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        wait_periods(&stack, "b", 1, Duration::from_secs(1))
+            .await
+            .len(),
+        1
+    );
+    let doc: Value = r.table("boards").get("b").exec(&session).await.unwrap();
+    assert!(doc.get("archiving").is_none(), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_reset_best_boards_start_unscored() {
+    let stack = Stack::start().await.unwrap();
+    create(
+        &stack,
+        json!({"id": "laps", "order": "asc", "operator": "best", "reset": "*/2 * * * * *"}),
+    )
+    .await;
+    add_players(&stack, "laps", &["ann"]).await;
+    let resp = stack
+        .post_json("/boards/laps/players/ann/score/", json!({"value": 61}))
+        .await;
+    assert_eq!(resp.status(), 200);
+    // The submission lands in the first period or, if a reset fell between
+    // the board's creation and it, the second.
+    let periods = wait_periods(&stack, "laps", 2, Duration::from_secs(10)).await;
+    assert!(
+        periods.iter().any(|p| p["top"][0]["score"] == 61),
+        "{periods:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, ann) = get_json(&stack, "/boards/laps/players/ann/").await;
+        if ann["score"].is_null() {
+            assert!(ann.get("rank").is_none(), "{ann}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ann}");
+        sleep(Duration::from_millis(100)).await;
+    }
+}
