@@ -52,6 +52,15 @@ struct Request {
     delta: Option<(usize, usize, i64)>,
 }
 
+/// Pushpin's request header buffer: a larger header block is refused by
+/// closing the connection.
+const PROXY_HEADER_LIMIT: usize = 8 * 1024;
+
+/// The size of a request's header lines as sent.
+fn header_bytes(headers: &[(String, String)]) -> usize {
+    headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum()
+}
+
 fn random_bytes(rng: &mut StdRng, max: usize) -> Vec<u8> {
     let len = rng.gen_range(0..max);
     (0..len).map(|_| rng.gen()).collect()
@@ -397,6 +406,14 @@ async fn fuzzed_traffic_yields_no_5xx_and_exactly_the_valid_writes() {
                             && (e.is_request() || e.is_body()) =>
                     {
                         413
+                    }
+                    // Pushpin answers a header block past its buffer by
+                    // closing the connection; the origin never sees it.
+                    Ok(Err(e))
+                        if header_bytes(&r.headers) > PROXY_HEADER_LIMIT
+                            && (e.is_request() || e.is_connect()) =>
+                    {
+                        431
                     }
                     Ok(Err(e)) => {
                         failures
