@@ -55,7 +55,7 @@ export function getBoard(id) {
   return request('GET', `/boards/${seg(id)}/`);
 }
 
-/** `rules` may hold `order`, `operator` and `top`; what it leaves out is the server's default. */
+/** `rules` may hold `order`, `operator`, `top` and `reset`; what it leaves out is the server's default. */
 export function createBoard(name, id, rules = {}) {
   const body = { name, ...rules };
   if (id) body.id = id;

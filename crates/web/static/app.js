@@ -55,6 +55,9 @@ const els = {
   boardOrder: $('board-order'),
   boardOperator: $('board-operator'),
   boardTop: $('board-top'),
+  boardReset: $('board-reset'),
+  boardCronField: $('board-cron-field'),
+  boardCron: $('board-cron'),
 };
 
 const reducedMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
@@ -118,6 +121,16 @@ class Announcer {
     this.players = players;
     if (this.spokenRanks === null) this.spokenRanks = ranksOf(players);
     else this.#schedule();
+  }
+
+  /**
+   * Takes the players of a new period as drawn. Everyone's place changed
+   * because scores started again, which is not news: the reset itself is
+   * said instead.
+   */
+  rebase(players) {
+    this.players = players;
+    this.spokenRanks = ranksOf(players);
   }
 
   /** Queues a message; a newer one with the same key replaces it. */
@@ -363,11 +376,12 @@ function renderPlayers(players, animate, order) {
 // The board being shown
 
 /**
- * The board on screen: `{id, state, stream, drawn, expiryTimer, gone, me,
- * players, periods, periodsFor, viewing, around...}`.
- * `me` is the player "find me" follows, `players` the names the player
- * fields offer (id → name), `periods` the finished periods (null until
- * read), `viewing` the number of the finished period shown, or null.
+ * The board on screen: `{id, state, stream, drawn, drawnPeriod, expiryTimer,
+ * gone, me, players, periods, periodsFor, viewing, around...}`.
+ * `drawnPeriod` is the number of the period last drawn (null on a board that
+ * does not reset), `me` the player "find me" follows, `players` the names
+ * the player fields offer (id → name), `periods` the finished periods (null
+ * until read), `viewing` the number of the finished period shown, or null.
  */
 let current = null;
 let renderQueued = false;
@@ -392,8 +406,16 @@ function render() {
   document.title = `${view.name || view.id} · Leaderboard`;
   showRules(view.rules);
   renderPlayers(view.players, !reducedMotion.matches && current.drawn, view.rules.order);
+  const period = current.state.snapshot.period?.number ?? null;
+  if (current.drawn && period !== current.drawnPeriod) {
+    announcer.rebase(view.players);
+    // Said at the stream's `reset` event already, unless the page missed it.
+    if (current.drawnPeriod !== null) announcer.say('reset', resetWords(current.drawnPeriod));
+  } else {
+    announcer.drawn(view.players);
+  }
   current.drawn = true;
-  announcer.drawn(view.players);
+  current.drawnPeriod = period;
   if (!current.gone) setBoardMessage(view.players.length ? '' : emptyBoardText(view.rules));
   updateCountdown();
   checkPeriods(current);
@@ -464,6 +486,7 @@ function showBoard(id) {
     state: new BoardState(id),
     stream: null,
     drawn: false,
+    drawnPeriod: null,
     expiryTimer: null,
     gone: false,
     me: null,
@@ -603,8 +626,10 @@ function periodEnded(board, period) {
   if (!period || !Number.isInteger(period.number)) return;
   board.periods = [period, ...(board.periods ?? []).filter((p) => p.number !== period.number)];
   fillPeriods(board);
-  announcer.say('reset', `Period ${period.number} has ended; the board starts again.`);
+  announcer.say('reset', resetWords(period.number));
 }
+
+const resetWords = (number) => `Period ${number} has ended; the board starts again.`;
 
 function periodLabel(period) {
   const start = Date.parse(period.start);
@@ -1098,27 +1123,55 @@ function topProblem(value) {
   return 'Use a whole number from 1 to 100.';
 }
 
+/** The schedule the form asks for: null, "daily", "weekly", "monthly" or a cron expression. */
+function chosenReset() {
+  const choice = els.boardReset.value;
+  if (choice === 'cron') return els.boardCron.value.trim();
+  return choice || null;
+}
+
+/**
+ * A cron expression is left to the server to judge (it knows the dialect);
+ * only an empty one is refused here.
+ */
+function cronProblem(reset) {
+  if (els.boardReset.value !== 'cron' || reset) return null;
+  return 'Enter a cron expression, such as “0 6 * * 1”.';
+}
+
+/** Shows the cron field only for a custom schedule. */
+function showCronField() {
+  const own = els.boardReset.value === 'cron';
+  els.boardCronField.hidden = !own;
+  if (!own) setFieldError(els.boardCron, null);
+}
+
+els.boardReset.addEventListener('change', showCronField);
+// A browser that restores form fields on back/forward may restore the choice.
+showCronField();
+
 handleSubmit(els.boardForm, async (status) => {
   const name = els.boardName.value.trim();
   const id = els.boardId.value.trim();
   const top = els.boardTop.value.trim();
+  const reset = chosenReset();
   if (reportProblems([
     [els.boardName, nameProblem(name)],
     [els.boardId, idProblem(id)],
     [els.boardTop, topProblem(top)],
+    [els.boardCron, cronProblem(reset)],
   ])) return;
   const rules = normalizeRules({
     order: els.boardOrder.value,
     operator: els.boardOperator.value,
     top: Number(top),
   });
+  const wanted = { order: rules.order, operator: rules.operator, top: rules.top };
+  if (reset) wanted.reset = reset;
   try {
-    const board = await api.createBoard(name, id || undefined, {
-      order: rules.order,
-      operator: rules.operator,
-      top: rules.top,
-    });
+    const board = await api.createBoard(name, id || undefined, wanted);
     els.boardForm.reset();
+    showCronField();
     knownBoards = [...knownBoards.filter((b) => b.id !== board.id), { id: board.id, name: board.name }]
       .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     fillSelect();
@@ -1127,6 +1180,8 @@ handleSubmit(els.boardForm, async (status) => {
   } catch (err) {
     if (err.code === 'conflict') reportProblems([[els.boardId, 'A board with this id exists already.']]);
     else if (err.code === 'invalid_input' && err.message.startsWith('board id')) reportProblems([[els.boardId, err.message]]);
+    else if (err.code === 'invalid_input' && err.message.startsWith('reset') && !els.boardCronField.hidden) reportProblems([[els.boardCron, err.message]]);
+    else if (err.code === 'invalid_input' && err.message.startsWith('reset')) showNotice(`Could not create the board: ${err.message}`);
     else if (err.code === 'invalid_input' && /\btop\b/.test(err.message)) reportProblems([[els.boardTop, err.message]]);
     else if (err.code === 'invalid_input') reportProblems([[els.boardName, err.message]]);
     else showNotice(`Could not create the board: ${err.message}`);
@@ -1134,7 +1189,8 @@ handleSubmit(els.boardForm, async (status) => {
 });
 
 // Clear a field's error as soon as it is edited.
-for (const input of [els.playerName, els.boardName, els.boardId, els.boardTop, els.mePlayer, els.scorePlayer, els.scoreValue]) {
+for (const input of [els.playerName, els.boardName, els.boardId, els.boardTop, els.boardCron, els.mePlayer,
+  els.scorePlayer, els.scoreValue]) {
   input.addEventListener('input', () => setFieldError(input, null));
 }
 
