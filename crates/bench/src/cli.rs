@@ -1,7 +1,7 @@
 //! The command line: `bench <scenario> [OPTIONS]`, parsed by clap.
 //!
-//! Every option has a default sized so that `all` takes a few minutes on two
-//! cores; `smoke` replaces them with tiny ones. So options are kept as
+//! Every option has a default sized so that `all` (and `scale`) takes a few
+//! minutes on two cores; `smoke` replaces them with tiny ones. So options are kept as
 //! "given or not" here and resolved against the scenario's defaults in
 //! [`Config::from_cli`].
 
@@ -23,7 +23,9 @@ use clap::{Args, Parser, Subcommand};
     arg_required_else_help = true,
     subcommand_value_name = "SCENARIO",
     subcommand_help_heading = "Scenarios",
-    after_help = "RETHINKDB_URL=rethinkdb://host:28015 runs against a real RethinkDB."
+    after_help = "RETHINKDB_URL=rethinkdb://host:28015 runs against a real RethinkDB. \
+                  The cluster scenario starts its own rethinkdb nodes from RETHINKDB_BIN \
+                  or the rethinkdb on PATH."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -53,8 +55,21 @@ pub enum Command {
     Devserver,
     /// Every scenario above
     All,
-    /// Every scenario with tiny sizes, for CI (no targets enforced; any
-    /// failed request fails the run)
+    /// One worker's ceiling: distinct boards published per second under
+    /// score-adds on many boards at growing rates
+    WorkerCeiling,
+    /// Boards published per second by 1, 2 and 4 workers sharing the shards
+    Workers,
+    /// Score-adds and end-to-end latency on a 3-node RethinkDB cluster
+    /// beside a single node (needs a real rethinkdb; skipped without one)
+    Cluster,
+    /// End-to-end latency at 1,000 and 10,000 subscribers spread over two
+    /// Pushpins, against their raw fan-out
+    TwoPushpins,
+    /// The four scale-out scenarios above (not part of `all`)
+    Scale,
+    /// Every scenario, scale-out included, with tiny sizes, for CI (no
+    /// targets enforced; any failed request fails the run)
     Smoke,
     /// Prints a completion script for SHELL to standard output
     Completions {
@@ -116,6 +131,42 @@ pub struct Options {
     /// Changefeed deliveries timed [default: 500; smoke: 20]
     #[arg(long, global = true, value_name = "N", value_parser = number::<usize>)]
     pub feed_rounds: Option<usize>,
+    /// Boards the worker scenarios spread score-adds over [default: 5000;
+    /// smoke: 40]
+    #[arg(long, global = true, value_name = "N", value_parser = number::<usize>)]
+    pub boards: Option<usize>,
+    /// Score-adds per second offered at each load level of worker-ceiling
+    /// [default: 1000,2000,4000,8000,16000; smoke: 400]
+    #[arg(long, global = true, value_name = "LIST", value_parser = list)]
+    pub rates: Option<List>,
+    /// Score-adds per second offered to every worker count of workers:
+    /// more than one worker publishes [default: 8000; smoke: 400]
+    #[arg(long, global = true, value_name = "N", value_parser = number::<usize>)]
+    pub workers_rate: Option<usize>,
+    /// Score-adds per query of the worker scenarios' writers, each on
+    /// another board [default: 20; smoke: 5]
+    #[arg(long, global = true, value_name = "N", value_parser = number::<usize>)]
+    pub write_batch: Option<usize>,
+    /// Worker counts, measured in this order (1,2,4,2,1 shows drift)
+    /// [default: 1,2,4; smoke: 1,2]
+    #[arg(long, global = true, value_name = "LIST", value_parser = list)]
+    pub workers: Option<List>,
+    /// WORKER_SHARDS of the worker scenarios' workers [default: 16, the
+    /// worker's own default]
+    #[arg(long, global = true, value_name = "N", value_parser = shard_count)]
+    pub worker_shards: Option<u16>,
+    /// RethinkDB nodes of each cluster run, replicas = nodes [default: 1,3;
+    /// smoke: 3]
+    #[arg(long, global = true, value_name = "LIST", value_parser = list)]
+    pub cluster_nodes: Option<List>,
+    /// Subscriber counts of the cluster's end-to-end runs [default: 1,100;
+    /// smoke: 1]
+    #[arg(long, global = true, value_name = "LIST", value_parser = list)]
+    pub cluster_subscribers: Option<List>,
+    /// Subscriber counts spread over two Pushpins [default: 1000,10000;
+    /// smoke: 20]
+    #[arg(long, global = true, value_name = "LIST", value_parser = list)]
+    pub wide_subscribers: Option<List>,
 }
 
 /// Positive numbers given as `1,16,64`.
@@ -136,10 +187,16 @@ pub enum Scenario {
     Memory,
     DevServer,
     All,
+    WorkerCeiling,
+    Workers,
+    Cluster,
+    TwoPushpins,
+    Scale,
     Smoke,
 }
 
 impl Scenario {
+    /// What `all` runs.
     pub const SINGLE: [Scenario; 7] = [
         Scenario::DevServer,
         Scenario::ScoreAdd,
@@ -148,6 +205,15 @@ impl Scenario {
         Scenario::Burst,
         Scenario::Memory,
         Scenario::Top5,
+    ];
+
+    /// What `scale` runs: separate from `all` because it takes minutes more,
+    /// holds 10,000 connections and wants a real RethinkDB.
+    pub const SCALE: [Scenario; 4] = [
+        Scenario::WorkerCeiling,
+        Scenario::Workers,
+        Scenario::TwoPushpins,
+        Scenario::Cluster,
     ];
 
     pub fn name(self) -> &'static str {
@@ -160,6 +226,11 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::DevServer => "devserver",
             Scenario::All => "all",
+            Scenario::WorkerCeiling => "worker-ceiling",
+            Scenario::Workers => "workers",
+            Scenario::Cluster => "cluster",
+            Scenario::TwoPushpins => "two-pushpins",
+            Scenario::Scale => "scale",
             Scenario::Smoke => "smoke",
         }
     }
@@ -177,6 +248,11 @@ impl Command {
             Command::Memory => Scenario::Memory,
             Command::Devserver => Scenario::DevServer,
             Command::All => Scenario::All,
+            Command::WorkerCeiling => Scenario::WorkerCeiling,
+            Command::Workers => Scenario::Workers,
+            Command::Cluster => Scenario::Cluster,
+            Command::TwoPushpins => Scenario::TwoPushpins,
+            Command::Scale => Scenario::Scale,
             Command::Smoke => Scenario::Smoke,
             Command::Completions { .. } => return None,
         })
@@ -214,6 +290,21 @@ pub struct Config {
     pub publish_interval_ms: u64,
     /// Changefeed deliveries timed by the devserver scenario.
     pub feed_rounds: usize,
+    /// Boards of the worker scenarios.
+    pub boards: usize,
+    /// Score-adds per second offered at each load level of worker-ceiling.
+    pub rates: Vec<usize>,
+    /// Score-adds per second offered by the workers scenario.
+    pub workers_rate: usize,
+    /// Score-adds per writer query.
+    pub write_batch: usize,
+    pub workers: Vec<usize>,
+    /// WORKER_SHARDS of the worker scenarios' workers.
+    pub worker_shards: u16,
+    pub cluster_nodes: Vec<usize>,
+    pub cluster_subscribers: Vec<usize>,
+    /// Subscriber counts spread over two Pushpins.
+    pub wide_subscribers: Vec<usize>,
 }
 
 impl Config {
@@ -238,6 +329,15 @@ impl Config {
             burst_concurrency: 64,
             publish_interval_ms: 50,
             feed_rounds: 500,
+            boards: 5000,
+            rates: vec![1000, 2000, 4000, 8000, 16_000],
+            workers_rate: 8000,
+            write_batch: 20,
+            workers: vec![1, 2, 4],
+            worker_shards: domain::shard::DEFAULT_SHARDS,
+            cluster_nodes: vec![1, 3],
+            cluster_subscribers: vec![1, 100],
+            wide_subscribers: vec![1000, 10_000],
         };
         if scenario == Scenario::Smoke {
             config.duration = Duration::from_millis(300);
@@ -254,6 +354,14 @@ impl Config {
             config.burst_adds = 300;
             config.burst_concurrency = 8;
             config.feed_rounds = 20;
+            config.boards = 40;
+            config.rates = vec![400];
+            config.workers_rate = 400;
+            config.write_batch = 5;
+            config.workers = vec![1, 2];
+            config.cluster_nodes = vec![3];
+            config.cluster_subscribers = vec![1];
+            config.wide_subscribers = vec![20];
         }
         config
     }
@@ -279,6 +387,17 @@ impl Config {
             burst_concurrency: options.burst_concurrency.unwrap_or(d.burst_concurrency),
             publish_interval_ms: options.publish_interval_ms.unwrap_or(d.publish_interval_ms),
             feed_rounds: options.feed_rounds.unwrap_or(d.feed_rounds),
+            boards: options.boards.unwrap_or(d.boards),
+            rates: options.rates.map_or(d.rates, |l| l.0),
+            workers_rate: options.workers_rate.unwrap_or(d.workers_rate),
+            write_batch: options.write_batch.unwrap_or(d.write_batch),
+            workers: options.workers.map_or(d.workers, |l| l.0),
+            worker_shards: options.worker_shards.unwrap_or(d.worker_shards),
+            cluster_nodes: options.cluster_nodes.map_or(d.cluster_nodes, |l| l.0),
+            cluster_subscribers: options
+                .cluster_subscribers
+                .map_or(d.cluster_subscribers, |l| l.0),
+            wide_subscribers: options.wide_subscribers.map_or(d.wide_subscribers, |l| l.0),
         }
     }
 }
@@ -302,6 +421,19 @@ fn list(v: &str) -> Result<List, String> {
         ));
     }
     Ok(List(items))
+}
+
+/// A `WORKER_SHARDS` value: 1 to the number of slots.
+fn shard_count(v: &str) -> Result<u16, String> {
+    number::<u16>(v)
+        .ok()
+        .filter(|&n| domain::Shards::new(n).is_some())
+        .ok_or_else(|| {
+            format!(
+                "give a shard count from 1 to {}, not {v:?}",
+                domain::shard::SLOTS
+            )
+        })
 }
 
 fn seconds(v: &str) -> Result<Duration, String> {
@@ -333,9 +465,10 @@ mod tests {
 
     #[test]
     fn every_scenario_has_its_name() {
-        for scenario in [Scenario::All, Scenario::Smoke]
+        for scenario in [Scenario::All, Scenario::Scale, Scenario::Smoke]
             .into_iter()
             .chain(Scenario::SINGLE)
+            .chain(Scenario::SCALE)
         {
             assert_eq!(parse(scenario.name()).unwrap().scenario, scenario);
         }
@@ -351,6 +484,8 @@ mod tests {
         assert!(s.duration < Duration::from_secs(1));
         assert!(s.top5_sizes.iter().all(|&n| n <= 1000));
         assert!(!s.compare_pushpin_defaults);
+        assert!(s.wide_subscribers.iter().all(|&n| n <= 100));
+        assert_eq!(parse("scale").unwrap().wide_subscribers, vec![1000, 10_000]);
     }
 
     #[test]
@@ -379,6 +514,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::ValueValidation);
         assert!(e.to_string().contains("positive"), "{e}");
         assert_eq!(err("read --duration").kind(), ErrorKind::InvalidValue);
+        let e = err("workers --worker-shards 0");
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("1 to 1024"), "{e}");
+        assert_eq!(parse("workers --worker-shards 4").unwrap().worker_shards, 4);
         assert_eq!(
             err("").kind(),
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
@@ -402,5 +541,6 @@ mod tests {
         clap_complete::generate(shell, &mut Cli::command(), "bench", &mut out);
         let script = String::from_utf8(out).unwrap();
         assert!(script.contains("score-add") && script.contains("--top5-sizes"));
+        assert!(script.contains("two-pushpins") && script.contains("--workers"));
     }
 }

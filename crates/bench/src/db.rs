@@ -12,7 +12,7 @@ use domain::{BoardId, PlayerId, ScoreDelta};
 use serde_json::{json, Value};
 use store::DatabaseUrl;
 use unreql::cmd::connect::Options;
-use unreql::{r, Session};
+use unreql::{func, r, rjson, Session};
 
 use crate::load::Client;
 
@@ -59,6 +59,86 @@ pub async fn insert(session: &Session, table: &str, docs: Vec<Value>) -> anyhow:
         "insert of {n} documents: {result}"
     );
     Ok(())
+}
+
+/// A board document as `Store::create_board` writes it, with the default
+/// rules, named after its id. The store's score update reads it (the rules
+/// and the reset period) in the same query as the player.
+pub fn board_doc(board: &BoardId) -> Value {
+    json!({
+        "id": board.as_str(),
+        "name": board.as_str(),
+        "slot": domain::slot_of(board.as_str()),
+        "rules": domain::Rules::default(),
+    })
+}
+
+/// Boards `{prefix}0` to `{prefix}{n-1}` with `players` players each
+/// (`p0`, `p1`, ...; score 0), as `Store::create_board` and
+/// `Store::create_player` write them (the board's slot included, so the
+/// workers' shard feeds see them). Returns the boards' and the players'
+/// documents, the players ordered player by player across the boards, so
+/// that consecutive ones are on different boards.
+pub fn boards_with_players(
+    prefix: &str,
+    n: usize,
+    players: usize,
+) -> anyhow::Result<(Vec<Value>, Vec<Value>)> {
+    let boards: Vec<BoardId> = (0..n)
+        .map(|i| Ok(BoardId::parse(&format!("{prefix}{i}"))?))
+        .collect::<anyhow::Result<_>>()?;
+    let board_docs = boards.iter().map(board_doc).collect();
+    let mut player_docs = Vec::with_capacity(n * players);
+    for p in player_ids("p", players)? {
+        for b in &boards {
+            player_docs.push(json!({
+                "id": store::player_key(b, &p),
+                "board": b.as_str(),
+                "player": p.as_str(),
+                "name": p.as_str(),
+                "score": 0,
+                "slot": domain::slot_of(b.as_str()),
+            }));
+        }
+    }
+    Ok((board_docs, player_docs))
+}
+
+/// Adds 1 to the score of each player of `keys` (document keys), in one
+/// query.
+pub fn add_one(keys: Vec<String>) -> unreql::Command {
+    r.table(store::PLAYERS)
+        .get_all(r.args(keys))
+        .update(func!(|p| rjson!({"score": p.g("score").add(1)})))
+}
+
+/// A load client adding 1 to `batch` players per query, straight in the
+/// database (`getAll(keys…).update(score + 1)`), taking the next `batch`
+/// keys of `keys` each time: many boards changed by few connections, at a
+/// rate that one score-add per query could not reach on a durable server,
+/// where each query waits for the disk.
+pub struct BatchUpdateClient {
+    pub session: Session,
+    /// Player document keys, consecutive ones on different boards.
+    pub keys: Arc<Vec<String>>,
+    pub batch: usize,
+}
+
+impl Client for BatchUpdateClient {
+    async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
+        let n = self.keys.len();
+        let start = (seq as usize).wrapping_mul(self.batch) % n;
+        let keys: Vec<String> = (0..self.batch)
+            .map(|i| self.keys[(start + i) % n].clone())
+            .collect();
+        let result: Value = add_one(keys).exec(&self.session).await?;
+        anyhow::ensure!(
+            result["replaced"].as_u64() == Some(self.batch as u64)
+                && result["errors"].as_u64() == Some(0),
+            "batch update: {result}"
+        );
+        Ok(())
+    }
 }
 
 /// A load client sending the store's score update (+1) straight to the

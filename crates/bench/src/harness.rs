@@ -1,12 +1,14 @@
 //! The stack under measurement and the helpers every scenario uses.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
 use store::DatabaseUrl;
-use testkit::{PushpinOptions, Stack, StackOptions, Subscriber};
+use testkit::{Database, PushpinOptions, RethinkCluster, Stack, StackOptions, Subscriber, TempDir};
 
 use crate::cli::Config;
 use crate::http::{Connection, Request};
@@ -21,8 +23,30 @@ pub struct Bench {
     /// The event-stream client. testkit's own client has a 30 s time-out,
     /// which would cut streams that outlive it.
     sse_client: reqwest::Client,
-    /// The origin's log, which has a line per request.
-    web_log: std::path::PathBuf,
+    /// Every origin's log, which has a line per request.
+    web_logs: Vec<PathBuf>,
+    /// The workers started by [`Bench::scale_workers`], in order.
+    pub workers: Vec<WorkerHandle>,
+    /// The database server this bench started for its stack, if any;
+    /// declared last so that it outlives the stack, which drops its
+    /// database on it.
+    server: Option<(Server, TempDir)>,
+}
+
+/// A database server started for one [`Bench`].
+pub enum Server {
+    /// The dev server (or, with `RETHINKDB_URL`, that server).
+    Own(Database),
+    /// Real RethinkDB nodes on loopback.
+    Cluster(RethinkCluster),
+}
+
+/// A named worker with a status port (`/metrics`).
+#[derive(Debug, Clone)]
+pub struct WorkerHandle {
+    pub id: String,
+    pub pid: u32,
+    pub status_port: u16,
 }
 
 impl Bench {
@@ -49,19 +73,64 @@ impl Bench {
         stack.kill_worker();
         stack.set_worker_env("DATABASE_URL", &direct);
         stack.start_worker().await?;
+        Self::wrap(stack, None).await
+    }
+
+    /// Starts a stack as `options` say (the publish interval is the run's)
+    /// on a database server of its own, which its processes reach directly:
+    /// a [`RethinkCluster`] when given, else the dev server (or the server
+    /// at `RETHINKDB_URL`). `data` holds the server's files and logs.
+    pub async fn start_on(
+        config: &Config,
+        options: StackOptions,
+        cluster: Option<RethinkCluster>,
+        data: TempDir,
+    ) -> anyhow::Result<Self> {
+        let server = match cluster {
+            Some(cluster) => Server::Cluster(cluster),
+            None => {
+                let path = data.path().to_path_buf();
+                Server::Own(tokio::task::spawn_blocking(move || Database::start(&path)).await??)
+            }
+        };
+        let base = match &server {
+            Server::Cluster(cluster) => cluster.base_url(),
+            // `url("")` is the server's base URL and a slash.
+            Server::Own(db) => db.url("").trim_end_matches('/').to_owned(),
+        };
+        let stack = Stack::start_with(StackOptions {
+            publish_interval_ms: config.publish_interval_ms,
+            database: Some(base),
+            ..options
+        })
+        .await
+        .context("start the stack")?;
+        Self::wrap(stack, Some((server, data))).await
+    }
+
+    async fn wrap(mut stack: Stack, server: Option<(Server, TempDir)>) -> anyhow::Result<Self> {
+        let direct = stack.direct_database_url();
         let db_url = DatabaseUrl::parse(&direct).context("the stack's database URL")?;
         let setup = tokio::sync::Mutex::new(Connection::connect(stack.web_port()).await?);
-        let web_log = stack
+        let mut web_logs = vec![stack
             .web()
             .map(|p| p.log_path().to_path_buf())
-            .context("no origin")?;
+            .context("no origin")?];
+        web_logs.extend(stack.extra_web_logs());
         Ok(Self {
             stack,
             db_url,
             setup,
             sse_client: reqwest::Client::new(),
-            web_log,
+            web_logs,
+            workers: Vec::new(),
+            server,
         })
+    }
+
+    /// The database server this bench started, if any.
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref().map(|(server, _)| server)
     }
 
     pub fn origin_port(&self) -> u16 {
@@ -74,6 +143,14 @@ impl Bench {
 
     pub fn publish_port(&self) -> u16 {
         self.stack.pushpin.publish_port
+    }
+
+    /// Every Pushpin's client port and publish port, the first one first.
+    pub fn proxies(&self) -> Vec<(u16, u16)> {
+        std::iter::once(&self.stack.pushpin)
+            .chain(&self.stack.extra_pushpins)
+            .map(|p| (p.http_port, p.publish_port))
+            .collect()
     }
 
     /// The pids of the origin and the worker.
@@ -128,12 +205,17 @@ impl Bench {
         Ok(ids)
     }
 
-    /// How many requests for `path_and_query` the origin has logged.
+    /// How many requests for `path_and_query` the origins have logged.
     pub fn requests_logged(&self, path_and_query: &str) -> usize {
         let needle = format!(" {path_and_query} HTTP/");
-        std::fs::read_to_string(&self.web_log)
-            .map(|log| log.lines().filter(|l| l.contains(&needle)).count())
-            .unwrap_or(0)
+        self.web_logs
+            .iter()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|log| log.lines().filter(|l| l.contains(&needle)).count())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// The board's JSON as the origin serves it.
@@ -148,12 +230,18 @@ impl Bench {
     /// A subscriber to `board` through Pushpin, retried because Pushpin
     /// refuses part of a burst of new requests with 502 (see README).
     pub async fn subscribe(&self, board: &str) -> anyhow::Result<Subscriber> {
+        self.subscribe_via(board, 0).await
+    }
+
+    /// The same through Pushpin number `proxy` of [`Bench::proxies`].
+    pub async fn subscribe_via(&self, board: &str, proxy: usize) -> anyhow::Result<Subscriber> {
+        let (http_port, _) = self.proxies()[proxy];
         let mut last = None;
         for attempt in 0..5 {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
             }
-            let url = self.stack.url(&format!("/boards/{board}/"));
+            let url = format!("http://127.0.0.1:{http_port}/boards/{board}/");
             match Subscriber::connect(&self.sse_client, &url, None).await {
                 Ok(sub) => return Ok(sub),
                 Err(e) => last = Some(e),
@@ -161,6 +249,93 @@ impl Bench {
         }
         Err(last.unwrap_or_else(|| anyhow::anyhow!("subscribe failed")))
     }
+}
+
+impl Bench {
+    /// Starts named workers (`w1`, `w2`, ...), each with a status port, or
+    /// stops the last started (SIGTERM: they hand their leases back), until
+    /// `n` run, then waits until the shards are spread over them: every
+    /// lease held by one of them, none holding more than its fair share,
+    /// and every feed open.
+    pub async fn scale_workers(&mut self, n: usize) -> anyhow::Result<()> {
+        while self.workers.len() > n {
+            let gone = self.workers.pop().expect("more workers than n");
+            let worker = self.stack.named_worker(&gone.id);
+            tokio::task::block_in_place(|| worker.process.stop(Duration::from_secs(10)));
+        }
+        while self.workers.len() < n {
+            let id = format!("w{}", self.workers.len() + 1);
+            self.stack.add_worker(&id, &[]).await?;
+            let worker = self.stack.named_worker(&id);
+            let pid = worker.process.id().context("the worker has no pid")?;
+            let status_port = worker.status_port;
+            self.workers.push(WorkerHandle {
+                id,
+                pid,
+                status_port,
+            });
+        }
+        self.wait_balanced(Duration::from_secs(60)).await
+    }
+
+    async fn wait_balanced(&self, within: Duration) -> anyhow::Result<()> {
+        let ids: Vec<&str> = self.workers.iter().map(|w| w.id.as_str()).collect();
+        let deadline = Instant::now() + within;
+        loop {
+            let holders = self.stack.lease_holders().await;
+            let fair = holders.len().div_ceil(ids.len().max(1));
+            let all_held = !holders.is_empty()
+                && holders
+                    .values()
+                    .all(|h| h.as_deref().is_some_and(|h| ids.contains(&h)));
+            let mut owned = Vec::with_capacity(ids.len());
+            let mut ready = true;
+            for worker in &self.workers {
+                let metrics = worker_metrics(worker.status_port).await.unwrap_or_default();
+                let metric = |name: &str| metrics.get(name).copied().unwrap_or(0.0);
+                owned.push(metric("dblistener_shards_owned") as usize);
+                ready &= metric("dblistener_feed_ready") == 1.0;
+            }
+            let spread =
+                owned.iter().sum::<usize>() == holders.len() && owned.iter().all(|&o| o <= fair);
+            if all_held && spread && ready {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the shards were not spread over {ids:?} within {within:?}: leases {holders:?}, owned {owned:?}, feeds ready: {ready}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The unlabelled samples of a worker's `/metrics` on `status_port`.
+pub async fn worker_metrics(status_port: u16) -> anyhow::Result<BTreeMap<String, f64>> {
+    let response = Connection::new(status_port)
+        .send(&Request::new("GET", status_port, "/metrics", &[], b""))
+        .await?;
+    anyhow::ensure!(
+        response.status == 200,
+        "worker /metrics answered {}",
+        response.status
+    );
+    Ok(parse_metrics(&response.text()))
+}
+
+/// `name value` lines of the Prometheus text format; labelled samples and
+/// comments are left out.
+fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.split_once(' ')?;
+            if name.contains('{') {
+                return None;
+            }
+            Some((name.to_owned(), value.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// A load client sending pre-rendered requests over its own connection and
@@ -222,4 +397,22 @@ pub fn score_add_requests(port: u16, board: &str, players: &[String]) -> Arc<Vec
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_read_without_labels_or_comments() {
+        let text = "# HELP dblistener_publishes_total Board snapshots published\n\
+                    # TYPE dblistener_publishes_total counter\n\
+                    dblistener_publishes_total 1234\n\
+                    dblistener_lease_epoch{shard=\"3\"} 7\n\
+                    dblistener_publish_lag_seconds_sum 0.25\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.get("dblistener_publishes_total"), Some(&1234.0));
+        assert_eq!(m.get("dblistener_publish_lag_seconds_sum"), Some(&0.25));
+        assert_eq!(m.len(), 2);
+    }
 }

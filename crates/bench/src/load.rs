@@ -18,6 +18,37 @@ pub trait Client: Send + 'static {
     fn call(&mut self, seq: u64) -> impl Future<Output = anyhow::Result<()>> + Send + '_;
 }
 
+/// A client that starts its operations at a steady rate, whatever the
+/// answers take (open loop): each operation waits for its slot, `period`
+/// after the previous one's, and one that fell behind goes at once until it
+/// has caught up. So its throughput is the offered rate for as long as the
+/// server keeps up; its latencies include the wait and mean nothing.
+pub struct Paced<C> {
+    inner: C,
+    period: Duration,
+    next: Option<tokio::time::Instant>,
+}
+
+impl<C> Paced<C> {
+    pub fn new(inner: C, per_second: f64) -> Self {
+        Self {
+            inner,
+            period: Duration::from_secs_f64(1.0 / per_second.max(1e-3)),
+            next: None,
+        }
+    }
+}
+
+impl<C: Client> Client for Paced<C> {
+    async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
+        let now = tokio::time::Instant::now();
+        let slot = self.next.unwrap_or(now);
+        self.next = Some(slot + self.period);
+        tokio::time::sleep_until(slot).await;
+        self.inner.call(seq).await
+    }
+}
+
 /// How long a run lasts.
 #[derive(Debug, Clone, Copy)]
 pub enum Limit {
@@ -163,6 +194,22 @@ mod tests {
         assert_eq!(r.errors, 10);
         assert!(r.first_error.unwrap().contains("every tenth"));
         assert!(r.latency.p50_us >= 1000.0);
+    }
+
+    #[tokio::test]
+    async fn a_paced_client_keeps_its_rate() {
+        let clients = vec![Paced::new(Sleepy(Duration::ZERO), 200.0)];
+        let r = run(
+            clients,
+            Limit::Time {
+                warmup: Duration::ZERO,
+                measure: Duration::from_millis(250),
+            },
+        )
+        .await;
+        // 50 slots in 250 ms, a tenth of them failing by design.
+        let done = r.ops + r.errors as usize;
+        assert!((45..=55).contains(&done), "{r:?}");
     }
 
     #[tokio::test]

@@ -55,6 +55,86 @@ pub fn child_named(name: &str) -> Option<u32> {
     })
 }
 
+/// This process's limit on open files, soft and hard, from
+/// `/proc/self/limits` (`None` for unlimited).
+pub fn open_files_limit() -> Option<(Option<u64>, Option<u64>)> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut values = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|v| v.parse::<u64>().ok());
+    Some((values.next()?, values.next()?))
+}
+
+/// Makes sure this process may open at least `need` files, raising its soft
+/// limit up to the hard one if it is lower; processes started afterwards
+/// (Pushpin and its condure, which hold the streams) inherit it. The
+/// workspace forbids `unsafe`, so the raise goes through util-linux's
+/// `prlimit` rather than `setrlimit(2)`. Returns the soft limit in force.
+pub fn ensure_open_files(need: u64) -> anyhow::Result<u64> {
+    let Some((soft, hard)) = open_files_limit() else {
+        anyhow::bail!("cannot read this process's open-files limit from /proc/self/limits");
+    };
+    let soft = soft.unwrap_or(u64::MAX);
+    if soft >= need {
+        return Ok(soft);
+    }
+    let target = hard.unwrap_or(need.max(soft));
+    anyhow::ensure!(
+        target >= need,
+        "{need} open files are needed, but the hard limit is {target}: raise it (ulimit -Hn) or ask for fewer subscribers"
+    );
+    let hard_text = hard.map_or_else(|| "unlimited".to_owned(), |h| h.to_string());
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={}", std::process::id()))
+        .arg(format!("--nofile={target}:{hard_text}"))
+        .status();
+    let now = open_files_limit()
+        .and_then(|(soft, _)| soft)
+        .unwrap_or(u64::MAX);
+    anyhow::ensure!(
+        now >= need,
+        "{need} open files are needed and the limit is {now} (prlimit: {status:?}): raise it with ulimit -n {target}"
+    );
+    println!("open-files limit raised from {soft} to {now}");
+    Ok(now)
+}
+
+/// The pid of the process listening on TCP `port` of this machine (a
+/// database server the bench did not start, on loopback), found through
+/// `/proc/net/tcp{,6}` and the processes' open sockets; `None` when there is
+/// none or it is not visible to this user.
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let local_port = fields.get(1)?.rsplit(':').next()?;
+                    let listening = *fields.get(3)? == "0A";
+                    let inode = fields.get(9)?;
+                    (listening && u16::from_str_radix(local_port, 16).ok()? == port)
+                        .then(|| format!("socket:[{inode}]"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
+            .then_some(pid)
+    })
+}
+
 /// The 1-minute load average, from `/proc/loadavg`.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -192,6 +272,24 @@ mod tests {
         assert_eq!(child_named("sleep"), Some(child.id()));
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn reads_the_open_files_limit_and_keeps_one_that_suffices() {
+        let (soft, hard) = open_files_limit().unwrap();
+        if let (Some(soft), Some(hard)) = (soft, hard) {
+            assert!(soft <= hard);
+        }
+        assert!(ensure_open_files(16).unwrap() >= 16);
+    }
+
+    #[test]
+    fn finds_who_listens_on_a_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_eq!(listener_pid(port), Some(std::process::id()));
+        drop(listener);
+        assert_eq!(listener_pid(port), None);
     }
 
     #[test]

@@ -246,6 +246,15 @@ impl Stack {
         self.extra_webs.iter().map(|(port, _)| *port).collect()
     }
 
+    /// The log files of the origins beside the one behind Pushpin, in the
+    /// order of [`Stack::extra_web_ports`].
+    pub fn extra_web_logs(&self) -> Vec<std::path::PathBuf> {
+        self.extra_webs
+            .iter()
+            .map(|(_, web)| web.log_path().to_path_buf())
+            .collect()
+    }
+
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }

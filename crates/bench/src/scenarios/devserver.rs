@@ -72,6 +72,7 @@ async fn measure(
     let n = bulk_docs(config);
     let board = BoardId::parse(BOARD)?;
     let session = db::connect(&url).await?;
+    db::insert(&session, store::BOARDS, vec![db::board_doc(&board)]).await?;
     let started = Instant::now();
     let mut i = 0;
     while i < n {

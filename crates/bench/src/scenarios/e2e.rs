@@ -73,20 +73,22 @@ impl Audience {
 
     /// Adds subscribers until there are `n`, each past its first event (the
     /// snapshot that comes with the hold), so each is subscribed to the
-    /// channel when this returns.
+    /// channel when this returns. Subscriber `i` goes through Pushpin
+    /// `i mod` the stack's Pushpins, so they share the audience evenly.
     async fn grow(&mut self, bench: &Bench, n: usize) -> anyhow::Result<()> {
         let board = self.board.clone();
         let board = board.as_str();
         let link = format!("/boards/{board}/?recover=1");
         let checks_before = bench.requests_logged(&link);
-        // Pushpin follows the next link once, about a second after the first
-        // reliable stream of a channel is held, to catch a publish that
-        // raced with the hold (later streams of the channel cause no such
-        // check here).
-        let checks_expected = usize::from(self.len() == 0);
+        let proxies = bench.proxies().len();
+        // Each Pushpin follows the next link once, about a second after the
+        // first reliable stream of a channel is held there, to catch a
+        // publish that raced with the hold (later streams of the channel
+        // cause no such check here).
+        let checks_expected = if self.len() == 0 { proxies.min(n) } else { 0 };
         let subscribers: Vec<_> = futures::stream::iter(self.len()..n)
             .map(|i| async move {
-                let mut sub = bench.subscribe(board).await?;
+                let mut sub = bench.subscribe_via(board, i % proxies).await?;
                 let first = sub.next(ROUND_TIMEOUT).await?;
                 anyhow::Ok((i, sub, first.id))
             })
@@ -185,6 +187,40 @@ pub struct FanOut {
     pub from_send: Summary,
 }
 
+/// A connection to every Pushpin's publish endpoint: a raw publish goes to
+/// all of them at once, as the worker's does, since each delivers only to
+/// the streams it holds itself.
+struct Publishers(Vec<(u16, Connection)>);
+
+impl Publishers {
+    async fn connect(bench: &Bench) -> anyhow::Result<Self> {
+        let mut conns = Vec::new();
+        for (_, port) in bench.proxies() {
+            conns.push((port, Connection::connect(port).await?));
+        }
+        Ok(Self(conns))
+    }
+
+    /// Sends one publish body to every Pushpin concurrently; each must
+    /// accept it.
+    async fn publish(&mut self, body: &str) -> anyhow::Result<()> {
+        let sends = self.0.iter_mut().map(|(port, conn)| {
+            let request = Request::post_json(*port, "/publish/", body);
+            async move { conn.send(&request).await }
+        });
+        for response in futures::future::join_all(sends).await {
+            let response = response?;
+            anyhow::ensure!(
+                response.status == 200,
+                "publish: {} {}",
+                response.status,
+                response.text()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Measures `rounds` score-adds and `rounds` raw publishes with the
 /// audience as it is.
 async fn measure(
@@ -195,7 +231,7 @@ async fn measure(
     spacing: Duration,
 ) -> anyhow::Result<FanOut> {
     let mut writer = Connection::connect(bench.origin_port()).await?;
-    let mut publisher = Connection::connect(bench.publish_port()).await?;
+    let mut publisher = Publishers::connect(bench).await?;
     let score_add = Request::post_json(
         bench.origin_port(),
         &format!("/boards/{}/players/p0/score-add/", audience.board),
@@ -270,15 +306,9 @@ async fn measure(
     let board_version = audience.last_id.clone();
     for round in 0..rounds {
         let marker = format!("{{\"round\":{round},");
-        let publish = raw_publish(bench, audience, &marker, pad, &format!("bench-{round}"));
+        let publish = raw_publish(audience, &marker, pad, &format!("bench-{round}"));
         let sent = Instant::now();
-        let response = publisher.send(&publish).await?;
-        anyhow::ensure!(
-            response.status == 200,
-            "publish: {} {}",
-            response.status,
-            response.text()
-        );
+        publisher.publish(&publish).await?;
         let (times, lost, _) = audience
             .gather(|e| e.event == "bench" && e.data.starts_with(&marker))
             .await;
@@ -295,7 +325,7 @@ async fn measure(
         }
         tokio::time::sleep(spacing).await;
     }
-    restore_chain(bench, audience, &mut publisher, &board_version).await?;
+    restore_chain(audience, &mut publisher, &board_version).await?;
     out.raw = all.summary();
     out.raw_last = last.summary();
     Ok(out)
@@ -306,9 +336,8 @@ async fn measure(
 /// publish (whose `prev-id` is that version) is delivered as usual instead
 /// of sending every stream through Pushpin's recovery.
 async fn restore_chain(
-    bench: &Bench,
     audience: &mut Audience,
-    publisher: &mut Connection,
+    publisher: &mut Publishers,
     board_version: &str,
 ) -> anyhow::Result<()> {
     let body = json!({"items": [{
@@ -317,14 +346,7 @@ async fn restore_chain(
         "prev-id": audience.last_id,
         "formats": {"http-stream": {"content": ": bench\n\n"}},
     }]});
-    let response = publisher
-        .send(&Request::post_json(
-            bench.publish_port(),
-            "/publish/",
-            &body.to_string(),
-        ))
-        .await?;
-    anyhow::ensure!(response.status == 200, "publish: {}", response.status);
+    publisher.publish(&body.to_string()).await?;
     audience.last_id = board_version.to_owned();
     Ok(())
 }
@@ -332,14 +354,8 @@ async fn restore_chain(
 /// A publish of an event as large as a board's (`pad` bytes of data)
 /// carrying `marker`, next in the channel's `prev-id` chain: the streams are
 /// reliable (held with a `prev-id`), and Pushpin delivers nothing to them
-/// that does not continue the chain.
-fn raw_publish(
-    bench: &Bench,
-    audience: &mut Audience,
-    marker: &str,
-    pad: usize,
-    id: &str,
-) -> Request {
+/// that does not continue the chain. Returns the publish request's body.
+fn raw_publish(audience: &mut Audience, marker: &str, pad: usize, id: &str) -> String {
     let filler = "x".repeat(pad.saturating_sub(marker.len() + 10));
     let content = format!("event: bench\ndata: {marker}\"pad\":\"{filler}\"}}\n\n");
     let body = json!({"items": [{
@@ -349,7 +365,7 @@ fn raw_publish(
         "formats": {"http-stream": {"content": content}},
     }]});
     audience.last_id = id.to_owned();
-    Request::post_json(bench.publish_port(), "/publish/", &body.to_string())
+    body.to_string()
 }
 
 /// Whether an update event shows `player` with `score`.
@@ -382,34 +398,26 @@ fn rounds_for(config: &Config, subscribers: usize) -> usize {
         .max(config.e2e_min_rounds)
 }
 
-pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
-    bench.board(BOARD, 5).await?;
+/// Creates `board` (five players) and, for each of `counts` in ascending
+/// order, grows its audience to that many subscribers (spread over every
+/// Pushpin of the stack) and measures end-to-end latency beside the raw
+/// fan-out. Fails when nothing arrived, and in a strict run when any event
+/// was lost.
+pub(crate) async fn fan_out(
+    bench: &mut Bench,
+    config: &Config,
+    board: &str,
+    counts: &[usize],
+) -> anyhow::Result<Vec<FanOut>> {
+    bench.board(board, 5).await?;
     settle(config).await;
-    let pad = bench.board_json(BOARD).await?.to_string().len();
+    let pad = bench.board_json(board).await?.to_string().len();
     let spacing = Duration::from_millis(config.publish_interval_ms + 10);
-    let mut audience = Audience::new(BOARD);
-    let mut counts = config.subscribers.clone();
+    let mut audience = Audience::new(board);
+    let mut counts = counts.to_vec();
     counts.sort_unstable();
-    let mut table = Table::new(
-        "End-to-end: score-add response → event at subscribers, beside a raw publish → event",
-        &[
-            "subscribers",
-            "rounds",
-            "e2e p50",
-            "e2e p99",
-            "e2e last p50",
-            "raw p50",
-            "raw p99",
-            "raw last p50",
-            "p99 ratio",
-            "lost",
-            "early",
-            "sent→event p50",
-            "sent→event p99",
-        ],
-    );
     let mut results = Vec::new();
-    for &n in &counts {
+    for n in counts {
         audience.grow(bench, n).await?;
         let rounds = rounds_for(config, n);
         let r = match measure(bench, &mut audience, rounds, pad, spacing).await {
@@ -428,8 +436,43 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
             lost == 0 || !config.strict(),
             "{lost} events never arrived at {n} subscribers"
         );
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// The header of a fan-out table, after `first` (columns that say which
+/// run a row is).
+pub(crate) fn fan_out_header<'a>(first: &[&'a str]) -> Vec<&'a str> {
+    let mut header = first.to_vec();
+    header.extend([
+        "subscribers",
+        "rounds",
+        "e2e p50",
+        "e2e p99",
+        "e2e last p50",
+        "raw p50",
+        "raw p99",
+        "raw last p50",
+        "p99 ratio",
+        "lost",
+        "early",
+        "sent→event p50",
+        "sent→event p99",
+    ]);
+    header
+}
+
+pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
+    let results = fan_out(bench, config, BOARD, &config.subscribers).await?;
+    let mut table = Table::new(
+        "End-to-end: score-add response → event at subscribers, beside a raw publish → event",
+        &fan_out_header(&[]),
+    );
+    for r in &results {
+        let n = r.subscribers;
         let ratio = r.e2e.p99_us / r.raw.p99_us;
-        table.row(fan_out_row(&r, ratio));
+        table.row(fan_out_row(r, ratio));
         report.target(Target::ratio(
             &format!("e2e p99 ≤ 1.5× raw fan-out p99, {n} subscribers"),
             format!(
@@ -440,19 +483,19 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
             ratio,
             1.5,
         ));
-        results.push(r);
     }
     report.table(table);
     report.section("e2e", &results);
-    drop(audience);
 
     if config.compare_pushpin_defaults {
-        compare_message_rate(bench, config, report, pad, &counts).await?;
+        let most = results.last().map_or(1, |r| r.subscribers);
+        compare_message_rate(bench, config, report, most).await?;
     }
     Ok(())
 }
 
-fn fan_out_row(r: &FanOut, ratio: f64) -> Vec<String> {
+/// One row of a fan-out table (see [`fan_out_header`]).
+pub(crate) fn fan_out_row(r: &FanOut, ratio: f64) -> Vec<String> {
     vec![
         r.subscribers.to_string(),
         r.rounds.to_string(),
@@ -478,10 +521,8 @@ async fn compare_message_rate(
     bench: &Bench,
     config: &Config,
     report: &mut Report,
-    pad: usize,
-    counts: &[usize],
+    most: usize,
 ) -> anyhow::Result<()> {
-    let most = counts.last().copied().unwrap_or(1);
     let spacing = Duration::from_millis(config.publish_interval_ms + 10);
     let packaged = Bench::start(
         config,
@@ -494,6 +535,8 @@ async fn compare_message_rate(
     .await?;
     packaged.board(BOARD, 5).await?;
     settle(config).await;
+    // As large as the board's event, as in the main measurement.
+    let pad = packaged.board_json(BOARD).await?.to_string().len();
 
     let mut table = Table::new(
         "Pushpin message_rate: this project's configuration against the packaged default",

@@ -3,12 +3,15 @@
 //! could not measure (in a strict run, also when any request failed).
 
 pub mod burst;
+pub mod cluster;
 pub mod devserver;
 pub mod e2e;
 pub mod memory;
 pub mod read;
 pub mod score_add;
 pub mod top5;
+pub mod two_pushpins;
+pub mod workers;
 
 use serde::Serialize;
 
