@@ -347,11 +347,6 @@ impl Store {
         Ok(Some(Page { players, last }))
     }
 
-    /// The top `n` players of a board, highest score first.
-    pub async fn top_players(&self, board: &BoardId, n: usize) -> Result<Vec<Player>, StoreError> {
-        player_views(self.run(reql::top_players_query(board.as_str(), n)).await?)
-    }
-
     /// Boards in id order, at most `limit`.
     pub async fn list_boards(&self, limit: usize) -> Result<Vec<BoardSummary>, StoreError> {
         self.boards_page(None, limit).await

@@ -55,19 +55,8 @@ pub fn ping() -> Command {
 /// come out in descending player-id order, the index's own tie-break, so every
 /// reader sees the same order.
 pub fn top_players_query(board: &str, n: usize) -> Command {
-    r.table(PLAYERS)
-        .between(
-            rjson!([board.to_owned(), r.minval()]),
-            rjson!([board.to_owned(), r.maxval()]),
-            r.with_opt(
-                (),
-                BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
-            ),
-        )
-        .order_by(r.index(r.desc(BOARD_SCORE_INDEX)))
+    in_rank_order(board, Walk::Down)
         .limit(limit_arg(n))
-        // The player's recent idempotency keys stay in the database: a
-        // board read would otherwise carry up to 64 of them per player.
         .without(IDEMPOTENCY_FIELD)
 }
 
@@ -127,8 +116,15 @@ fn by_order(doc: Command, build: impl Fn(Walk) -> Command) -> Command {
 }
 
 /// A board's players in `walk` order, straight from the `[board, score]`
-/// index (a stream: nothing is sorted in memory).
+/// index (a stream: nothing is sorted in memory). The players' recent
+/// idempotency keys stay in the database: a board read would otherwise carry
+/// up to 64 of them per player.
 pub fn ranked(board: &str, walk: Walk) -> Command {
+    in_rank_order(board, walk).without(IDEMPOTENCY_FIELD)
+}
+
+/// A board's whole `[board, score]` index range, walked in `walk` order.
+fn in_rank_order(board: &str, walk: Walk) -> Command {
     let index = match walk {
         Walk::Up => r.index(r.asc(BOARD_SCORE_INDEX)),
         Walk::Down => r.index(r.desc(BOARD_SCORE_INDEX)),
@@ -143,7 +139,6 @@ pub fn ranked(board: &str, walk: Walk) -> Command {
             ),
         )
         .order_by(index)
-        .without(IDEMPOTENCY_FIELD)
 }
 
 /// A board's players strictly after the position (`score`, `player`) in

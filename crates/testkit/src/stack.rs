@@ -526,6 +526,26 @@ impl Stack {
             .expect("GET through Pushpin")
     }
 
+    /// GET through Pushpin: the status and the JSON body (null if it is
+    /// not JSON).
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self.get(path).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    /// POST of a JSON body through Pushpin: the status and the JSON answer
+    /// (null if it is not JSON).
+    pub async fn post_json_answer(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let resp = self.post_json(path, body).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         self.client
             .post(self.url(path))

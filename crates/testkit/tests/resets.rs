@@ -9,18 +9,6 @@ use testkit::{Stack, StackOptions};
 use tokio::time::{sleep, Instant};
 use unreql::r;
 
-async fn create(stack: &Stack, body: Value) -> (u16, Value) {
-    let resp = stack.post_json("/boards/", body).await;
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
-async fn get_json(stack: &Stack, path: &str) -> (u16, Value) {
-    let resp = stack.get(path).await;
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn add_players(stack: &Stack, board: &str, ids: &[&str]) {
     for id in ids {
         let resp = stack
@@ -37,7 +25,7 @@ async fn add_players(stack: &Stack, board: &str, ids: &[&str]) {
 async fn wait_periods(stack: &Stack, board: &str, n: usize, within: Duration) -> Vec<Value> {
     let deadline = Instant::now() + within;
     loop {
-        let (status, body) = get_json(stack, &format!("/boards/{board}/periods/")).await;
+        let (status, body) = stack.get_json(&format!("/boards/{board}/periods/")).await;
         assert_eq!(status, 200, "{body}");
         let periods = body["periods"].as_array().cloned().unwrap_or_default();
         if periods.len() >= n {
@@ -55,7 +43,12 @@ async fn wait_periods(stack: &Stack, board: &str, n: usize, within: Duration) ->
 #[tokio::test(flavor = "multi_thread")]
 async fn a_board_resets_archives_its_period_and_tells_subscribers() {
     let stack = Stack::start().await.unwrap();
-    let (status, board) = create(&stack, json!({"id": "daily", "reset": "daily", "top": 3})).await;
+    let (status, board) = stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "daily", "reset": "daily", "top": 3}),
+        )
+        .await;
     assert_eq!(status, 201, "{board}");
     assert_eq!(board["rules"]["reset"], "daily");
     assert_eq!(board["period"]["number"], 1);
@@ -65,17 +58,18 @@ async fn a_board_resets_archives_its_period_and_tells_subscribers() {
         .ends_with("T00:00:00.000Z"));
 
     // Every three seconds: the test's clock.
-    let (status, board) = create(
-        &stack,
-        json!({"id": "b", "reset": "*/3 * * * * *", "top": 2}),
-    )
-    .await;
+    let (status, board) = stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "b", "reset": "*/3 * * * * *", "top": 2}),
+        )
+        .await;
     assert_eq!(status, 201, "{board}");
     add_players(&stack, "b", &["ann", "bob", "cat"]).await;
     // The first period ends at the next multiple of three seconds, perhaps
     // at once: start from the beginning of the second, which lasts 3 s.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while get_json(&stack, "/boards/b/").await.1["period"]["number"] != 2 {
+    while stack.get_json("/boards/b/").await.1["period"]["number"] != 2 {
         assert!(Instant::now() < deadline, "period 1 never ended");
         sleep(Duration::from_millis(20)).await;
     }
@@ -117,17 +111,17 @@ async fn a_board_resets_archives_its_period_and_tells_subscribers() {
     // Readable afterwards.
     let periods = wait_periods(&stack, "b", 2, Duration::from_secs(1)).await;
     assert!(periods.contains(&archived), "{periods:?}");
-    let (status, one) = get_json(&stack, "/boards/b/periods/2/").await;
+    let (status, one) = stack.get_json("/boards/b/periods/2/").await;
     assert_eq!((status, &one), (200, &archived));
-    assert_eq!(get_json(&stack, "/boards/b/periods/99/").await.0, 404);
-    assert_eq!(get_json(&stack, "/boards/b/periods/x/").await.0, 400);
-    assert_eq!(get_json(&stack, "/boards/none/periods/").await.0, 404);
+    assert_eq!(stack.get_json("/boards/b/periods/99/").await.0, 404);
+    assert_eq!(stack.get_json("/boards/b/periods/x/").await.0, 400);
+    assert_eq!(stack.get_json("/boards/none/periods/").await.0, 404);
     for bad in [
         json!({"reset": "sometimes"}),
         json!({"reset": 5}),
         json!({"reset": "61 * * * *"}),
     ] {
-        let (status, body) = create(&stack, bad.clone()).await;
+        let (status, body) = stack.post_json_answer("/boards/", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
 }
@@ -142,7 +136,9 @@ async fn every_score_add_counts_in_exactly_one_period_with_two_workers() {
     .unwrap();
     stack.add_worker("w1", &[]).await.unwrap();
     stack.add_worker("w2", &[]).await.unwrap();
-    create(&stack, json!({"id": "b", "reset": "*/2 * * * * *"})).await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "b", "reset": "*/2 * * * * *"}))
+        .await;
     add_players(&stack, "b", &["ann"]).await;
 
     // One client adds 1 as fast as it can for about seven seconds: several
@@ -157,7 +153,7 @@ async fn every_score_add_counts_in_exactly_one_period_with_two_workers() {
         counted += 1;
     }
     // Let the last period end and be archived.
-    let (_, board) = get_json(&stack, "/boards/b/").await;
+    let (_, board) = stack.get_json("/boards/b/").await;
     let current = board["period"]["number"].as_u64().unwrap();
     let periods = wait_periods(&stack, "b", current as usize, Duration::from_secs(10)).await;
     let numbers: Vec<u64> = periods
@@ -171,7 +167,7 @@ async fn every_score_add_counts_in_exactly_one_period_with_two_workers() {
         .iter()
         .map(|p| p["top"][0]["score"].as_i64().unwrap_or(0))
         .sum();
-    let (_, ann) = get_json(&stack, "/boards/b/players/ann/").await;
+    let (_, ann) = stack.get_json("/boards/b/players/ann/").await;
     let now = ann["score"].as_i64().unwrap();
     assert_eq!(
         archived + now,
@@ -202,7 +198,12 @@ async fn every_score_add_counts_in_exactly_one_period_with_two_workers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     let mut stack = Stack::start().await.unwrap();
-    create(&stack, json!({"id": "b", "reset": "0 0 1 1 *", "top": 5})).await;
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "b", "reset": "0 0 1 1 *", "top": 5}),
+        )
+        .await;
     add_players(&stack, "b", &["ann", "bob"]).await;
     stack.score_add("b", "ann", 4).await;
     stack.score_add("b", "bob", 9).await;
@@ -239,7 +240,7 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, board) = get_json(&stack, "/boards/b/").await;
+        let (_, board) = stack.get_json("/boards/b/").await;
         let scores: BTreeMap<String, i64> = board["players"]
             .as_array()
             .unwrap()
@@ -274,11 +275,12 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_reset_best_boards_start_unscored() {
     let stack = Stack::start().await.unwrap();
-    create(
-        &stack,
-        json!({"id": "laps", "order": "asc", "operator": "best", "reset": "*/2 * * * * *"}),
-    )
-    .await;
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "laps", "order": "asc", "operator": "best", "reset": "*/2 * * * * *"}),
+        )
+        .await;
     add_players(&stack, "laps", &["ann"]).await;
     let resp = stack
         .post_json("/boards/laps/players/ann/score/", json!({"value": 61}))
@@ -293,7 +295,7 @@ async fn after_a_reset_best_boards_start_unscored() {
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let (_, ann) = get_json(&stack, "/boards/laps/players/ann/").await;
+        let (_, ann) = stack.get_json("/boards/laps/players/ann/").await;
         if ann["score"].is_null() {
             assert!(ann.get("rank").is_none(), "{ann}");
             break;

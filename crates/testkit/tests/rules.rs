@@ -7,12 +7,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::Stack;
 
-async fn create(stack: &Stack, body: Value) -> (u16, Value) {
-    let resp = stack.post_json("/boards/", body).await;
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn add_players(stack: &Stack, board: &str, ids: &[&str]) {
     for id in ids {
         let resp = stack
@@ -36,12 +30,6 @@ async fn submit(stack: &Stack, board: &str, player: &str, value: i64) -> (u16, V
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn get_json(stack: &Stack, path: &str) -> (u16, Value) {
-    let resp = stack.get(path).await;
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// `(id, score, rank)` of each player of a board or page JSON.
 fn standings(v: &Value) -> Vec<(String, i64, u64)> {
     v["players"]
@@ -61,17 +49,18 @@ fn standings(v: &Value) -> Vec<(String, i64, u64)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn rules_are_set_at_creation_shown_and_never_changed() {
     let stack = Stack::start().await.unwrap();
-    let (status, body) = create(
-        &stack,
-        json!({"id": "laps", "name": "Laps", "order": "asc", "operator": "best", "top": 3}),
-    )
-    .await;
+    let (status, body) = stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "laps", "name": "Laps", "order": "asc", "operator": "best", "top": 3}),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         body,
         json!({"id": "laps", "name": "Laps", "rules": {"order": "asc", "operator": "best", "top": 3}, "players": []})
     );
-    let (_, board) = get_json(&stack, "/boards/laps/").await;
+    let (_, board) = stack.get_json("/boards/laps/").await;
     assert_eq!(
         board["rules"],
         json!({"order": "asc", "operator": "best", "top": 3})
@@ -83,18 +72,20 @@ async fn rules_are_set_at_creation_shown_and_never_changed() {
         json!({"id": "laps", "order": "desc"}),
         json!({"id": "laps", "order": "asc", "operator": "best", "top": 3}),
     ] {
-        let (status, body) = create(&stack, again).await;
+        let (status, body) = stack.post_json_answer("/boards/", again).await;
         assert_eq!(status, 409, "{body}");
         assert!(body["message"]
             .as_str()
             .unwrap()
             .contains("rules are fixed"));
     }
-    let (_, board) = get_json(&stack, "/boards/laps/").await;
+    let (_, board) = stack.get_json("/boards/laps/").await;
     assert_eq!(board["rules"]["order"], "asc");
 
     // Defaults, and what is refused.
-    let (status, body) = create(&stack, json!({"id": "plain"})).await;
+    let (status, body) = stack
+        .post_json_answer("/boards/", json!({"id": "plain"}))
+        .await;
     assert_eq!(status, 201);
     assert_eq!(
         body["rules"],
@@ -108,7 +99,7 @@ async fn rules_are_set_at_creation_shown_and_never_changed() {
         json!({"top": "5"}),
         json!({"top": -1}),
     ] {
-        let (status, body) = create(&stack, bad.clone()).await;
+        let (status, body) = stack.post_json_answer("/boards/", bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["message"].is_string(), "{body}");
     }
@@ -117,14 +108,21 @@ async fn rules_are_set_at_creation_shown_and_never_changed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_submit_as_the_board_says_and_score_add_still_adds() {
     let stack = Stack::start().await.unwrap();
-    create(
-        &stack,
-        json!({"id": "laps", "order": "asc", "operator": "best"}),
-    )
-    .await;
-    create(&stack, json!({"id": "hi", "operator": "best"})).await;
-    create(&stack, json!({"id": "set", "operator": "set"})).await;
-    create(&stack, json!({"id": "sum"})).await;
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "laps", "order": "asc", "operator": "best"}),
+        )
+        .await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "hi", "operator": "best"}))
+        .await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "set", "operator": "set"}))
+        .await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "sum"}))
+        .await;
     for b in ["laps", "hi", "set", "sum"] {
         add_players(&stack, b, &["ann"]).await;
     }
@@ -139,17 +137,17 @@ async fn operators_submit_as_the_board_says_and_score_add_still_adds() {
     assert_eq!((&a["score"], &a["changed"]), (&json!(55), &json!(true)));
     let (_, a) = submit(&stack, "laps", "ann", 58).await;
     assert_eq!((&a["score"], &a["changed"]), (&json!(55), &json!(false)));
-    let (_, p) = get_json(&stack, "/boards/laps/players/ann/").await;
+    let (_, p) = stack.get_json("/boards/laps/players/ann/").await;
     assert_eq!((&p["score"], &p["rank"]), (&json!(55), &json!(1)));
 
     // On a best or set board a player has no score, and no rank, until its
     // first submission (a lap time of 0 would top the board).
     add_players(&stack, "laps", &["bob"]).await;
-    let (_, p) = get_json(&stack, "/boards/laps/players/bob/").await;
+    let (_, p) = stack.get_json("/boards/laps/players/bob/").await;
     assert_eq!(p, json!({"id": "bob", "name": "BOB", "score": null}));
-    let (_, board) = get_json(&stack, "/boards/laps/").await;
+    let (_, board) = stack.get_json("/boards/laps/").await;
     assert_eq!(standings(&board), [("ann".to_owned(), 55, 1)]);
-    let (_, around) = get_json(&stack, "/boards/laps/players/bob/around/").await;
+    let (_, around) = stack.get_json("/boards/laps/players/bob/around/").await;
     assert_eq!(around["players"].as_array().map(Vec::len), Some(1));
 
     // best, higher is better.
@@ -193,7 +191,9 @@ async fn operators_submit_as_the_board_says_and_score_add_still_adds() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_keyed_submission_counts_once_and_answers_the_first_result() {
     let stack = Stack::start().await.unwrap();
-    create(&stack, json!({"id": "b", "operator": "best"})).await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "b", "operator": "best"}))
+        .await;
     add_players(&stack, "b", &["ann"]).await;
     let keyed = |key: &'static str, value: i64| {
         stack
@@ -223,11 +223,12 @@ async fn a_keyed_submission_counts_once_and_answers_the_first_result() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stream_follows_order_and_top_and_a_no_change_publishes_nothing() {
     let stack = Stack::start().await.unwrap();
-    create(
-        &stack,
-        json!({"id": "laps", "order": "asc", "operator": "best", "top": 2}),
-    )
-    .await;
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "laps", "order": "asc", "operator": "best", "top": 2}),
+        )
+        .await;
     add_players(&stack, "laps", &["ann", "bob", "cat"]).await;
     submit(&stack, "laps", "ann", 70).await;
     submit(&stack, "laps", "bob", 65).await;
@@ -274,7 +275,9 @@ async fn the_stream_follows_order_and_top_and_a_no_change_publishes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rank_and_around_me_follow_the_order_and_the_tie_break() {
     let stack = Stack::start().await.unwrap();
-    create(&stack, json!({"id": "b", "top": 10})).await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "b", "top": 10}))
+        .await;
     let ids = ["a", "b", "c", "d", "e", "f", "g"];
     add_players(&stack, "b", &ids).await;
     // Scores 30, 20, 20, 20, 10, 10, 0: ties broken the same way everywhere.
@@ -288,12 +291,12 @@ async fn rank_and_around_me_follow_the_order_and_the_tie_break() {
     ] {
         submit(&stack, "b", id, score).await;
     }
-    let (_, board) = get_json(&stack, "/boards/b/").await;
+    let (_, board) = stack.get_json("/boards/b/").await;
     let order = standings(&board);
     assert_eq!(order.len(), 7);
     for (i, (id, score, rank)) in order.iter().enumerate() {
         assert_eq!(*rank, i as u64 + 1);
-        let (_, p) = get_json(&stack, &format!("/boards/b/players/{id}/")).await;
+        let (_, p) = stack.get_json(&format!("/boards/b/players/{id}/")).await;
         assert_eq!(
             (&p["score"], &p["rank"]),
             (&json!(score), &json!(rank)),
@@ -305,34 +308,38 @@ async fn rank_and_around_me_follow_the_order_and_the_tie_break() {
 
     // Around the middle one of the three 20s.
     let middle = &order[2].0;
-    let (status, around) =
-        get_json(&stack, &format!("/boards/b/players/{middle}/around/?n=2")).await;
+    let (status, around) = stack
+        .get_json(&format!("/boards/b/players/{middle}/around/?n=2"))
+        .await;
     assert_eq!(status, 200, "{around}");
     assert_eq!(standings(&around), order[0..5].to_vec());
     assert_eq!(around["player"]["rank"], 3);
     // At the edges, and with n=0.
-    let (_, top) = get_json(
-        &stack,
-        &format!("/boards/b/players/{}/around/?n=3", order[0].0),
-    )
-    .await;
+    let (_, top) = stack
+        .get_json(&format!("/boards/b/players/{}/around/?n=3", order[0].0))
+        .await;
     assert_eq!(standings(&top), order[0..4].to_vec());
-    let (_, last) = get_json(&stack, &format!("/boards/b/players/{}/around/", order[6].0)).await;
+    let (_, last) = stack
+        .get_json(&format!("/boards/b/players/{}/around/", order[6].0))
+        .await;
     assert_eq!(standings(&last), order[4..7].to_vec());
-    let (_, alone) = get_json(&stack, &format!("/boards/b/players/{middle}/around/?n=0")).await;
+    let (_, alone) = stack
+        .get_json(&format!("/boards/b/players/{middle}/around/?n=0"))
+        .await;
     assert_eq!(standings(&alone), order[2..3].to_vec());
 
     // An ascending board ranks the other way round.
-    create(
-        &stack,
-        json!({"id": "asc", "order": "asc", "operator": "set"}),
-    )
-    .await;
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "asc", "order": "asc", "operator": "set"}),
+        )
+        .await;
     add_players(&stack, "asc", &["x", "y", "z"]).await;
     for (id, score) in [("x", 3), ("y", 1), ("z", 2)] {
         submit(&stack, "asc", id, score).await;
     }
-    let (_, around) = get_json(&stack, "/boards/asc/players/z/around/?n=1").await;
+    let (_, around) = stack.get_json("/boards/asc/players/z/around/?n=1").await;
     assert_eq!(
         standings(&around),
         [
@@ -343,18 +350,20 @@ async fn rank_and_around_me_follow_the_order_and_the_tie_break() {
     );
 
     for bad in ["?n=51", "?n=-1", "?n=x"] {
-        let (status, body) = get_json(&stack, &format!("/boards/b/players/a/around/{bad}")).await;
+        let (status, body) = stack
+            .get_json(&format!("/boards/b/players/a/around/{bad}"))
+            .await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
     assert_eq!(
-        get_json(&stack, "/boards/b/players/nobody/around/").await.0,
+        stack.get_json("/boards/b/players/nobody/around/").await.0,
         404
     );
     assert_eq!(
-        get_json(&stack, "/boards/none/players/a/around/").await.0,
+        stack.get_json("/boards/none/players/a/around/").await.0,
         404
     );
-    assert_eq!(get_json(&stack, "/boards/none/players/a/").await.0, 404);
+    assert_eq!(stack.get_json("/boards/none/players/a/").await.0, 404);
 }
 
 /// Walks a board a page at a time; returns every player seen, in order.
@@ -366,7 +375,7 @@ async fn walk(stack: &Stack, board: &str, limit: usize) -> Vec<(String, i64, u64
             None => format!("/boards/{board}/players/?limit={limit}"),
             Some(c) => format!("/boards/{board}/players/?limit={limit}&cursor={c}"),
         };
-        let (status, page) = get_json(stack, &path).await;
+        let (status, page) = stack.get_json(&path).await;
         assert_eq!(status, 200, "{page}");
         seen.extend(standings(&page));
         match page["next_cursor"].as_str() {
@@ -379,7 +388,12 @@ async fn walk(stack: &Stack, board: &str, limit: usize) -> Vec<(String, i64, u64
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_walk_the_board_in_rank_order() {
     let stack = Stack::start().await.unwrap();
-    create(&stack, json!({"id": "b", "operator": "set", "top": 100})).await;
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "b", "operator": "set", "top": 100}),
+        )
+        .await;
     let ids: Vec<String> = (0..23).map(|i| format!("p{i:02}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     add_players(&stack, "b", &refs).await;
@@ -387,23 +401,25 @@ async fn pages_walk_the_board_in_rank_order() {
         // Many ties: scores 0..=4.
         submit(&stack, "b", id, (i % 5) as i64).await;
     }
-    let (_, board) = get_json(&stack, "/boards/b/").await;
+    let (_, board) = stack.get_json("/boards/b/").await;
     let whole = standings(&board);
     assert_eq!(whole.len(), 23);
     for limit in [1, 4, 5, 23, 100] {
         assert_eq!(walk(&stack, "b", limit).await, whole, "limit {limit}");
     }
     for bad in ["?cursor=nope", "?cursor=", "?limit=0", "?limit=1001"] {
-        let (status, body) = get_json(&stack, &format!("/boards/b/players/{bad}")).await;
+        let (status, body) = stack.get_json(&format!("/boards/b/players/{bad}")).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
-    assert_eq!(get_json(&stack, "/boards/none/players/").await.0, 404);
+    assert_eq!(stack.get_json("/boards/none/players/").await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn paging_while_others_write_misses_and_repeats_only_the_players_who_moved() {
     let stack = Stack::start().await.unwrap();
-    create(&stack, json!({"id": "b", "operator": "set"})).await;
+    stack
+        .post_json_answer("/boards/", json!({"id": "b", "operator": "set"}))
+        .await;
     let ids: Vec<String> = (0..60).map(|i| format!("p{i:02}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     add_players(&stack, "b", &refs).await;
