@@ -6,9 +6,12 @@
 //! back only by atomic conditional updates, on the database's clock.
 //!
 //! Every `ttl / 4` the [`LeaseKeeper`]:
-//! 1. writes this worker's heartbeat and reads the table;
+//! 1. writes this worker's heartbeat, as a member of the layout of
+//!    `WORKER_SHARDS` shards (a worker whose number differs from the live
+//!    members' is kept out, publishes nothing and says so on `/healthz`);
 //! 2. renews the leases it holds; any it could not renew is dropped at once;
-//! 3. counts the live workers and computes its fair share,
+//! 3. reads the table, counts the layout's live members and computes its
+//!    fair share,
 //!    `ceil(shards / live workers)`;
 //! 4. hands back leases above that share (after it has stopped publishing
 //!    them), or takes free and expired ones up to it.
@@ -27,6 +30,15 @@
 //! read: one read under an earlier tenure of the same shard is dropped.
 //! The margin (a tenth of the TTL, at least 100 ms) absorbs the rate
 //! difference between clocks and the last bytes of a publish under way.
+//!
+//! Workers with different `WORKER_SHARDS` would cut the slots differently,
+//! so that two leases of different numbers could cover the same board. The
+//! heartbeat prevents it: it is a membership of the layout document, which
+//! keeps the number of shards of its first member for as long as any member
+//! is alive, and every tenure of a round is bounded by the membership
+//! renewed at its start, exactly as a lease bounds it. A worker with another
+//! number is refused until every member has expired or left, and so until
+//! every tenure under the old number has ended.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -37,7 +49,7 @@ use store::{LeaseTable, Store, StoreError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::metrics::Metrics;
+use crate::metrics::{LayoutConflict, Metrics};
 
 /// One shard's lease as this worker holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,12 +217,31 @@ impl LeaseKeeper {
     /// One round: heartbeat, renew, rebalance.
     pub async fn tick(&mut self) -> Result<(), StoreError> {
         let ttl_ms = self.ttl_ms();
-        self.store.heartbeat(&self.me, ttl_ms).await?;
+        // The heartbeat is this worker's membership of the layout. Whatever
+        // it holds this round is valid only as long as that membership: the
+        // layout changes only after every member's has expired on the
+        // database, so a worker with another WORKER_SHARDS, whose shards
+        // cover other slots, can take over only once nothing held under
+        // this layout is valid any more.
+        let sent = Instant::now();
+        if !self
+            .store
+            .join_layout(&self.me, self.shards, ttl_ms)
+            .await?
+        {
+            return self.keep_out().await;
+        }
+        if self.metrics.layout_conflict().is_some() {
+            log::info!(
+                "joined the layout of {} shards: the workers with another WORKER_SHARDS are gone",
+                self.shards.count()
+            );
+            self.metrics.set_layout_conflict(None);
+        }
+        let valid_until = sent + self.ttl - self.margin();
         // Renew first, so a slow read cannot eat into what is held.
         let mine: Vec<u16> = self.held.keys().copied().collect();
-        let sent = Instant::now();
         let renewed = self.store.renew_leases(&mine, &self.me, ttl_ms).await?;
-        let valid_until = sent + self.ttl - self.margin();
         let mut next = Held::new();
         for (shard, epoch) in renewed {
             match self.held.get(&shard) {
@@ -254,7 +285,6 @@ impl LeaseKeeper {
             if taken >= plan.wanted {
                 break;
             }
-            let sent = Instant::now();
             let Some(epoch) = self.store.take_lease(shard, &self.me, ttl_ms).await? else {
                 continue;
             };
@@ -274,15 +304,31 @@ impl LeaseKeeper {
                 }
             );
             let mut next = self.held.clone();
-            next.insert(
-                shard,
-                Tenure {
-                    epoch,
-                    valid_until: sent + self.ttl - self.margin(),
-                },
-            );
+            next.insert(shard, Tenure { epoch, valid_until });
             self.publish(next);
         }
+        Ok(())
+    }
+
+    /// Live workers hold a layout of another number of shards: publish
+    /// nothing, hand back whatever is held, and say why.
+    async fn keep_out(&mut self) -> Result<(), StoreError> {
+        let mine: Vec<u16> = self.held.keys().copied().collect();
+        self.publish(Held::new());
+        if !mine.is_empty() {
+            self.store.release_leases(&mine, &self.me).await?;
+            self.metrics.lease_releases.inc_by(mine.len() as u64);
+        }
+        let table = self.store.lease_table().await?;
+        let conflict = LayoutConflict {
+            mine: self.shards.count(),
+            theirs: table.layout.unwrap_or_default(),
+            members: table.live_workers,
+        };
+        if self.metrics.layout_conflict().is_none() {
+            log::error!("{}", conflict.message());
+        }
+        self.metrics.set_layout_conflict(Some(conflict));
         Ok(())
     }
 
@@ -303,8 +349,8 @@ impl LeaseKeeper {
         }
     }
 
-    /// Stops publishing everything, then frees the leases and the heartbeat
-    /// so other workers take over at once.
+    /// Stops publishing everything, then frees the leases and leaves the
+    /// layout so other workers take over at once.
     async fn hand_back(&mut self) {
         let mine: Vec<u16> = self.held.keys().copied().collect();
         self.publish(Held::new());
@@ -317,8 +363,8 @@ impl LeaseKeeper {
                 Err(e) => log::warn!("cannot hand back the leases ({e}); they will expire"),
             }
         }
-        if let Err(e) = self.store.forget_worker(&self.me).await {
-            log::warn!("cannot remove the heartbeat: {e}");
+        if let Err(e) = self.store.leave_layout(&self.me).await {
+            log::warn!("cannot leave the layout: {e}");
         }
     }
 
@@ -362,6 +408,7 @@ mod tests {
                 })
                 .collect(),
             live_workers: workers.iter().map(|w| w.to_string()).collect(),
+            layout: Some(16),
         }
     }
 

@@ -42,6 +42,34 @@ pub struct Metrics {
     pub lease_releases: IntCounter,
     /// The shards held and their epochs, for `/healthz`.
     pub owned: Arc<Mutex<BTreeMap<u16, u64>>>,
+    /// 1 while live workers with another `WORKER_SHARDS` keep this one out.
+    pub layout_refused: IntGauge,
+    /// Why, for `/healthz`.
+    pub layout_conflict: Arc<Mutex<Option<LayoutConflict>>>,
+}
+
+/// Live workers hold a layout of another number of shards than this
+/// worker's `WORKER_SHARDS`; it publishes nothing until they are gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutConflict {
+    /// This worker's `WORKER_SHARDS`.
+    pub mine: u16,
+    /// The layout's number of shards.
+    pub theirs: u16,
+    /// The layout's live members.
+    pub members: Vec<String>,
+}
+
+impl LayoutConflict {
+    pub fn message(&self) -> String {
+        format!(
+            "WORKER_SHARDS is {} here but {} on the running workers ({}); \
+             this worker publishes nothing until they all stop or every worker agrees",
+            self.mine,
+            self.theirs,
+            self.members.join(", ")
+        )
+    }
 }
 
 impl Metrics {
@@ -92,6 +120,11 @@ impl Metrics {
             ),
             lease_releases: counter("lease_releases_total", "Shard leases handed back"),
             owned: Arc::new(Mutex::new(BTreeMap::new())),
+            layout_refused: gauge(
+                "layout_refused",
+                "1 while live workers with another WORKER_SHARDS keep this worker out",
+            ),
+            layout_conflict: Arc::new(Mutex::new(None)),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -108,6 +141,7 @@ impl Metrics {
             Box::new(metrics.takeovers.clone()),
             Box::new(metrics.lease_losses.clone()),
             Box::new(metrics.lease_releases.clone()),
+            Box::new(metrics.layout_refused.clone()),
         ];
         for c in collectors {
             let _ = metrics.registry.register(c);
@@ -135,6 +169,23 @@ impl Metrics {
     /// The shards held and their epochs.
     pub fn owned(&self) -> BTreeMap<u16, u64> {
         self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records whether other workers' layout keeps this one out.
+    pub fn set_layout_conflict(&self, conflict: Option<LayoutConflict>) {
+        self.layout_refused.set(i64::from(conflict.is_some()));
+        *self
+            .layout_conflict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = conflict;
+    }
+
+    /// What keeps this worker out, if anything.
+    pub fn layout_conflict(&self) -> Option<LayoutConflict> {
+        self.layout_conflict
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn observe_lag(&self, lag: Duration) {

@@ -1,6 +1,7 @@
 //! The worker's health and metrics over HTTP, on `STATUS_PORT`:
 //!
-//! - `GET /healthz`: 200 while the changefeeds are open and ready, else 503.
+//! - `GET /healthz`: 200 while the changefeeds are open and ready, else 503;
+//!   503 too while workers with another `WORKER_SHARDS` keep this one out.
 //! - `GET /metrics`: Prometheus text format.
 //!
 //! It is served by actix-web, the origin's HTTP stack, on a thread of its
@@ -43,6 +44,14 @@ async fn healthz(metrics: Data<Metrics>) -> HttpResponse {
         "losses": metrics.lease_losses.get(),
         "releases": metrics.lease_releases.get(),
     });
+    if let Some(conflict) = metrics.layout_conflict() {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "misconfigured",
+            "error": conflict.message(),
+            "layout": { "worker_shards": conflict.mine, "running": conflict.theirs, "members": conflict.members },
+            "leases": leases,
+        }));
+    }
     if metrics.feed_ready.get() == 1 {
         HttpResponse::Ok().json(json!({ "status": "ok", "feeds": "ready", "leases": leases }))
     } else {
@@ -138,6 +147,23 @@ mod tests {
             text.contains("dblistener_lease_takeovers_total 1"),
             "{text}"
         );
+
+        metrics.set_layout_conflict(Some(crate::metrics::LayoutConflict {
+            mine: 8,
+            theirs: 16,
+            members: vec!["a".into()],
+        }));
+        let resp = actix::call_service(&app, get("/healthz")).await;
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = actix::read_body_json(resp).await;
+        assert_eq!(body["status"], "misconfigured");
+        assert_eq!(body["layout"]["running"], 16);
+        let resp = actix::call_service(&app, get("/metrics")).await;
+        let text = String::from_utf8(actix::read_body(resp).await.to_vec()).unwrap();
+        assert!(text.contains("dblistener_layout_refused 1"), "{text}");
+        metrics.set_layout_conflict(None);
+        let resp = actix::call_service(&app, get("/healthz")).await;
+        assert_eq!(resp.status(), 200);
 
         let resp = actix::call_service(&app, get("/elsewhere")).await;
         assert_eq!(resp.status(), 404);

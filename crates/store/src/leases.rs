@@ -4,8 +4,11 @@
 //! - `shard:<k>`: the lease of shard `k`, `{holder, epoch, expires}`; free
 //!   when `holder` is null or `expires` has passed. Taking it raises the
 //!   epoch, so every tenure of a shard has a number of its own.
-//! - `worker:<id>`: a live worker's heartbeat, `{expires}`: how workers
-//!   count each other to find their fair share.
+//! - `layout`: `{shards, members: [{id, expires}]}`, the number of shards
+//!   the live workers agree on and their heartbeats: how workers count each
+//!   other to find their fair share, and how a worker started with another
+//!   `WORKER_SHARDS` is kept out until every member has gone (see
+//!   [`Store::join_layout`]).
 //! - `migration:slot`: set once every board and player carries its slot.
 //!
 //! Every time in the table is the database's clock (`r.now()`, in
@@ -37,8 +40,10 @@ pub struct LeaseTable {
     /// The database's time of the read, in milliseconds since the epoch.
     pub now: f64,
     pub leases: Vec<LeaseRow>,
-    /// Workers whose heartbeat has not expired.
+    /// Members of the layout whose heartbeat has not expired.
     pub live_workers: Vec<String>,
+    /// The number of shards of the layout, once a worker has joined it.
+    pub layout: Option<u16>,
 }
 
 impl LeaseTable {
@@ -61,6 +66,19 @@ pub struct MigrationReport {
 struct RawTable {
     now: f64,
     rows: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLayout {
+    shards: u16,
+    #[serde(default)]
+    members: Vec<RawMember>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMember {
+    id: String,
+    expires: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +115,7 @@ fn decode<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, StoreError> {
 }
 
 impl Store {
-    /// Reads every lease and heartbeat, with the database's time.
+    /// Reads every lease and the layout, with the database's time.
     pub async fn lease_table(&self) -> Result<LeaseTable, StoreError> {
         let raw: RawTable = decode(single(self.run(reql::lease_table()).await?)?)?;
         let mut table = LeaseTable {
@@ -108,11 +126,15 @@ impl Store {
             let Some(id) = row.get("id").and_then(Value::as_str) else {
                 continue;
             };
-            if let Some(worker) = id.strip_prefix("worker:") {
-                let expires = row.get("expires").and_then(Value::as_f64).unwrap_or(0.0);
-                if expires > raw.now {
-                    table.live_workers.push(worker.to_owned());
-                }
+            if id == reql::LAYOUT_ID {
+                let layout: RawLayout = decode(row)?;
+                table.layout = Some(layout.shards);
+                table.live_workers = layout
+                    .members
+                    .into_iter()
+                    .filter(|m| m.expires > raw.now)
+                    .map(|m| m.id)
+                    .collect();
             } else if let Some(shard) = shard_of_id(id) {
                 let lease: RawLease = decode(row)?;
                 table.leases.push(LeaseRow {
@@ -134,15 +156,28 @@ impl Store {
         Ok(())
     }
 
-    /// Records that `worker` is alive for `ttl_ms` more.
-    pub async fn heartbeat(&self, worker: &str, ttl_ms: u64) -> Result<(), StoreError> {
-        self.run(reql::heartbeat(worker, ttl_ms)).await?;
-        Ok(())
+    /// Records that `worker` is alive for `ttl_ms` more, as a member of the
+    /// layout of `shards` shards. True when it is a member now; false when
+    /// live workers hold another layout, which changes only once none of
+    /// them is left: two layouts never have live members at once, so two
+    /// workers with different `WORKER_SHARDS` never publish at once.
+    pub async fn join_layout(
+        &self,
+        worker: &str,
+        shards: Shards,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let answer = single(
+            self.run(reql::join_layout(worker, shards.count(), ttl_ms))
+                .await?,
+        )?;
+        let count = |field: &str| answer.get(field).and_then(Value::as_u64).unwrap_or(0);
+        Ok(count("inserted") + count("replaced") > 0)
     }
 
-    /// Removes `worker`'s heartbeat.
-    pub async fn forget_worker(&self, worker: &str) -> Result<(), StoreError> {
-        self.run(reql::forget_worker(worker)).await?;
+    /// Removes `worker` from the layout's members.
+    pub async fn leave_layout(&self, worker: &str) -> Result<(), StoreError> {
+        self.run(reql::leave_layout(worker)).await?;
         Ok(())
     }
 

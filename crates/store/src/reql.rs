@@ -903,10 +903,9 @@ pub fn lease_id(shard: u16) -> String {
     format!("shard:{shard}")
 }
 
-/// The heartbeat document of a worker.
-pub fn worker_id(worker: &str) -> String {
-    format!("worker:{worker}")
-}
+/// The document holding the shard layout the live workers agree on, and
+/// who they are: `{shards, members: [{id, expires}]}`.
+pub const LAYOUT_ID: &str = "layout";
 
 /// The document marking the slot migration done.
 pub const SLOT_MIGRATION_ID: &str = "migration:slot";
@@ -937,17 +936,42 @@ pub fn seed_leases(shards: Range<u16>) -> Command {
     r.table(LEASES).insert(docs)
 }
 
-/// Records that `worker` is alive until `ttl_ms` from now.
-pub fn heartbeat(worker: &str, ttl_ms: u64) -> Command {
-    r.table(LEASES).insert(r.with_opt(
-        rjson!({ "id": worker_id(worker), "expires": db_now_ms().add(ttl_ms) }),
-        InsertOptions::new().conflict(Conflict::Replace),
-    ))
+/// Records that `worker` is alive until `ttl_ms` from now, as a member of
+/// the layout of `shards` shards. One atomic update of the layout document:
+/// it succeeds (inserted or replaced) when the layout is `shards` already,
+/// or when no other member is still alive, which makes it `shards`; it
+/// leaves the document unchanged when live members hold another layout.
+/// Expired members are dropped on the way.
+pub fn join_layout(worker: &str, shards: u16, ttl_ms: u64) -> Command {
+    let worker = worker.to_owned();
+    let me = rjson!({ "id": worker.clone(), "expires": db_now_ms().add(ttl_ms) });
+    r.table(LEASES).get(LAYOUT_ID).replace(func!(|doc| {
+        let others = doc.clone().g("members").filter(func!(|m| m
+            .clone()
+            .g("expires")
+            .gt(db_now_ms())
+            .and(m.g("id").ne(worker.clone()))));
+        r.branch(
+            doc.clone().type_of().eq("NULL"),
+            rjson!({ "id": LAYOUT_ID, "shards": shards, "members": [me.clone()] }),
+            r.branch(
+                doc.clone()
+                    .g("shards")
+                    .eq(shards)
+                    .or(others.clone().is_empty()),
+                rjson!({ "id": LAYOUT_ID, "shards": shards, "members": others.append(me.clone()) }),
+                doc,
+            ),
+        )
+    }))
 }
 
-/// Removes a worker's heartbeat, as it stops.
-pub fn forget_worker(worker: &str) -> Command {
-    r.table(LEASES).get(worker_id(worker)).delete(())
+/// Removes `worker` from the layout's members, as it stops.
+pub fn leave_layout(worker: &str) -> Command {
+    let worker = worker.to_owned();
+    r.table(LEASES).get(LAYOUT_ID).update(func!(|doc| rjson!({
+        "members": doc.g("members").filter(func!(|m| m.g("id").ne(worker.clone()))),
+    })))
 }
 
 /// Takes a shard's lease if it is free or expired: holder `worker`, the

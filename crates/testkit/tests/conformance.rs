@@ -678,9 +678,20 @@ async fn leases_and_slots(s: &mut Script, server: &Database, b1: &BoardId) {
     // depends on the real server's internal hash order.
     s.case("seed_leases 3..6, one there", reql::seed_leases(3..6))
         .await;
-    s.case("heartbeat w1", reql::heartbeat("w1", 5000)).await;
-    s.case("heartbeat w1, again", reql::heartbeat("w1", 5000))
+    s.case("join_layout w1 16", reql::join_layout("w1", 16, 5000))
         .await;
+    s.case(
+        "join_layout w1 16, again",
+        reql::join_layout("w1", 16, 5000),
+    )
+    .await;
+    s.case("join_layout w2 16", reql::join_layout("w2", 16, 5000))
+        .await;
+    s.case(
+        "join_layout w3 8, refused",
+        reql::join_layout("w3", 8, 5000),
+    )
+    .await;
     s.case("take_lease 0 w1", reql::take_lease(0, "w1", 5000))
         .await;
     s.case("take_lease 0 w2, held", reql::take_lease(0, "w2", 5000))
@@ -728,9 +739,28 @@ async fn leases_and_slots(s: &mut Script, server: &Database, b1: &BoardId) {
         sent,
         json!({"now": table[0]["now"], "rows": rows}),
     );
-    s.case("forget_worker w1", reql::forget_worker("w1")).await;
-    s.case("forget_worker w1, again", reql::forget_worker("w1"))
+    s.case("leave_layout w2", reql::leave_layout("w2")).await;
+    s.case("leave_layout w2, again", reql::leave_layout("w2"))
         .await;
+    // A membership for no time has expired by the next query: with no live
+    // member left, another layout takes over.
+    s.case("join_layout w1 16, 0 ms", reql::join_layout("w1", 16, 0))
+        .await;
+    s.case(
+        "join_layout w3 8, every member expired",
+        reql::join_layout("w3", 8, 5000),
+    )
+    .await;
+    s.case(
+        "join_layout w1 16, refused now",
+        reql::join_layout("w1", 16, 5000),
+    )
+    .await;
+    s.case(
+        "layout document",
+        unreql::r.table(store::LEASES).get(reql::LAYOUT_ID),
+    )
+    .await;
 
     // Slots.
     s.case("slot_migration_marker, none", reql::slot_migration_marker())

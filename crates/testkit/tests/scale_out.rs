@@ -427,6 +427,89 @@ async fn both_proxies_get_every_update_and_route_to_both_origins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_worker_with_another_shard_count_is_kept_out_until_the_others_are_gone() {
+    let mut stack = cluster(&["w1", "w2"]).await;
+    wait_balanced(&stack, &["w1", "w2"], Duration::from_secs(15)).await;
+    stack.create_board("layout", &[("p", "P")]).await;
+    let seen = follow(subscribe_via(&stack, 0, "layout").await);
+    stack.score_add("layout", "p", 1).await;
+    assert!(wait_score(&seen, 1, Duration::from_secs(5)).await);
+
+    // Eight shards cut the slots differently from sixteen: the newcomer is
+    // refused, says why, and holds nothing, however long it runs.
+    stack
+        .add_worker("w8", &[("WORKER_SHARDS", "8")])
+        .await
+        .expect("worker");
+    sleep(TTL * 2).await;
+    let (status, health) = stack.worker_health("w8").await.expect("w8 answers");
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "misconfigured", "{health}");
+    assert_eq!(health["layout"]["worker_shards"], 8, "{health}");
+    assert_eq!(health["layout"]["running"], 16, "{health}");
+    let members: BTreeSet<&str> = health["layout"]["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert_eq!(members, BTreeSet::from(["w1", "w2"]), "{health}");
+    assert!(
+        health["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("WORKER_SHARDS is 8 here but 16")),
+        "{health}"
+    );
+    assert_eq!(
+        stack.worker_metric("w8", "dblistener_layout_refused").await,
+        Some(1.0)
+    );
+    assert_eq!(reported(&stack).await["w8"], BTreeSet::new());
+    // The others still split the sixteen between the two of them.
+    wait_balanced(&stack, &["w1", "w2"], Duration::from_secs(5)).await;
+    stack.score_add("layout", "p", 1).await;
+    assert!(wait_score(&seen, 2, Duration::from_secs(5)).await);
+
+    // Once both have stopped, the layout is the newcomer's: it takes the
+    // eight shards at its next round and publishes every board.
+    for id in ["w1", "w2"] {
+        let status = stack.named_worker(id).process.stop(Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "{id}: {status:?}");
+    }
+    let deadline = Instant::now() + TTL * 2 + Duration::from_secs(5);
+    loop {
+        let health = stack.worker_health("w8").await;
+        let shards = health
+            .as_ref()
+            .map(|(_, h)| h["leases"]["shards"].as_array().map_or(0, Vec::len));
+        if health.as_ref().is_some_and(|(s, _)| *s == 200) && shards == Some(8) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "w8 did not take the layout over: {health:?}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let holders = stack.lease_holders().await;
+    for k in 0..8 {
+        assert_eq!(holders[&k].as_deref(), Some("w8"), "shard {k}: {holders:?}");
+    }
+    assert_eq!(
+        stack.worker_metric("w8", "dblistener_layout_refused").await,
+        Some(0.0)
+    );
+    stack.score_add("layout", "p", 1).await;
+    assert!(
+        wait_score(&seen, 3, Duration::from_secs(5)).await,
+        "{:?}",
+        seen.all()
+    );
+    let all = seen.all();
+    assert!(all.windows(2).all(|w| w[0] <= w[1]), "{all:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn boards_of_an_earlier_release_get_their_slot_and_are_published() {
     use unreql::{func, r};
     let mut stack = Stack::start_with(StackOptions {
