@@ -98,10 +98,16 @@ async fn origin_restart_while_streams_are_held() {
     let mut stack = Stack::start().await.unwrap();
     stack.create_board("o", &[("a", "Ann")]).await;
     let mut subs = subscribers(&stack, "o", 3).await;
-    // Let the worker's publishes of the set-up land first: one that crossed
+    // Bring the streams in step first: a publish of the set-up that crossed
     // a subscription needs the origin to repair it (reliable mode), and the
-    // point here is what happens once the streams are in step.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // point here is what happens once they are. A score-add seen on every
+    // stream comes after every earlier publish of the board.
+    stack.score_add("o", "a", 1).await;
+    for sub in subs.iter_mut() {
+        sub.wait_until(CONVERGE, |e| e.json()["players"][0]["score"] == 1)
+            .await
+            .unwrap();
+    }
     stack.stop_web();
     // Streams are held by Pushpin, so they live on without the origin, and
     // the worker keeps publishing to them.
