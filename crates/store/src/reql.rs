@@ -917,9 +917,9 @@ fn db_now_ms() -> Command {
     r.now().to_epoch_time().mul(1000)
 }
 
-/// Every lease and heartbeat, with the database's time:
-/// `{now: ms, rows: [...]}`. The table holds a row per shard and per live
-/// worker, so it is small.
+/// Every lease and the layout with its members' heartbeats, with the
+/// database's time: `{now: ms, rows: [...]}`. The table holds a row per
+/// shard and a few more, so it is small.
 pub fn lease_table() -> Command {
     rjson!({
         "now": db_now_ms(),
