@@ -38,7 +38,8 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Score-add throughput and latency, origin and through Pushpin, against
-    /// the database's own update through the driver
+    /// the database's own update through the driver and a bare increment
+    /// with no board read
     ScoreAdd,
     /// Board JSON reads and /healthz, origin and through Pushpin
     Read,

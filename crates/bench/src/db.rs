@@ -4,15 +4,18 @@
 //! The score update and the top-N read are the store's own query builders
 //! ([`store::score_update`], [`store::top_players_query`]), so "the
 //! database's own cost" is the cost of exactly what the origin asks for.
+//! Beside them, [`bare_increment`] is the score-add as it was before it read
+//! the board: a baseline for what the board read and its rules cost.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use domain::{BoardId, PlayerId, ScoreDelta};
+use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
 use serde_json::{json, Value};
 use store::DatabaseUrl;
 use unreql::cmd::connect::Options;
-use unreql::{func, r, rjson, Session};
+use unreql::cmd::options::{ReturnChanges, UpdateOptions};
+use unreql::{func, r, rjson, Command, Session};
 
 use crate::load::Client;
 
@@ -160,6 +163,49 @@ impl Client for UpdateClient {
     }
 }
 
+/// A bare atomic increment of one player's score by `delta`, with no board
+/// read: `players.get(key).update(p => branch(out of range, error,
+/// {score: p.score + d}), return_changes: true)`. This is the score-add term
+/// as it was before [`store::score_update`] read the board's document in the
+/// same query (`do_`) to apply its rules (reset periods, idempotency keys),
+/// kept here as a baseline, not used by the store: the store's term against
+/// this one, in the same run, is what the board read and the rules cost.
+pub fn bare_increment(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
+    let d = delta.get();
+    r.table(store::PLAYERS)
+        .get(store::player_key(board, player))
+        .update(r.with_opt(
+            func!(|p| {
+                let score = p.g("score").add(d);
+                r.branch(
+                    score.clone().gt(MAX_SCORE).or(score.clone().lt(-MAX_SCORE)),
+                    r.error(store::reql::OUT_OF_RANGE),
+                    rjson!({ "score": score }),
+                )
+            }),
+            UpdateOptions::new().return_changes(ReturnChanges::Bool(true)),
+        ))
+}
+
+/// A load client sending [`bare_increment`] (+1) straight to the database,
+/// cycling through `players`: [`UpdateClient`] without the board read.
+pub struct BareUpdateClient {
+    pub session: Session,
+    pub board: BoardId,
+    pub players: Arc<Vec<PlayerId>>,
+}
+
+impl Client for BareUpdateClient {
+    async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
+        let player = &self.players[seq as usize % self.players.len()];
+        let result: Value = bare_increment(&self.board, player, ScoreDelta::ONE)
+            .exec(&self.session)
+            .await?;
+        anyhow::ensure!(result["replaced"].as_u64() == Some(1), "update: {result}");
+        Ok(())
+    }
+}
+
 /// A load client reading a board's top five straight from the database.
 pub struct TopClient {
     pub session: Session,
@@ -192,5 +238,29 @@ impl Client for InsertClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
         let doc = player_doc(&self.board, &format!("{}{seq}", self.prefix), 0)?;
         insert(&self.session, store::PLAYERS, vec![doc]).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(cmd: &Command) -> String {
+        serde_json::to_string(cmd).expect("a term serialises")
+    }
+
+    #[test]
+    fn the_bare_increment_reads_no_board() {
+        let board = BoardId::parse("b1").unwrap();
+        let player = PlayerId::parse("ann").unwrap();
+        let bare = wire(&bare_increment(&board, &player, ScoreDelta::ONE));
+        assert!(bare.contains("\"b1:ann\""), "{bare}");
+        assert!(bare.contains("\"return_changes\":true"), "{bare}");
+        assert!(bare.contains(store::reql::OUT_OF_RANGE), "{bare}");
+        assert!(!bare.contains(store::BOARDS), "{bare}");
+        // The store's term is the same update behind a read of the board.
+        let store = wire(&store::score_update(&board, &player, ScoreDelta::ONE, None));
+        assert!(store.contains(&format!("\"{}\"", store::BOARDS)), "{store}");
+        assert!(store.len() > bare.len(), "{store}");
     }
 }

@@ -2,18 +2,22 @@
 //! Pushpin, beside the same atomic update sent straight to the database
 //! through the driver (the floor the origin's cost is measured against) and
 //! through the store's pool in this process (which splits the origin's
-//! overhead into the pool's and HTTP's).
+//! overhead into the pool's and HTTP's). A bare increment of the player
+//! with no board read ([`db::bare_increment`]), also sent through the
+//! driver, says in the same run what the store's read of the board and its
+//! rules cost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{BoardId, PlayerId, ScoreDelta};
+use serde::Serialize;
 use store::{PoolOptions, Store};
 
 use super::{check, load_row, PathResult, LOAD_HEADER};
 use crate::cli::Config;
-use crate::db::{self, UpdateClient};
+use crate::db::{self, BareUpdateClient, UpdateClient};
 use crate::harness::{score_add_requests, Bench, HttpClient};
 use crate::load::{self, Client, LoadResult};
 use crate::machine::{child_named, cpu_time};
@@ -68,6 +72,63 @@ impl CpuMeter {
                 Some((name, used.as_secs_f64() * 1e6 / ops.max(1) as f64))
             })
             .collect()
+    }
+}
+
+/// The path of the bare increment, in the tables and the JSON.
+pub const BARE_PATH: &str = "database, bare increment (unreql)";
+
+/// What the board read and the origin cost, as ratios of figures taken at
+/// one concurrency in the same run: the store's term (`score_update`)
+/// against the bare increment, and the origin against both.
+#[derive(Debug, Clone, Serialize)]
+struct Ratios {
+    concurrency: usize,
+    /// Mean latency, `score_update` / bare increment.
+    term_over_bare_mean: f64,
+    /// p50 latency, `score_update` / bare increment.
+    term_over_bare_p50: f64,
+    /// Throughput, bare increment / `score_update`.
+    bare_over_term_throughput: f64,
+    /// The database's CPU per operation, `score_update` / bare increment
+    /// (only when the database is this run's child process).
+    term_over_bare_db_cpu: Option<f64>,
+    /// Mean latency, origin / `score_update`.
+    origin_over_term_mean: f64,
+    /// Mean latency, origin / bare increment.
+    origin_over_bare_mean: f64,
+}
+
+impl Ratios {
+    fn new(
+        bare: &LoadResult,
+        term: &LoadResult,
+        origin: &LoadResult,
+        db_cpu: Option<(f64, f64)>,
+    ) -> Self {
+        Self {
+            concurrency: term.concurrency,
+            term_over_bare_mean: term.latency.mean_us / bare.latency.mean_us,
+            term_over_bare_p50: term.latency.p50_us / bare.latency.p50_us,
+            bare_over_term_throughput: bare.throughput / term.throughput,
+            term_over_bare_db_cpu: db_cpu
+                .filter(|&(bare, _)| bare > 0.0)
+                .map(|(bare, term)| term / bare),
+            origin_over_term_mean: origin.latency.mean_us / term.latency.mean_us,
+            origin_over_bare_mean: origin.latency.mean_us / bare.latency.mean_us,
+        }
+    }
+
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.concurrency.to_string(),
+            format!("{:.2}", self.term_over_bare_mean),
+            format!("{:.2}", self.bare_over_term_throughput),
+            self.term_over_bare_db_cpu
+                .map_or("-".to_owned(), |v| format!("{v:.2}")),
+            format!("{:.2}", self.origin_over_term_mean),
+            format!("{:.2}", self.origin_over_bare_mean),
+        ]
     }
 }
 
@@ -127,9 +188,38 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     };
     let mut db_c1 = None;
     let mut origin_c1 = None;
+    let mut ratios = Table::new(
+        "Score-add ratios, same run (mean latency; throughput; database CPU per op)",
+        &[
+            "concurrency",
+            "score_update / bare: mean",
+            "bare / score_update: throughput",
+            "database CPU",
+            "origin / score_update: mean",
+            "origin / bare: mean",
+        ],
+    );
+    let mut ratio_results = Vec::new();
     for &c in &config.concurrency {
-        // The database alone, then the origin, back to back at each level so
-        // that the ratio compares figures taken under the same conditions.
+        // The database alone (the bare increment, then the store's term),
+        // then the pool and the origin, back to back at each level so that
+        // the ratios compare figures taken under the same conditions.
+        let mut clients = Vec::with_capacity(c);
+        for _ in 0..c {
+            clients.push(BareUpdateClient {
+                session: db::connect(&bench.db_url).await?,
+                board: board.clone(),
+                players: Arc::clone(&player_ids),
+            });
+        }
+        let meter = CpuMeter::start(&pids);
+        let r = load::run(clients, config.timed()).await;
+        let cpu = meter.per_op(r.ops);
+        check(config, "bare increment", &r)?;
+        let bare_db_cpu = cpu.get("database").copied();
+        push(&mut table, BARE_PATH, r.clone(), cpu);
+        let bare = r;
+
         let mut clients = Vec::with_capacity(c);
         for _ in 0..c {
             clients.push(UpdateClient {
@@ -142,7 +232,9 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         let r = load::run(clients, config.timed()).await;
         let cpu = meter.per_op(r.ops);
         check(config, "database update", &r)?;
+        let term_db_cpu = cpu.get("database").copied();
         let serving = push(&mut table, "database (unreql)", r.clone(), cpu);
+        let term = r.clone();
         if c == 1 {
             db_c1 = Some((r, serving));
         }
@@ -167,6 +259,9 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         let cpu = meter.per_op(r.ops);
         check(config, "score-add to the origin", &r)?;
         let serving = push(&mut table, "origin", r.clone(), cpu);
+        let ratio = Ratios::new(&bare, &term, &r, bare_db_cpu.zip(term_db_cpu));
+        ratios.row(ratio.row());
+        ratio_results.push(ratio);
         if c == 1 {
             origin_c1 = Some((r, serving));
         }
@@ -180,8 +275,10 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     }
     report.table(table);
     report.table(cpu_table);
+    report.table(ratios);
     report.section("score_add", &results);
     report.section("score_add_cpu", &cpu_results);
+    report.section("score_add_ratios", &ratio_results);
 
     if let (Some((db, db_cpu)), Some((origin, origin_cpu))) = (db_c1, origin_c1) {
         report.target(Target::ratio(
