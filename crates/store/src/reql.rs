@@ -398,12 +398,29 @@ pub fn score_update(
     };
     let key = player_key(board, player);
     r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
-        // A player with no score yet (on a `set` or `best` board) starts at 0.
-        let update = scoring(doc, move |p| p.g("score").default(0).add(d), idempotency);
-        r.table(PLAYERS)
-            .get(key.clone())
-            .update(r.with_opt(update, UpdateOptions::new().return_changes(changes)))
+        let update = |resets: bool| {
+            // A player with no score yet (on a `set` or `best` board) starts at 0.
+            let next = move |p: Command| p.g("score").default(0).add(d);
+            let function = scoring(doc.clone(), next, idempotency, resets);
+            r.table(PLAYERS).get(key.clone()).update(r.with_opt(
+                function,
+                UpdateOptions::new().return_changes(changes.clone()),
+            ))
+        };
+        by_reset(doc.clone(), update(true), update(false))
     }))
+}
+
+/// `resetting` when the board `doc` resets, else `plain`: the update of a
+/// board that never resets has no period to look at, and a smaller function
+/// is cheaper for the database to evaluate in the write's critical section.
+/// A board that is gone counts as one that does not reset.
+fn by_reset(doc: Command, resetting: Command, plain: Command) -> Command {
+    r.branch(
+        doc.clone().type_of().eq("OBJECT"),
+        r.branch(doc.has_fields("period"), resetting, plain.clone()),
+        plain,
+    )
 }
 
 /// `POST .../score/`: submits `value` under the board's operator, in one
@@ -440,10 +457,13 @@ pub fn score_submit(
                 ),
             )
         };
-        r.table(PLAYERS).get(key.clone()).update(r.with_opt(
-            scoring(doc.clone(), next, idempotency),
-            UpdateOptions::new().return_changes(ReturnChanges::Always),
-        ))
+        let update = |resets: bool| {
+            r.table(PLAYERS).get(key.clone()).update(r.with_opt(
+                scoring(doc.clone(), next.clone(), idempotency, resets),
+                UpdateOptions::new().return_changes(ReturnChanges::Always),
+            ))
+        };
+        by_reset(doc.clone(), update(true), update(false))
     }))
 }
 
@@ -459,11 +479,12 @@ fn scoring(
     doc: Command,
     next: impl Fn(Command) -> Command,
     idempotency: Option<Idempotency<'_>>,
+    resets: bool,
 ) -> Command {
     let out_of_range = |score: Command| score.clone().gt(MAX_SCORE).or(score.lt(-MAX_SCORE));
     match idempotency {
         None => func!(|p| {
-            let (current, period) = period_move(doc.clone(), p);
+            let (current, period) = period_move(doc.clone(), p, resets);
             let score = next(current);
             r.branch(
                 out_of_range(score.clone()),
@@ -481,7 +502,7 @@ fn scoring(
                     .g(IDEMPOTENCY_FIELD)
                     .default(rjson!([]))
                     .filter(func!(|e| e.g("at").gt(cutoff)));
-                let (current, period) = period_move(doc.clone(), p.clone());
+                let (current, period) = period_move(doc.clone(), p.clone(), resets);
                 let score = next(current.clone());
                 let entry = rjson!({
                     "k": key.clone(),
@@ -532,10 +553,12 @@ fn write_period(doc: Command) -> Command {
 /// (its score, or, if the player's score is from an earlier period, a fresh
 /// start: 0 on an `incr` board, no score on the others) and `fields` what the
 /// write must also store: `period`, and `prev: {n, score}` keeping the
-/// earlier period's score for its archive. On a board that does not reset,
-/// `p` itself and nothing more.
-fn period_move(doc: Command, p: Command) -> (Command, Command) {
-    let resets = doc.clone().has_fields("period");
+/// earlier period's score for its archive. On a board that does not reset
+/// (`resets` false), `p` itself and nothing more.
+fn period_move(doc: Command, p: Command, resets: bool) -> (Command, Command) {
+    if !resets {
+        return (p, rjson!({}));
+    }
     let target = write_period(doc.clone());
     let mine = p.clone().g("period").default(target.clone());
     let moved = mine.clone().lt(target.clone());
@@ -544,18 +567,14 @@ fn period_move(doc: Command, p: Command) -> (Command, Command) {
         rjson!({ "score": 0 }),
         rjson!({}),
     );
-    let current = r.branch(resets.clone().and(moved.clone()), fresh, p.clone());
+    let current = r.branch(moved.clone(), fresh, p.clone());
     let fields = r.branch(
-        resets,
-        r.branch(
-            moved,
-            rjson!({
-                "period": target.clone(),
-                "prev": p.pluck("score").merge(rjson!({ "n": mine })),
-            }),
-            rjson!({ "period": target }),
-        ),
-        rjson!({}),
+        moved,
+        rjson!({
+            "period": target.clone(),
+            "prev": p.pluck("score").merge(rjson!({ "n": mine })),
+        }),
+        rjson!({ "period": target }),
     );
     (current, fields)
 }
