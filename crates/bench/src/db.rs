@@ -2,10 +2,11 @@
 //! compared with, and fast bulk loading.
 //!
 //! The score update and the top-N read are the store's own query builders
-//! ([`store::score_update`], [`store::top_players_query`]), so "the
-//! database's own cost" is the cost of exactly what the origin asks for.
-//! Beside them, [`bare_increment`] is the score-add as it was before it read
-//! the board: a baseline for what the board read and its rules cost.
+//! ([`store::reql::score_update_unread`], [`store::top_players_query`]), so
+//! "the database's own cost" is the cost of exactly what the origin asks
+//! for. Beside them, [`bare_increment`] is the score-add as it was before
+//! boards had rules: a baseline for what the rules cost, with and without
+//! the read of the board ([`store::score_update`]).
 
 use std::sync::Arc;
 
@@ -145,19 +146,26 @@ impl Client for BatchUpdateClient {
 }
 
 /// A load client sending the store's score update (+1) straight to the
-/// database, cycling through `players`.
+/// database, cycling through `players`: the term the store sends on a board
+/// it has not seen reset ([`store::reql::score_update_unread`]), or, with
+/// `read_board`, the one that reads the board in the same query
+/// ([`store::score_update`], sent on boards that reset).
 pub struct UpdateClient {
     pub session: Session,
     pub board: BoardId,
     pub players: Arc<Vec<PlayerId>>,
+    pub read_board: bool,
 }
 
 impl Client for UpdateClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
         let player = &self.players[seq as usize % self.players.len()];
-        let result: Value = store::score_update(&self.board, player, ScoreDelta::ONE, None)
-            .exec(&self.session)
-            .await?;
+        let term = if self.read_board {
+            store::score_update(&self.board, player, ScoreDelta::ONE, None)
+        } else {
+            store::reql::score_update_unread(&self.board, player, ScoreDelta::ONE, None)
+        };
+        let result: Value = term.exec(&self.session).await?;
         anyhow::ensure!(result["replaced"].as_u64() == Some(1), "update: {result}");
         Ok(())
     }
@@ -166,10 +174,9 @@ impl Client for UpdateClient {
 /// A bare atomic increment of one player's score by `delta`, with no board
 /// read: `players.get(key).update(p => branch(out of range, error,
 /// {score: p.score + d}), return_changes: true)`. This is the score-add term
-/// as it was before [`store::score_update`] read the board's document in the
-/// same query (`do_`) to apply its rules (reset periods, idempotency keys),
-/// kept here as a baseline, not used by the store: the store's term against
-/// this one, in the same run, is what the board read and the rules cost.
+/// as it was before boards had rules (reset periods) and idempotency keys,
+/// kept here as a baseline, not used by the store: the store's terms against
+/// this one, in the same run, are what the rules and the board read cost.
 pub fn bare_increment(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
     let d = delta.get();
     r.table(store::PLAYERS)
@@ -258,9 +265,20 @@ mod tests {
         assert!(bare.contains("\"return_changes\":true"), "{bare}");
         assert!(bare.contains(store::reql::OUT_OF_RANGE), "{bare}");
         assert!(!bare.contains(store::BOARDS), "{bare}");
-        // The store's term is the same update behind a read of the board.
+        // The store's term on boards that reset is the update behind a read
+        // of the board; the one it sends first reads no board.
         let store = wire(&store::score_update(&board, &player, ScoreDelta::ONE, None));
         assert!(store.contains(&format!("\"{}\"", store::BOARDS)), "{store}");
         assert!(store.len() > bare.len(), "{store}");
+        let unread = wire(&store::reql::score_update_unread(
+            &board,
+            &player,
+            ScoreDelta::ONE,
+            None,
+        ));
+        assert!(
+            !unread.contains(&format!("\"{}\"", store::BOARDS)),
+            "{unread}"
+        );
     }
 }

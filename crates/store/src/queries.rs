@@ -1,4 +1,5 @@
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use domain::{Board, BoardId, BoardSummary, Name, Player, PlayerId, Rules, ScoreDelta, Snapshot};
 use serde::de::DeserializeOwned;
@@ -7,7 +8,7 @@ use serde_json::{json, Value};
 use unreql::Command;
 
 use crate::pool::{Pool, PoolOptions};
-use crate::reql::{self, player_key, Idempotency, IdempotencyKey, OUT_OF_RANGE};
+use crate::reql::{self, player_key, Idempotency, IdempotencyKey, BOARD_RESETS, OUT_OF_RANGE};
 use crate::{DatabaseUrl, StoreError};
 
 /// Rows per answer when a query walks a whole table.
@@ -19,6 +20,33 @@ const PAGE: usize = 1000;
 #[derive(Clone)]
 pub struct Store {
     pool: Arc<Pool>,
+    resetting: Arc<Resetting>,
+}
+
+/// The boards this process has seen reset, so that their score-adds read
+/// the board at once (see [`Store::add_score`]). Only a hint: a wrong one
+/// costs a round trip, never a wrong score. Bounded: when full it starts
+/// again from empty.
+#[derive(Default)]
+struct Resetting(Mutex<HashSet<String>>);
+
+impl Resetting {
+    const MOST: usize = 10_000;
+
+    fn contains(&self, board: &BoardId) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(board.as_str())
+    }
+
+    fn insert(&self, board: &BoardId) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if set.len() >= Self::MOST {
+            set.clear();
+        }
+        set.insert(board.as_str().to_owned());
+    }
 }
 
 /// What a client asks for when creating a board.
@@ -223,6 +251,7 @@ impl Store {
     pub fn new(url: DatabaseUrl, options: PoolOptions) -> Self {
         Self {
             pool: Arc::new(Pool::new(url, options)),
+            resetting: Arc::default(),
         }
     }
 
@@ -655,6 +684,13 @@ impl Store {
     /// score it produced; a repeat within [`reql::IDEMPOTENCY_WINDOW_MS`]
     /// changes nothing and returns the player with that first score. Still
     /// one round trip.
+    ///
+    /// Only a board that resets needs its document read in the same query
+    /// (its period decides which period the write counts in), and reading
+    /// it costs RethinkDB more than the update itself. So unless this
+    /// process has seen the board reset, the update is sent without the
+    /// read ([`reql::score_update_unread`]); on a board that resets it is
+    /// refused, writing nothing, and sent again with the read.
     pub async fn add_score(
         &self,
         board: &BoardId,
@@ -662,31 +698,50 @@ impl Store {
         delta: ScoreDelta,
         key: Option<&IdempotencyKey>,
     ) -> Result<Option<Player>, StoreError> {
-        let Some(key) = key else {
-            if delta.get() == 0 {
-                // Nothing to write; RethinkDB would report `unchanged` and
-                // return no change to read the player from.
-                return self.player(board, player).await;
-            }
-            let result = self
-                .write(reql::score_update(board, player, delta, None))
-                .await?;
-            return match Self::score_result(result)? {
-                Some(row) => player_view(&row).map(Some),
-                None => Ok(None),
-            };
-        };
-        // Keyed, even a zero delta is written: it records the key, so a
-        // retry answers with this score whatever happens in between.
-        let idempotency = Idempotency {
+        if key.is_none() && delta.get() == 0 {
+            // Nothing to write; RethinkDB would report `unchanged` and
+            // return no change to read the player from. (Keyed, even a zero
+            // delta is written: it records the key, so a retry answers with
+            // this score whatever happens in between.)
+            return self.player(board, player).await;
+        }
+        let idempotency = key.map(|key| Idempotency {
             key,
             now_millis: now_millis(),
+        });
+        let mut row = None;
+        if !self.resetting.contains(board) {
+            let result = self
+                .write(reql::score_update_unread(board, player, delta, idempotency))
+                .await?;
+            let refused = result.errors > 0
+                && result
+                    .first_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(BOARD_RESETS));
+            if refused {
+                self.resetting.insert(board);
+            } else {
+                match Self::score_result(result)? {
+                    Some(found) => row = Some(found),
+                    None => return Ok(None),
+                }
+            }
+        }
+        let row = match row {
+            Some(row) => row,
+            None => {
+                let result = self
+                    .write(reql::score_update(board, player, delta, idempotency))
+                    .await?;
+                match Self::score_result(result)? {
+                    Some(row) => row,
+                    None => return Ok(None),
+                }
+            }
         };
-        let result = self
-            .write(reql::score_update(board, player, delta, Some(idempotency)))
-            .await?;
-        let Some(row) = Self::score_result(result)? else {
-            return Ok(None);
+        let Some(key) = key else {
+            return player_view(&row).map(Some);
         };
         let mut player = player_view(&row)?;
         player.score = Some(first_score(&row, key)?);

@@ -27,6 +27,9 @@ pub const SYSTEM_DB: &str = "rethinkdb";
 /// Marks the error raised inside the score update, so it can be told apart
 /// from any other write error in `first_error`.
 pub const OUT_OF_RANGE: &str = "leaderboard: score out of range";
+/// The error [`score_update_unread`] refuses a player of a board that
+/// resets with.
+pub const BOARD_RESETS: &str = "leaderboard: the board resets";
 
 /// A `limit` argument as RethinkDB accepts it: it refuses integers at or
 /// above 2^31 ("Integer too large"), so larger asks are clamped, which a
@@ -398,17 +401,60 @@ pub fn score_update(
     };
     let key = player_key(board, player);
     r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
-        let update = |resets: bool| {
-            // A player with no score yet (on a `set` or `best` board) starts at 0.
-            let next = move |p: Command| p.g("score").default(0).add(d);
-            let function = scoring(doc.clone(), next, idempotency, resets);
+        let update = |periods: Periods| {
             r.table(PLAYERS).get(key.clone()).update(r.with_opt(
-                function,
-                UpdateOptions::new().return_changes(changes.clone()),
+                scoring(periods, add(d), idempotency),
+                UpdateOptions::new().return_changes(changes),
             ))
         };
-        by_reset(doc.clone(), update(true), update(false))
+        by_reset(
+            doc.clone(),
+            update(Periods::Of(doc.clone())),
+            update(Periods::None),
+        )
     }))
+}
+
+/// [`score_update`] without reading the board, for a board taken not to
+/// reset: the update function of a board that does not reset, refusing with
+/// [`BOARD_RESETS`], and writing nothing, a player that has a `period` (only
+/// the players of boards that reset have one). The store sends this first
+/// unless it has seen the board reset, and [`score_update`] after a refusal:
+/// a score-add on an ordinary board costs the bare update, and stays right
+/// whatever the store believed.
+pub fn score_update_unread(
+    board: &BoardId,
+    player: &PlayerId,
+    delta: ScoreDelta,
+    idempotency: Option<Idempotency<'_>>,
+) -> Command {
+    let changes = match idempotency {
+        None => ReturnChanges::Bool(true),
+        Some(_) => ReturnChanges::Always,
+    };
+    r.table(PLAYERS)
+        .get(player_key(board, player))
+        .update(r.with_opt(
+            scoring(Periods::Unread, add(delta.get()), idempotency),
+            UpdateOptions::new().return_changes(changes),
+        ))
+}
+
+/// Adds `d` to a player's score; a player with no score yet (on a `set` or
+/// `best` board) starts at 0.
+fn add(d: i64) -> impl Fn(Command) -> Command + Clone {
+    move |p: Command| p.g("score").default(0).add(d)
+}
+
+/// What a score write knows of its board's periods.
+enum Periods {
+    /// The board, read in the same query, resets: this is its document.
+    Of(Command),
+    /// The board, read in the same query, does not reset.
+    None,
+    /// The board was not read: taken not to reset, and a player that has a
+    /// period is refused with [`BOARD_RESETS`].
+    Unread,
 }
 
 /// `resetting` when the board `doc` resets, else `plain`: the update of a
@@ -457,13 +503,17 @@ pub fn score_submit(
                 ),
             )
         };
-        let update = |resets: bool| {
+        let update = |periods: Periods| {
             r.table(PLAYERS).get(key.clone()).update(r.with_opt(
-                scoring(doc.clone(), next.clone(), idempotency, resets),
+                scoring(periods, next.clone(), idempotency),
                 UpdateOptions::new().return_changes(ReturnChanges::Always),
             ))
         };
-        by_reset(doc.clone(), update(true), update(false))
+        by_reset(
+            doc.clone(),
+            update(Periods::Of(doc.clone())),
+            update(Periods::None),
+        )
     }))
 }
 
@@ -476,21 +526,25 @@ pub fn score_submit(
 /// period it belongs to ([`period_move`]): `current` is then the player as
 /// the new period starts it.
 fn scoring(
-    doc: Command,
+    periods: Periods,
     next: impl Fn(Command) -> Command,
     idempotency: Option<Idempotency<'_>>,
-    resets: bool,
 ) -> Command {
     let out_of_range = |score: Command| score.clone().gt(MAX_SCORE).or(score.lt(-MAX_SCORE));
+    let guarded = |p: Command, body: Command| match periods {
+        Periods::Unread => r.branch(p.has_fields("period"), r.error(BOARD_RESETS), body),
+        _ => body,
+    };
     match idempotency {
         None => func!(|p| {
-            let (current, period) = period_move(doc.clone(), p, resets);
+            let (current, period) = period_move(&periods, p.clone());
             let score = next(current);
-            r.branch(
+            let body = r.branch(
                 out_of_range(score.clone()),
                 r.error(OUT_OF_RANGE),
                 rjson!({ "score": score }).merge(period),
-            )
+            );
+            guarded(p, body)
         }),
         Some(Idempotency { key, now_millis }) => {
             let key = key.as_str().to_owned();
@@ -502,7 +556,7 @@ fn scoring(
                     .g(IDEMPOTENCY_FIELD)
                     .default(rjson!([]))
                     .filter(func!(|e| e.g("at").gt(cutoff)));
-                let (current, period) = period_move(doc.clone(), p.clone(), resets);
+                let (current, period) = period_move(&periods, p.clone());
                 let score = next(current.clone());
                 let entry = rjson!({
                     "k": key.clone(),
@@ -516,7 +570,7 @@ fn scoring(
                     list.clone().skip(list.clone().count(()).sub(kept)),
                     list,
                 );
-                r.branch(
+                let body = r.branch(
                     recent.contains(func!(|e| e.g("k").eq(key.clone()))),
                     rjson!({}),
                     r.branch(
@@ -524,7 +578,8 @@ fn scoring(
                         r.error(OUT_OF_RANGE),
                         rjson!({ "score": score, "idem": bounded }).merge(period),
                     ),
-                )
+                );
+                guarded(p, body)
             })
         }
     }
@@ -553,12 +608,13 @@ fn write_period(doc: Command) -> Command {
 /// (its score, or, if the player's score is from an earlier period, a fresh
 /// start: 0 on an `incr` board, no score on the others) and `fields` what the
 /// write must also store: `period`, and `prev: {n, score}` keeping the
-/// earlier period's score for its archive. On a board that does not reset
-/// (`resets` false), `p` itself and nothing more.
-fn period_move(doc: Command, p: Command, resets: bool) -> (Command, Command) {
-    if !resets {
+/// earlier period's score for its archive. On a board that does not reset,
+/// `p` itself and nothing more.
+fn period_move(periods: &Periods, p: Command) -> (Command, Command) {
+    let Periods::Of(doc) = periods else {
         return (p, rjson!({}));
-    }
+    };
+    let doc = doc.clone();
     let target = write_period(doc.clone());
     let mine = p.clone().g("period").default(target.clone());
     let moved = mine.clone().lt(target.clone());

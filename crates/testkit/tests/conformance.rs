@@ -389,6 +389,33 @@ async fn run_script(server: &Database) -> Vec<Case> {
         reql::score_update(&b1, &id(PlayerId::parse, "nobody"), delta(1), at(&k1, T0)),
     )
     .await;
+    // The same without reading the board, as the store sends it first.
+    s.case(
+        "score_update_unread +1",
+        reql::score_update_unread(&b1, &ann, delta(1), None),
+    )
+    .await;
+    s.case(
+        "score_update_unread past the range",
+        reql::score_update_unread(&b1, &ann, delta(MAX_SCORE), None),
+    )
+    .await;
+    s.case(
+        "score_update_unread, no such player",
+        reql::score_update_unread(&b1, &id(PlayerId::parse, "nobody"), delta(1), None),
+    )
+    .await;
+    let k4 = reql::IdempotencyKey::parse("key-4").expect("a valid key");
+    s.case(
+        "score_update_unread keyed, first",
+        reql::score_update_unread(&b1, &ann, delta(3), at(&k4, T0 + 3000)),
+    )
+    .await;
+    s.case(
+        "score_update_unread keyed, replay",
+        reql::score_update_unread(&b1, &ann, delta(3), at(&k4, T0 + 3500)),
+    )
+    .await;
 
     // Reads.
     s.case("get_board", reql::get_board(&b1)).await;
@@ -636,6 +663,26 @@ async fn resets(s: &mut Script) {
     .await;
     s.case("due_resets, archiving", reql::due_resets()).await;
     let delta = |n| ScoreDelta::new(n).expect("a valid delta");
+    // A player of a board that resets has a period: the term that does not
+    // read the board refuses it and writes nothing.
+    s.case(
+        "score_update_unread, the board resets",
+        reql::score_update_unread(&weekly, &id(PlayerId::parse, "ann"), delta(2), None),
+    )
+    .await;
+    s.case(
+        "score_update_unread keyed, the board resets",
+        reql::score_update_unread(
+            &weekly,
+            &id(PlayerId::parse, "ann"),
+            delta(2),
+            Some(reql::Idempotency {
+                key: &reql::IdempotencyKey::parse("key-w").expect("a valid key"),
+                now_millis: 1_700_000_000_000,
+            }),
+        ),
+    )
+    .await;
     s.case(
         "score_update in the new period",
         reql::score_update(&weekly, &id(PlayerId::parse, "ann"), delta(2), None),

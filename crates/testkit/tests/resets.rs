@@ -304,3 +304,85 @@ async fn after_a_reset_best_boards_start_unscored() {
         sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A score-add is first sent without reading the board, and again with the
+/// read when the player turns out to be on a board that resets; the origin
+/// remembers such boards. Deleting a board and creating it again with other
+/// rules must not fool it either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn score_adds_follow_a_board_deleted_and_created_again_with_other_rules() {
+    let stack = Stack::start().await.unwrap();
+    let session = stack.db_session().await;
+    let stored = |session: &unreql::Session| {
+        let session = session.clone();
+        async move {
+            let doc: Value = r
+                .table("players")
+                .get("again:p")
+                .exec(&session)
+                .await
+                .unwrap();
+            doc
+        }
+    };
+    let score_add = |value: i64, key: Option<&'static str>| {
+        let stack = &stack;
+        async move {
+            let mut req = stack
+                .client
+                .post(format!(
+                    "{}/boards/again/players/p/score-add/",
+                    stack.pushpin.url()
+                ))
+                .json(&json!({ "value": value }));
+            if let Some(key) = key {
+                req = req.header("Idempotency-Key", key);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    let create = |rules: Value| {
+        let stack = &stack;
+        async move {
+            let mut body = json!({"id": "again", "name": "Again"});
+            body.as_object_mut()
+                .unwrap()
+                .extend(rules.as_object().unwrap().clone());
+            let (status, answer) = stack.post_json_answer("/boards/", body).await;
+            assert_eq!(status, 201, "{answer}");
+            add_players(stack, "again", &["p"]).await;
+        }
+    };
+
+    for round in 0..2 {
+        // A board that resets: its players carry their period.
+        create(json!({"reset": "daily"})).await;
+        for expected in [1, 2] {
+            let (status, body) = score_add(1, None).await;
+            assert_eq!(status, 200, "round {round}: {body}");
+            assert_eq!(body["score"], expected, "round {round}: {body}");
+        }
+        let key = if round == 0 { "again-0" } else { "again-1" };
+        for _ in 0..2 {
+            let (status, body) = score_add(5, Some(key)).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["score"], 7, "a keyed retry counts once: {body}");
+        }
+        let doc = stored(&session).await;
+        assert_eq!(doc["score"], 7, "{doc}");
+        assert_eq!(doc["period"], 1, "{doc}");
+        assert_eq!(stack.delete("/boards/again/").await.status(), 204);
+
+        // The same id without a reset.
+        create(json!({})).await;
+        let (status, body) = score_add(3, None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["score"], 3, "{body}");
+        let doc = stored(&session).await;
+        assert_eq!(doc["score"], 3, "{doc}");
+        assert!(doc.get("period").is_none(), "{doc}");
+        assert_eq!(stack.delete("/boards/again/").await.status(), 204);
+    }
+}

@@ -117,6 +117,7 @@ async fn measure(
                 session: db::connect(&url).await?,
                 board: board.clone(),
                 players: Arc::clone(&players),
+                read_board: false,
             });
         }
         let r = load::run(clients, config.timed()).await;

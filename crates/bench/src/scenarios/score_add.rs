@@ -3,9 +3,10 @@
 //! through the driver (the floor the origin's cost is measured against) and
 //! through the store's pool in this process (which splits the origin's
 //! overhead into the pool's and HTTP's). A bare increment of the player
-//! with no board read ([`db::bare_increment`]), also sent through the
-//! driver, says in the same run what the store's read of the board and its
-//! rules cost.
+//! ([`db::bare_increment`], the term before boards had rules) and the
+//! store's term that reads the board (sent on boards that reset), also sent
+//! through the driver, say in the same run what the rules and the board
+//! read cost.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,10 +78,14 @@ impl CpuMeter {
 
 /// The path of the bare increment, in the tables and the JSON.
 pub const BARE_PATH: &str = "database, bare increment (unreql)";
+/// The path of the store's term that reads the board.
+pub const READ_PATH: &str = "database, board read (unreql)";
 
-/// What the board read and the origin cost, as ratios of figures taken at
-/// one concurrency in the same run: the store's term (`score_update`)
-/// against the bare increment, and the origin against both.
+/// What the rules, the board read and the origin cost, as ratios of figures
+/// taken at one concurrency in the same run: the store's term (on a board
+/// that does not reset, `score_update_unread`) and the term with the board
+/// read (`score_update`) against the bare increment, and the origin against
+/// the store's term and the bare increment.
 #[derive(Debug, Clone, Serialize)]
 struct Ratios {
     concurrency: usize,
@@ -93,6 +98,8 @@ struct Ratios {
     /// The database's CPU per operation, `score_update` / bare increment
     /// (only when the database is this run's child process).
     term_over_bare_db_cpu: Option<f64>,
+    /// Mean latency, `score_update` (reading the board) / bare increment.
+    read_over_bare_mean: f64,
     /// Mean latency, origin / `score_update`.
     origin_over_term_mean: f64,
     /// Mean latency, origin / bare increment.
@@ -103,6 +110,7 @@ impl Ratios {
     fn new(
         bare: &LoadResult,
         term: &LoadResult,
+        read: &LoadResult,
         origin: &LoadResult,
         db_cpu: Option<(f64, f64)>,
     ) -> Self {
@@ -114,6 +122,7 @@ impl Ratios {
             term_over_bare_db_cpu: db_cpu
                 .filter(|&(bare, _)| bare > 0.0)
                 .map(|(bare, term)| term / bare),
+            read_over_bare_mean: read.latency.mean_us / bare.latency.mean_us,
             origin_over_term_mean: origin.latency.mean_us / term.latency.mean_us,
             origin_over_bare_mean: origin.latency.mean_us / bare.latency.mean_us,
         }
@@ -126,6 +135,7 @@ impl Ratios {
             format!("{:.2}", self.bare_over_term_throughput),
             self.term_over_bare_db_cpu
                 .map_or("-".to_owned(), |v| format!("{v:.2}")),
+            format!("{:.2}", self.read_over_bare_mean),
             format!("{:.2}", self.origin_over_term_mean),
             format!("{:.2}", self.origin_over_bare_mean),
         ]
@@ -195,6 +205,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
             "score_update / bare: mean",
             "bare / score_update: throughput",
             "database CPU",
+            "board read / bare: mean",
             "origin / score_update: mean",
             "origin / bare: mean",
         ],
@@ -226,6 +237,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
                 session: db::connect(&bench.db_url).await?,
                 board: board.clone(),
                 players: Arc::clone(&player_ids),
+                read_board: false,
             });
         }
         let meter = CpuMeter::start(&pids);
@@ -238,6 +250,22 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         if c == 1 {
             db_c1 = Some((r, serving));
         }
+
+        let mut clients = Vec::with_capacity(c);
+        for _ in 0..c {
+            clients.push(UpdateClient {
+                session: db::connect(&bench.db_url).await?,
+                board: board.clone(),
+                players: Arc::clone(&player_ids),
+                read_board: true,
+            });
+        }
+        let meter = CpuMeter::start(&pids);
+        let r = load::run(clients, config.timed()).await;
+        let cpu = meter.per_op(r.ops);
+        check(config, "database update reading the board", &r)?;
+        push(&mut table, READ_PATH, r.clone(), cpu);
+        let read = r;
 
         let clients = (0..c)
             .map(|i| StoreClient {
@@ -259,7 +287,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         let cpu = meter.per_op(r.ops);
         check(config, "score-add to the origin", &r)?;
         let serving = push(&mut table, "origin", r.clone(), cpu);
-        let ratio = Ratios::new(&bare, &term, &r, bare_db_cpu.zip(term_db_cpu));
+        let ratio = Ratios::new(&bare, &term, &read, &r, bare_db_cpu.zip(term_db_cpu));
         ratios.row(ratio.row());
         ratio_results.push(ratio);
         if c == 1 {
