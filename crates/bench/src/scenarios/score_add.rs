@@ -142,6 +142,32 @@ impl Ratios {
     }
 }
 
+/// The store's score-add term sent straight to the database by `c`
+/// clients (see [`UpdateClient`]), with the CPU it cost per operation.
+async fn store_term(
+    bench: &Bench,
+    config: &Config,
+    board: &BoardId,
+    players: &Arc<Vec<PlayerId>>,
+    c: usize,
+    pids: &[(&'static str, u32)],
+    read_board: bool,
+) -> anyhow::Result<(LoadResult, BTreeMap<&'static str, f64>)> {
+    let mut clients = Vec::with_capacity(c);
+    for _ in 0..c {
+        clients.push(UpdateClient {
+            session: db::connect(&bench.db_url).await?,
+            board: board.clone(),
+            players: Arc::clone(players),
+            read_board,
+        });
+    }
+    let meter = CpuMeter::start(pids);
+    let r = load::run(clients, config.timed()).await;
+    let cpu = meter.per_op(r.ops);
+    Ok((r, cpu))
+}
+
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let (web_pid, worker_pid) = bench.pids()?;
     let mut pids = vec![("origin", web_pid), ("worker", worker_pid)];
@@ -231,18 +257,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         push(&mut table, BARE_PATH, r.clone(), cpu);
         let bare = r;
 
-        let mut clients = Vec::with_capacity(c);
-        for _ in 0..c {
-            clients.push(UpdateClient {
-                session: db::connect(&bench.db_url).await?,
-                board: board.clone(),
-                players: Arc::clone(&player_ids),
-                read_board: false,
-            });
-        }
-        let meter = CpuMeter::start(&pids);
-        let r = load::run(clients, config.timed()).await;
-        let cpu = meter.per_op(r.ops);
+        let (r, cpu) = store_term(bench, config, &board, &player_ids, c, &pids, false).await?;
         check(config, "database update", &r)?;
         let term_db_cpu = cpu.get("database").copied();
         let serving = push(&mut table, "database (unreql)", r.clone(), cpu);
@@ -251,18 +266,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
             db_c1 = Some((r, serving));
         }
 
-        let mut clients = Vec::with_capacity(c);
-        for _ in 0..c {
-            clients.push(UpdateClient {
-                session: db::connect(&bench.db_url).await?,
-                board: board.clone(),
-                players: Arc::clone(&player_ids),
-                read_board: true,
-            });
-        }
-        let meter = CpuMeter::start(&pids);
-        let r = load::run(clients, config.timed()).await;
-        let cpu = meter.per_op(r.ops);
+        let (r, cpu) = store_term(bench, config, &board, &player_ids, c, &pids, true).await?;
         check(config, "database update reading the board", &r)?;
         push(&mut table, READ_PATH, r.clone(), cpu);
         let read = r;
