@@ -615,8 +615,13 @@ fn period_move(periods: &Periods, p: Command) -> (Command, Command) {
         return (p, rjson!({}));
     };
     let doc = doc.clone();
-    let target = write_period(doc.clone());
-    let mine = p.clone().g("period").default(target.clone());
+    let by_clock = write_period(doc.clone());
+    let mine = p.clone().g("period").default(by_clock.clone());
+    // Never backwards: a write that read the board before a reset but reaches
+    // its player after the reset moved the player on counts in the player's
+    // new period (it is atomic with the move, so it counts exactly once, and
+    // an archive, read after the moves, holds every write of its period).
+    let target = r.branch(mine.clone().gt(by_clock.clone()), mine.clone(), by_clock);
     let moved = mine.clone().lt(target.clone());
     let fresh = r.branch(
         doc.g("rules").g("operator").default("incr").eq("incr"),

@@ -688,6 +688,42 @@ async fn resets(s: &mut Script) {
         reql::score_update(&weekly, &id(PlayerId::parse, "ann"), delta(2), None),
     )
     .await;
+    // A write that read the board before its reset (period 1 in force) but
+    // reaches a player the reset already moved to period 2: the player stays
+    // in period 2 and the write counts there.
+    s.case(
+        "insert_board, a reset not yet seen",
+        reql::insert_board(json!({
+            "id": "late",
+            "name": "Late",
+            "rules": {"reset": "weekly"},
+            "period": {"n": 1, "start": 1_000, "end": 4_102_444_800_000_i64},
+        })),
+    )
+    .await;
+    s.case(
+        "insert_player late ann, moved on",
+        reql::insert_player(json!({
+            "id": "late:ann",
+            "board": "late",
+            "player": "ann",
+            "name": "ann",
+            "score": 5,
+            "period": 2,
+            "prev": {"n": 1, "score": 9},
+        })),
+    )
+    .await;
+    s.case(
+        "score_update, its player already moved on",
+        reql::score_update(
+            &id(BoardId::parse, "late"),
+            &id(PlayerId::parse, "ann"),
+            delta(2),
+            None,
+        ),
+    )
+    .await;
     s.case("move_players 1", reql::move_players("weekly", 1, true))
         .await;
     s.case(
