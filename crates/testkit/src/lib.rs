@@ -61,3 +61,19 @@ impl Drop for TempDir {
         }
     }
 }
+
+/// `(id, score)` of each player of a board's JSON (a snapshot, a stream
+/// event's data, a page), in the order given.
+pub fn scores(board: &serde_json::Value) -> Vec<(String, i64)> {
+    board["players"]
+        .as_array()
+        .expect("a players array")
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_str().expect("an id").to_owned(),
+                p["score"].as_i64().expect("a score"),
+            )
+        })
+        .collect()
+}

@@ -70,17 +70,7 @@ async fn board_json_lists_the_top_five_highest_first_with_stable_ties() {
     let (status, board) = body(stack.get("/boards/b1/").await).await;
     assert_eq!(status, 200);
     assert_eq!(board["id"], "b1");
-    let players: Vec<(String, i64)> = board["players"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap().to_owned(),
-                p["score"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let players = testkit::scores(&board);
     // Ties (p2, p3 at 9) come out in one fixed order: descending id.
     assert_eq!(
         players,

@@ -241,17 +241,7 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, board) = stack.get_json("/boards/b/").await;
-        let scores: BTreeMap<String, i64> = board["players"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| {
-                (
-                    p["id"].as_str().unwrap().to_owned(),
-                    p["score"].as_i64().unwrap(),
-                )
-            })
-            .collect();
+        let scores: BTreeMap<String, i64> = testkit::scores(&board).into_iter().collect();
         if scores == BTreeMap::from([("ann".to_owned(), 1), ("bob".to_owned(), 0)]) {
             break;
         }

@@ -3,22 +3,8 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use testkit::Stack;
-
-fn scores(board: &Value) -> Vec<(String, i64)> {
-    board["players"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["id"].as_str().unwrap().to_owned(),
-                p["score"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
+use serde_json::json;
+use testkit::{scores, Stack};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriber_gets_the_snapshot_at_once_then_updates() {
