@@ -13,6 +13,7 @@
 pub mod config;
 pub mod leases;
 pub mod metrics;
+pub mod ranks;
 pub mod seams;
 pub mod status;
 pub mod worker;
@@ -20,5 +21,6 @@ pub mod worker;
 pub use config::Settings;
 pub use leases::{LeaseKeeper, LeaseView};
 pub use metrics::Metrics;
+pub use ranks::RankKeeper;
 pub use seams::{BoardSource, Publish};
 pub use worker::{PublishReport, Worker};

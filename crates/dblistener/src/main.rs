@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use dblistener::{LeaseKeeper, Settings, Worker};
+use dblistener::{LeaseKeeper, RankKeeper, Settings, Worker};
 use store::{PoolOptions, Store};
 
 fn main() -> ExitCode {
@@ -68,6 +68,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.lease_ttl,
         metrics.clone(),
     );
+    let (ranks, rank_events) = RankKeeper::new(
+        store.clone(),
+        settings.worker_shards,
+        leases.clone(),
+        metrics.clone(),
+    );
     let worker = Worker::new(
         store,
         publisher,
@@ -76,13 +82,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.worker_shards,
         leases,
         metrics,
-    );
+    )
+    .with_ranks(rank_events);
     // The stop signal stops the publish loop first; only then does the
     // keeper hand the leases back, so nothing is published after.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let mut stop_rx_publish = stop_rx.clone();
+    let mut stop_rx_ranks = stop_rx.clone();
     tokio::join!(
+        ranks.run_until_stopped(async move {
+            let _ = stop_rx_ranks.wait_for(|stop| *stop).await;
+        }),
         async move {
             worker
                 .run_until_stopped(async move {

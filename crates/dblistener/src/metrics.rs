@@ -46,6 +46,20 @@ pub struct Metrics {
     pub layout_refused: IntGauge,
     /// Why, for `/healthz`.
     pub layout_conflict: Arc<Mutex<Option<LayoutConflict>>>,
+    /// Boards whose rank digest this worker keeps.
+    pub rank_boards: IntGauge,
+    /// Leaves of those digests.
+    pub rank_leaves: IntGauge,
+    /// Leaves whose count is in doubt, waiting for a recount.
+    pub rank_doubtful_leaves: IntGauge,
+    /// Leaves read and cut again.
+    pub rank_cuts: IntCounter,
+    /// Leaves recounted on the index.
+    pub rank_recounts: IntCounter,
+    /// Recounts that found a count wrong.
+    pub rank_corrections: IntCounter,
+    /// Digest writes.
+    pub rank_writes: IntCounter,
 }
 
 /// Live workers hold a layout of another number of shards than this
@@ -125,6 +139,22 @@ impl Metrics {
                 "1 while live workers with another WORKER_SHARDS keep this worker out",
             ),
             layout_conflict: Arc::new(Mutex::new(None)),
+            rank_boards: gauge("rank_boards", "Boards whose rank digest this worker keeps"),
+            rank_leaves: gauge("rank_leaves", "Leaves of the rank digests kept"),
+            rank_doubtful_leaves: gauge(
+                "rank_doubtful_leaves",
+                "Rank digest leaves whose count waits for a recount",
+            ),
+            rank_cuts: counter("rank_cuts_total", "Rank digest leaves read and cut again"),
+            rank_recounts: counter(
+                "rank_recounts_total",
+                "Rank digest leaves recounted on the index",
+            ),
+            rank_corrections: counter(
+                "rank_corrections_total",
+                "Rank digest recounts that found a count wrong",
+            ),
+            rank_writes: counter("rank_writes_total", "Rank digest writes"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -142,6 +172,13 @@ impl Metrics {
             Box::new(metrics.lease_losses.clone()),
             Box::new(metrics.lease_releases.clone()),
             Box::new(metrics.layout_refused.clone()),
+            Box::new(metrics.rank_boards.clone()),
+            Box::new(metrics.rank_leaves.clone()),
+            Box::new(metrics.rank_doubtful_leaves.clone()),
+            Box::new(metrics.rank_cuts.clone()),
+            Box::new(metrics.rank_recounts.clone()),
+            Box::new(metrics.rank_corrections.clone()),
+            Box::new(metrics.rank_writes.clone()),
         ];
         for c in collectors {
             let _ = metrics.registry.register(c);

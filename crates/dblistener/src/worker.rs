@@ -33,6 +33,7 @@ use tokio::time::Instant;
 
 use crate::leases::{Held, LeaseView};
 use crate::metrics::Metrics;
+use crate::ranks::{RankEvent, RankEvents};
 use crate::seams::{BoardSource, Publish};
 
 /// How many snapshot reads run at once when many boards are due together,
@@ -157,6 +158,8 @@ pub struct Worker<S = Store, P = Publisher> {
     boards: HashMap<String, BoardState>,
     dirty: DirtySet,
     metrics: Metrics,
+    /// Where players' moves go, for the rank digests.
+    ranks: Option<RankEvents>,
 }
 
 impl<S: BoardSource, P: Publish> Worker<S, P> {
@@ -187,6 +190,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             boards: HashMap::new(),
             dirty: DirtySet::new(metrics.dirty_boards.clone()),
             metrics,
+            ranks: None,
         }
     }
 
@@ -340,6 +344,17 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                 self.metrics.changes.inc();
                 self.mark_dirty(board);
             }
+            Ok(BoardChange::Moved { board, old, new }) => {
+                self.pass_on(RankEvent::Moved {
+                    board,
+                    old,
+                    new,
+                    at: Instant::now(),
+                });
+            }
+            Ok(BoardChange::Board { id, exists }) => {
+                self.pass_on(RankEvent::Board { id, exists });
+            }
             Ok(BoardChange::Ready) => match self.mark_shard_dirty(shard).await {
                 Ok(()) => {
                     if let Some(feed) = self.feeds.get_mut(&shard) {
@@ -479,6 +494,10 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
     async fn mark_shard_dirty(&mut self, shard: u16) -> Result<(), StoreError> {
         let ids = self.source.board_ids(self.shards.slots(shard)).await?;
         log::info!("shard {shard} open; republishing {} boards", ids.len());
+        self.pass_on(RankEvent::ShardOpened {
+            shard,
+            boards: ids.clone(),
+        });
         let now = Instant::now();
         let shards = self.shards;
         self.boards.retain(|b, _| shards.of_board(b) != shard);
@@ -486,6 +505,22 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             self.dirty.mark(id, now);
         }
         Ok(())
+    }
+
+    /// Hands a change to the rank keeper, if there is one.
+    fn pass_on(&mut self, event: RankEvent) {
+        if let Some(ranks) = &self.ranks {
+            if ranks.send(event).is_err() {
+                self.ranks = None;
+            }
+        }
+    }
+
+    /// Passes every player's move and every board's creation and deletion
+    /// on to a rank keeper ([`crate::ranks::RankKeeper`]).
+    pub fn with_ranks(mut self, ranks: RankEvents) -> Self {
+        self.ranks = Some(ranks);
+        self
     }
 
     /// Marks a board as changed: it is published when its moment comes.

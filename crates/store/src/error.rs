@@ -18,6 +18,12 @@ pub enum StoreError {
     /// range of a double.
     #[error("the resulting score would be out of range")]
     ScoreOutOfRange,
+    /// A rank would have to count more index entries than
+    /// [`crate::ranks::LIVE_CAP`]: the board's rank digest is behind (its
+    /// keeper is starting, or far behind a burst). The caller answers 503
+    /// and the client tries again shortly.
+    #[error("the board's ranks are being brought up to date")]
+    RanksBehind,
     /// The database answered with something this code cannot read.
     #[error("unexpected answer from the database: {0}")]
     Decode(String),

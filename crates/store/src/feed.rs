@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use unreql::Command;
 
 use crate::error::is_connection_error;
+use crate::ranks::RankKey;
 use crate::{Store, StoreError, BOARDS, PLAYERS};
 
 /// What the changefeeds report, reduced to what the worker acts on.
@@ -23,6 +24,61 @@ pub enum BoardChange {
     /// or changed score or name; or the board itself was created, renamed or
     /// deleted.
     Touched(String),
+    /// A player's place in its board's rank order changed: where it was
+    /// and where it is, `None` where it was or is not ranked (no document,
+    /// or no score yet). Follows the [`BoardChange::Touched`] of the board.
+    Moved {
+        board: String,
+        old: Option<RankKey>,
+        new: Option<RankKey>,
+    },
+    /// A board document appeared (`exists`) or disappeared.
+    Board { id: String, exists: bool },
+}
+
+/// Where a player document puts its player in its board's rank order.
+fn rank_key(doc: Option<&Value>) -> Option<RankKey> {
+    let doc = doc?;
+    let score = doc.get("score")?;
+    let score = score
+        .as_i64()
+        .or_else(|| score.as_f64().map(|f| f.trunc() as i64))?;
+    let player = doc.get("player")?.as_str()?;
+    Some(RankKey(score, player.to_owned()))
+}
+
+/// What one change document of the `table` feed reports, in order.
+fn reports(change: &Value, table: &str, field: &str) -> Vec<BoardChange> {
+    let mut out: Vec<BoardChange> = touched_boards(change, field)
+        .into_iter()
+        .map(BoardChange::Touched)
+        .collect();
+    let (old, new) = (
+        change.get("old_val").filter(|v| !v.is_null()),
+        change.get("new_val").filter(|v| !v.is_null()),
+    );
+    if table == PLAYERS {
+        let board = new
+            .or(old)
+            .and_then(|d| d.get("board"))
+            .and_then(Value::as_str);
+        let (was, is) = (rank_key(old), rank_key(new));
+        if let (Some(board), true) = (board, was != is) {
+            out.push(BoardChange::Moved {
+                board: board.to_owned(),
+                old: was,
+                new: is,
+            });
+        }
+    } else if old.is_some() != new.is_some() {
+        if let Some(id) = new.or(old).and_then(|d| d.get("id")).and_then(Value::as_str) {
+            out.push(BoardChange::Board {
+                id: id.to_owned(),
+                exists: new.is_some(),
+            });
+        }
+    }
+    out
 }
 
 /// The merged players and boards changefeeds, each on a connection of its
@@ -127,8 +183,8 @@ impl Store {
                                 let _ = ready_tx.send(()).await;
                                 continue;
                             }
-                            for board in touched_boards(&change, field) {
-                                if tx.send(Ok(BoardChange::Touched(board))).await.is_err() {
+                            for report in reports(&change, table, field) {
+                                if tx.send(Ok(report)).await.is_err() {
                                     return;
                                 }
                             }
@@ -175,6 +231,50 @@ mod tests {
     fn a_move_touches_both_boards() {
         let change = json!({"old_val": {"board": "a"}, "new_val": {"board": "b"}});
         assert_eq!(touched_boards(&change, "board"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn a_score_change_reports_the_player_s_move() {
+        let change = json!({
+            "old_val": {"board": "a", "player": "p", "score": 1},
+            "new_val": {"board": "a", "player": "p", "score": 3, "name": "P"},
+        });
+        assert_eq!(
+            reports(&change, PLAYERS, "board"),
+            vec![
+                BoardChange::Touched("a".into()),
+                BoardChange::Moved {
+                    board: "a".into(),
+                    old: Some(RankKey(1, "p".into())),
+                    new: Some(RankKey(3, "p".into())),
+                }
+            ]
+        );
+        // A rename moves nothing; a first score ranks the player.
+        let rename = json!({
+            "old_val": {"board": "a", "player": "p", "score": 1, "name": "x"},
+            "new_val": {"board": "a", "player": "p", "score": 1, "name": "y"},
+        });
+        assert_eq!(reports(&rename, PLAYERS, "board").len(), 1);
+        let first = json!({
+            "old_val": {"board": "a", "player": "p"},
+            "new_val": {"board": "a", "player": "p", "score": 7},
+        });
+        assert!(matches!(
+            &reports(&first, PLAYERS, "board")[1],
+            BoardChange::Moved { old: None, new: Some(_), .. }
+        ));
+    }
+
+    #[test]
+    fn boards_appearing_and_disappearing_are_reported() {
+        let created = json!({"old_val": null, "new_val": {"id": "b"}});
+        assert_eq!(
+            reports(&created, BOARDS, "id")[1],
+            BoardChange::Board { id: "b".into(), exists: true }
+        );
+        let renamed = json!({"old_val": {"id": "b"}, "new_val": {"id": "b", "name": "B"}});
+        assert_eq!(reports(&renamed, BOARDS, "id").len(), 1);
     }
 
     #[test]

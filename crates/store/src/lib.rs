@@ -22,6 +22,7 @@ mod feed;
 mod leases;
 mod pool;
 mod queries;
+pub mod ranks;
 pub mod reql;
 mod schema;
 
@@ -32,13 +33,13 @@ pub use leases::{LeaseRow, LeaseTable, MigrationReport};
 
 pub use pool::PoolOptions;
 pub use queries::{
-    Around, CreatedBoard, DueResets, Lookup, NewBoard, NewPlayer, Page, Store, StoredPeriod,
+    Around, CreatedBoard, DueResets, Lookup, NewBoard, NewPlayer, Page, Ranked, Store, StoredPeriod,
     Submitted,
 };
 pub use schema::SchemaOptions;
 // The query terms the store sends, for the benchmark to measure the database
 // with exactly what the origin asks of it.
-pub use reql::{player_key, score_update, top_players_query};
+pub use reql::{player_key, score_update, top_players_query, PageStart};
 
 /// Table of boards: `{id, name, slot, rules, period?, archiving?}`.
 pub const BOARDS: &str = "boards";
@@ -65,3 +66,11 @@ pub const SLOT_INDEX: &str = "slot";
 pub const BOARD_SCORE_INDEX: &str = "board_score";
 /// Simple index on players' `board`, for listing and deleting a board's players.
 pub const BOARD_INDEX: &str = "board";
+/// Compound index `[board, score, id]` on players: the rank order with its
+/// tie-break in the key, so that a range between two players, ties
+/// included, is one bounded index range (see [`ranks`]).
+pub const BOARD_RANK_INDEX: &str = "board_rank";
+/// Table of the boards' rank digests (see [`ranks`]).
+pub const RANKS: &str = "ranks";
+/// Simple index on the `board` of rank digest documents.
+pub const RANKS_BOARD_INDEX: &str = "board";

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use unreql::Command;
 
 use crate::pool::{Pool, PoolOptions};
-use crate::reql::{self, player_key, Idempotency, IdempotencyKey, BOARD_RESETS, OUT_OF_RANGE};
+use crate::reql::{
+    self, player_key, Idempotency, IdempotencyKey, PageStart, BOARD_RESETS, OUT_OF_RANGE,
+};
 use crate::{DatabaseUrl, StoreError};
 
 /// Rows per answer when a query walks a whole table.
@@ -126,6 +128,34 @@ pub struct Around {
     pub above: Vec<Player>,
     /// Worse-ranked players, nearest first.
     pub below: Vec<Player>,
+    /// The board's ranked players.
+    pub out_of: u64,
+}
+
+/// Players of a board with their ranks, and out of how many.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranked {
+    pub players: Vec<Player>,
+    /// The board's ranked players.
+    pub out_of: u64,
+}
+
+/// Where a key falls in a board's digest (see [`crate::ranks::rank_at`]).
+#[derive(Debug, Deserialize)]
+struct At {
+    #[serde(deserialize_with = "domain::integral_score")]
+    base: i64,
+    live: u64,
+}
+
+impl At {
+    /// The rank, unless counting it would have walked more than the cap.
+    fn rank(&self) -> Result<u64, StoreError> {
+        if self.live > crate::ranks::LIVE_CAP {
+            return Err(StoreError::RanksBehind);
+        }
+        Ok(self.base.max(0) as u64 + self.live + 1)
+    }
 }
 
 /// What the store found when asked for something under a board and one of
@@ -141,6 +171,8 @@ pub enum Lookup<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
     pub players: Vec<Player>,
+    /// The board's ranked players.
+    pub out_of: u64,
     /// The position of the page's last player, to continue after it; `None`
     /// when the page was not full (the board ends here).
     pub last: Option<(i64, String)>,
@@ -309,7 +341,9 @@ impl Store {
             board: Option<Value>,
             player: Option<Value>,
             #[serde(default)]
-            rank: u64,
+            at: Option<At>,
+            #[serde(default)]
+            out_of: u64,
             #[serde(default)]
             above: Vec<Value>,
             #[serde(default)]
@@ -323,57 +357,154 @@ impl Store {
             return Ok(Lookup::NoPlayer);
         };
         let mut player = player_view(&me)?;
-        if player.score.is_none() {
+        let Some(at) = row.at.filter(|_| player.score.is_some()) else {
             // Not ranked before its first submission.
             return Ok(Lookup::Found(Around {
                 player,
                 above: Vec::new(),
                 below: Vec::new(),
+                out_of: row.out_of,
             }));
-        }
-        player.rank = Some(row.rank);
+        };
+        let rank = at.rank()?;
+        player.rank = Some(rank);
         let mut above = player_views(row.above)?;
         for (i, p) in above.iter_mut().enumerate() {
-            p.rank = Some(row.rank.saturating_sub(i as u64 + 1));
+            p.rank = Some(rank.saturating_sub(i as u64 + 1).max(1));
         }
         let mut below = player_views(row.below)?;
         for (i, p) in below.iter_mut().enumerate() {
-            p.rank = Some(row.rank + i as u64 + 1);
+            p.rank = Some(rank + i as u64 + 1);
         }
+        let out_of = row.out_of.max(rank + below.len() as u64);
         Ok(Lookup::Found(Around {
             player,
             above,
             below,
+            out_of,
         }))
     }
 
-    /// A page of `limit` players in rank order, after `cursor` (a position:
-    /// score and player id) or from the top; `None` if there is no board.
+    /// A page of `limit` players in rank order from `start`; `None` if
+    /// there is no board.
     pub async fn page(
         &self,
         board: &BoardId,
-        cursor: Option<(i64, &str)>,
+        start: PageStart,
         limit: usize,
     ) -> Result<Option<Page>, StoreError> {
-        let value = single(self.run(reql::page(board, cursor, limit)).await?)?;
+        let from_rank = match start {
+            PageStart::Rank(rank) => Some(rank.max(1)),
+            _ => None,
+        };
+        let value = single(self.run(reql::page(board, start, limit)).await?)?;
         #[derive(Deserialize)]
         struct Row {
             board: Option<Value>,
             #[serde(default)]
             players: Vec<Value>,
             #[serde(default)]
-            first_rank: u64,
+            at: Option<At>,
+            #[serde(default)]
+            skip: Option<u64>,
+            #[serde(default)]
+            out_of: u64,
         }
         let row: Row = decode(value)?;
         if row.board.is_none() {
             return Ok(None);
         }
-        let players = ranked_from(row.first_rank.max(1), row.players)?;
+        if row.skip.is_some_and(|skip| skip > crate::ranks::LIVE_CAP) {
+            return Err(StoreError::RanksBehind);
+        }
+        let first = match (from_rank, row.at) {
+            (Some(rank), _) => rank,
+            (None, Some(at)) => at.rank()?,
+            (None, None) => 1,
+        };
+        let players = ranked_from(first, row.players)?;
         let last = match players.last() {
             Some(p) if players.len() >= limit => Some((p.score.unwrap_or_default(), p.id.clone())),
             _ => None,
         };
-        Ok(Some(Page { players, last }))
+        let out_of = row.out_of.max(first + players.len() as u64 - 1);
+        Ok(Some(Page {
+            players,
+            last,
+            out_of,
+        }))
+    }
+
+    /// The given players of a board with their board-wide ranks: ranked
+    /// players in rank order, then those not ranked yet; ids with no player
+    /// are left out. `None` if there is no board.
+    pub async fn players_ranked(
+        &self,
+        board: &BoardId,
+        players: &[PlayerId],
+    ) -> Result<Option<Ranked>, StoreError> {
+        if players.is_empty() {
+            return Ok(self.board_exists(board).await?.then(Ranked::default));
+        }
+        let value = single(self.run(reql::players_ranked(board, players)).await?)?;
+        #[derive(Deserialize)]
+        struct Row {
+            board: Option<Value>,
+            #[serde(default)]
+            players: Vec<Value>,
+            #[serde(default)]
+            out_of: u64,
+        }
+        let row: Row = decode(value)?;
+        if row.board.is_none() {
+            return Ok(None);
+        }
+        let mut found = Vec::with_capacity(row.players.len());
+        for doc in &row.players {
+            let mut player = player_view(doc)?;
+            if player.score.is_some() {
+                if let Some(at) = doc.get("at") {
+                    let at: At = decode(at.clone())?;
+                    player.rank = Some(at.rank()?);
+                }
+            }
+            found.push(player);
+        }
+        // Ranked first, best first; the unranked after them, by id.
+        found.sort_by(|a, b| match (a.rank, b.rank) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.id.cmp(&b.id),
+        });
+        let deepest = found.iter().filter_map(|p| p.rank).max().unwrap_or(0);
+        Ok(Some(Ranked {
+            players: found,
+            out_of: row.out_of.max(deepest),
+        }))
+    }
+
+    /// The rank a player with `score` has on a board (the key a write just
+    /// left), and out of how many; `None` if there is no board.
+    pub async fn rank_of(
+        &self,
+        board: &BoardId,
+        player: &PlayerId,
+        score: i64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let value = single(self.run(reql::rank_of(board, score, player)).await?)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        #[derive(Deserialize)]
+        struct Row {
+            at: At,
+            #[serde(default)]
+            out_of: u64,
+        }
+        let row: Row = decode(value)?;
+        let rank = row.at.rank()?;
+        Ok(Some((rank, row.out_of.max(rank))))
     }
 
     /// Boards in id order, at most `limit`.
@@ -445,6 +576,9 @@ impl Store {
         if players.errors > 0 {
             return Err(write_error(players.first_error));
         }
+        // The rank digest goes last: a board created again under this id
+        // starts a digest of its own.
+        self.delete_digest(board.as_str()).await?;
         Ok(result.deleted > 0)
     }
 

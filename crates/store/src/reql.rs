@@ -15,8 +15,9 @@ use unreql::{func, r, rjson, Command};
 
 use std::ops::Range;
 
+use crate::ranks;
 use crate::{
-    SchemaOptions, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_SCORE_INDEX, LEASES, PERIODS,
+    SchemaOptions, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_RANK_INDEX, BOARD_SCORE_INDEX, LEASES, PERIODS,
     PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
 };
 use unreql::cmd::options::{ReconfigureOptions, Replicas, TableCreateOptions};
@@ -144,52 +145,12 @@ fn in_rank_order(board: &str, walk: Walk) -> Command {
         .order_by(index)
 }
 
-/// A board's players strictly after the position (`score`, `player`) in
-/// `walk` order: the index range from that score on, less the equal scores
-/// on the position's own side of the tie-break. The position need not be a
-/// player's current one (a cursor's may be stale). `score` and `player` are
-/// terms, so the position may come from a document read in the same query.
-pub fn after(board: &str, score: Command, player: Command, walk: Walk) -> Command {
-    let key = r.expr(format!("{board}:")).add(player);
-    let (lower, upper, bounds, index) = match walk {
-        Walk::Up => (
-            rjson!([board.to_owned(), score.clone()]),
-            rjson!([board.to_owned(), r.maxval()]),
-            BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
-            r.index(r.asc(BOARD_SCORE_INDEX)),
-        ),
-        Walk::Down => (
-            rjson!([board.to_owned(), r.minval()]),
-            rjson!([board.to_owned(), score.clone()]),
-            BetweenOptions::new()
-                .index(BOARD_SCORE_INDEX.to_owned())
-                .right_bound(Status::Closed),
-            r.index(r.desc(BOARD_SCORE_INDEX)),
-        ),
-    };
-    let beyond = func!(|p| match walk {
-        Walk::Up => p
-            .clone()
-            .g("score")
-            .gt(score.clone())
-            .or(p.g("id").gt(key.clone())),
-        Walk::Down => p
-            .clone()
-            .g("score")
-            .lt(score.clone())
-            .or(p.g("id").lt(key.clone())),
-    });
-    r.table(PLAYERS)
-        .between(lower, upper, r.with_opt((), bounds))
-        .order_by(index)
-        .filter(beyond)
-        .without(IDEMPOTENCY_FIELD)
-}
-
 /// A player with its rank, and up to `n` players on each side of it in rank
-/// order, each side nearest first: `{board, player, rank, above, below}`,
-/// or `{board: null}` / `{player: null}`. One round trip; the rank is a
-/// count of the index entries before the player, so it costs O(rank).
+/// order, each side nearest first: `{board, player, at, out_of, above,
+/// below}` (`at` as [`ranks::rank_at`] gives it), or `{board: null}` /
+/// `{player: null}`. One round trip, bounded whatever the player's depth:
+/// the rank comes from the board's digest and at most a leaf of the index,
+/// the neighbours from `n` index entries on each side.
 pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
     let id = board.as_str().to_owned();
     let key = player_key(board, player);
@@ -199,26 +160,28 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
         let body = me.clone().do_(func!(|p| {
             let score = p.clone().g("score");
             let pid = p.clone().g("player");
-            let side = |toward_best: bool| {
-                by_order(doc.clone(), |walk| {
-                    let walk = if toward_best { walk.reverse() } else { walk };
-                    after(&id, score.clone(), pid.clone(), walk)
-                })
-            };
-            rjson!({
-                "board": doc.clone(),
-                "player": p.clone().without(IDEMPOTENCY_FIELD),
-                "rank": side(true).count(()).add(1),
-                "above": side(true).limit(n).coerce_to("array"),
-                "below": side(false).limit(n).coerce_to("array"),
+            by_order(doc.clone(), |walk| {
+                ranks::root_of(&id).do_(func!(|root| {
+                    rjson!({
+                        "board": doc.clone(),
+                        "player": p.clone().without(IDEMPOTENCY_FIELD),
+                        "at": ranks::rank_at(&id, walk, root.clone(), score.clone(), pid.clone()),
+                        "out_of": ranks::ranked_count(root),
+                        "above": ranks::after_key(&id, walk.reverse(), score.clone(), pid.clone())
+                            .limit(n)
+                            .coerce_to("array"),
+                        "below": ranks::after_key(&id, walk, score.clone(), pid.clone())
+                            .limit(n)
+                            .coerce_to("array"),
+                    })
+                }))
             })
         }));
         // A player with no score yet (on a `set` or `best` board) has no
-        // rank: rank 0 says so.
+        // rank.
         let unranked = me.clone().do_(func!(|p| rjson!({
             "board": doc.clone(),
             "player": p.without(IDEMPOTENCY_FIELD),
-            "rank": 0,
         })));
         r.branch(
             doc.clone(),
@@ -232,39 +195,117 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
     }))
 }
 
-/// A page of a board in rank order: `limit` players after the position
-/// `cursor` (score, player id), or from the top. `{board: <row or null>,
-/// players: [...], first_rank}`, where `first_rank` counts the players
-/// before the page's first (O(rank); 1 on the first page).
-pub fn page(board: &BoardId, cursor: Option<(i64, &str)>, limit: usize) -> Command {
+/// Where a page of a board starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PageStart {
+    /// The top of the board.
+    Top,
+    /// Right after the position (score, player id) of a cursor.
+    After(i64, String),
+    /// At a rank (1-based).
+    Rank(u64),
+}
+
+/// A page of a board in rank order: `limit` players from `start`.
+/// `{board: <row or null>, players: [...], out_of, at}`, where `at` places
+/// the page's first player as [`ranks::rank_at`] does (null on the first
+/// page and on an empty one), or, from a rank, `{board, players, out_of,
+/// skip}` (see [`ranks::page_at_rank`]). Bounded whatever the depth.
+pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Command {
     let id = board.as_str().to_owned();
-    let limit = limit_arg(limit);
-    let cursor = cursor.map(|(s, p)| (s, p.to_owned()));
+    let limit_n = limit_arg(limit);
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
-        let players = by_order(doc.clone(), |walk| match &cursor {
-            None => ranked(&id, walk).limit(limit).coerce_to("array"),
-            Some((score, player)) => after(&id, r.expr(*score), r.expr(player.clone()), walk)
-                .limit(limit)
-                .coerce_to("array"),
+        let body = by_order(doc.clone(), |walk| {
+            ranks::root_of(&id).do_(func!(|root| match &start {
+                PageStart::Top => rjson!({
+                    "board": doc.clone(),
+                    "players": ranked(&id, walk).limit(limit_n).coerce_to("array"),
+                    "out_of": ranks::ranked_count(root.clone()),
+                }),
+                PageStart::After(score, player) => {
+                    ranks::after_key(&id, walk, r.expr(*score), r.expr(player.clone()))
+                        .limit(limit_n)
+                        .coerce_to("array")
+                        .do_(func!(|list| {
+                            let first = list.clone().nth(0);
+                            rjson!({
+                                "board": doc.clone(),
+                                "players": list.clone(),
+                                "out_of": ranks::ranked_count(root.clone()),
+                                "at": r.branch(
+                                    list.is_empty(),
+                                    r.expr(Value::Null),
+                                    ranks::rank_at(
+                                        &id,
+                                        walk,
+                                        root.clone(),
+                                        first.clone().g("score"),
+                                        first.g("player"),
+                                    ),
+                                ),
+                            })
+                        }))
+                }
+                PageStart::Rank(rank) => {
+                    ranks::page_at_rank(&id, walk, root.clone(), *rank, limit).merge(rjson!({
+                        "board": doc.clone(),
+                        "out_of": ranks::ranked_count(root.clone()),
+                    }))
+                }
+            }))
         });
-        let body = players.do_(func!(|list| {
-            let first = list.clone().nth(0);
-            let before_first = by_order(doc.clone(), |walk| {
-                after(
-                    &id,
-                    first.clone().g("score"),
-                    first.clone().g("player"),
-                    walk.reverse(),
-                )
-                .count(())
-            });
-            rjson!({
-                "board": doc.clone(),
-                "players": list.clone(),
-                "first_rank": r.branch(list.is_empty(), 1, before_first.add(1)),
-            })
-        }));
         r.branch(doc.clone(), body, rjson!({ "board": r.expr(Value::Null) }))
+    }))
+}
+
+/// Given players of a board (their ids, at least one) with their ranks:
+/// `{board: <row or null>, players: [{..., at?}], out_of}`, `at` as
+/// [`ranks::rank_at`] gives it, absent for a player not ranked yet. Players
+/// that do not exist are left out. Bounded: a digest lookup and at most a
+/// leaf of the index per player.
+pub fn players_ranked(board: &BoardId, players: &[PlayerId]) -> Command {
+    let id = board.as_str().to_owned();
+    let keys: Vec<String> = players.iter().map(|p| player_key(board, p)).collect();
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
+        let body = by_order(doc.clone(), |walk| {
+            let id = id.clone();
+            ranks::root_of(&id).do_(func!(|root| {
+                let with_rank = func!(|p| r.branch(
+                    p.clone().has_fields("score"),
+                    p.clone().merge(rjson!({
+                        "at": ranks::rank_at(&id, walk, root.clone(), p.clone().g("score"), p.clone().g("player")),
+                    })),
+                    p,
+                ));
+                rjson!({
+                    "board": doc.clone(),
+                    "players": r
+                        .table(PLAYERS)
+                        .get_all(r.args(keys.clone()))
+                        .without(IDEMPOTENCY_FIELD)
+                        .coerce_to("array")
+                        .map(with_rank),
+                    "out_of": ranks::ranked_count(root),
+                })
+            }))
+        });
+        r.branch(doc.clone(), body, rjson!({ "board": r.expr(Value::Null) }))
+    }))
+}
+
+/// The rank the key (`score`, `player`) has on a board: `{at, out_of}`
+/// (`at` as [`ranks::rank_at`] gives it), or null if there is no board.
+pub fn rank_of(board: &BoardId, score: i64, player: &PlayerId) -> Command {
+    let id = board.as_str().to_owned();
+    let pid = player.as_str().to_owned();
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
+        let body = by_order(doc.clone(), |walk| {
+            ranks::root_of(&id).do_(func!(|root| rjson!({
+                "at": ranks::rank_at(&id, walk, root.clone(), r.expr(score), r.expr(pid.clone())),
+                "out_of": ranks::ranked_count(root),
+            })))
+        });
+        r.branch(doc.clone(), body, r.expr(Value::Null))
     }))
 }
 
@@ -875,6 +916,10 @@ pub fn create_index(db: &str, table: &str, index: &str) -> Command {
     let t = r.db(db.to_owned()).table(table.to_owned());
     match index {
         BOARD_SCORE_INDEX => create_board_score_index(db),
+        BOARD_RANK_INDEX => t.index_create(r.args((
+            BOARD_RANK_INDEX,
+            func!(|doc| [doc.clone().g("board"), doc.clone().g("score"), doc.g("id")]),
+        ))),
         BOARD_PREV_INDEX => t.index_create(r.args((
             BOARD_PREV_INDEX,
             func!(|doc| [

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use crate::reql;
 use crate::{
-    Store, StoreError, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_SCORE_INDEX, LEASES, PERIODS,
-    PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
+    Store, StoreError, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_RANK_INDEX, BOARD_SCORE_INDEX,
+    LEASES, PERIODS, PERIOD_INDEX, PLAYERS, RANKS, RANKS_BOARD_INDEX, RESET_DUE_INDEX, SLOT_INDEX,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,11 +82,21 @@ const TABLES: &[TableSpec] = &[
     },
     TableSpec {
         name: PLAYERS,
-        indexes: &[BOARD_SCORE_INDEX, BOARD_INDEX, SLOT_INDEX, BOARD_PREV_INDEX],
+        indexes: &[
+            BOARD_SCORE_INDEX,
+            BOARD_INDEX,
+            SLOT_INDEX,
+            BOARD_PREV_INDEX,
+            BOARD_RANK_INDEX,
+        ],
     },
     TableSpec {
         name: PERIODS,
         indexes: &[PERIOD_INDEX],
+    },
+    TableSpec {
+        name: RANKS,
+        indexes: &[RANKS_BOARD_INDEX],
     },
 ];
 
@@ -348,7 +358,7 @@ mod tests {
     fn an_empty_database_needs_every_table() {
         assert_eq!(
             plan(&[]),
-            Plan::Create(vec![BOARDS, LEASES, PLAYERS, PERIODS])
+            Plan::Create(vec![BOARDS, LEASES, PLAYERS, PERIODS, RANKS])
         );
     }
 
@@ -360,9 +370,16 @@ mod tests {
             row(
                 "2",
                 PLAYERS,
-                &[BOARD_INDEX, BOARD_SCORE_INDEX, SLOT_INDEX, BOARD_PREV_INDEX],
+                &[
+                    BOARD_INDEX,
+                    BOARD_SCORE_INDEX,
+                    SLOT_INDEX,
+                    BOARD_PREV_INDEX,
+                    BOARD_RANK_INDEX,
+                ],
             ),
             row("4", PERIODS, &[PERIOD_INDEX]),
+            row("5", RANKS, &[RANKS_BOARD_INDEX]),
         ];
         assert_eq!(plan(&rows), Plan::Ready);
     }
@@ -374,6 +391,7 @@ mod tests {
             row("3", LEASES, &[]),
             row("2", PLAYERS, &[BOARD_INDEX]),
             row("4", PERIODS, &[PERIOD_INDEX]),
+            row("5", RANKS, &[RANKS_BOARD_INDEX]),
         ];
         assert_eq!(plan(&rows), Plan::Index);
         // A schema of an earlier release, without the slot and reset
@@ -383,6 +401,7 @@ mod tests {
             row("3", LEASES, &[]),
             row("2", PLAYERS, &[BOARD_INDEX, BOARD_SCORE_INDEX]),
             row("4", PERIODS, &[]),
+            row("5", RANKS, &[]),
         ];
         assert_eq!(plan(&rows), Plan::Index);
     }
@@ -397,6 +416,7 @@ mod tests {
             row("e", PLAYERS, &[]),
             row("f", LEASES, &[]),
             row("g", PERIODS, &[]),
+            row("h", RANKS, &[]),
         ];
         assert_eq!(
             plan(&rows),

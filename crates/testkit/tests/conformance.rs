@@ -18,7 +18,7 @@ use std::time::Duration;
 use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use store::reql;
+use store::reql::{self, PageStart};
 use testkit::{Database, ServerKind, TempDir};
 use unreql::{Command, Session};
 
@@ -215,6 +215,8 @@ async fn run_script(server: &Database) -> Vec<Case> {
         .await;
     s.case("table_create periods", reql::table_create(&db, "periods"))
         .await;
+    s.case("table_create ranks", reql::table_create(&db, "ranks"))
+        .await;
     s.case("table_wait boards", reql::table_wait(&db, "boards"))
         .await;
     s.case("table_wait players", reql::table_wait(&db, "players"))
@@ -241,6 +243,8 @@ async fn run_script(server: &Database) -> Vec<Case> {
         ("boards", store::RESET_DUE_INDEX),
         ("players", store::BOARD_PREV_INDEX),
         ("periods", store::PERIOD_INDEX),
+        ("players", store::BOARD_RANK_INDEX),
+        ("ranks", store::RANKS_BOARD_INDEX),
     ] {
         s.case(
             &format!("create_index {table} {index}"),
@@ -595,28 +599,209 @@ async fn rules_and_ranks(s: &mut Script) {
         reql::around(&id(BoardId::parse, "none"), &players[0], 1),
     )
     .await;
-    s.case("page, first", reql::page(&laps, None, 2)).await;
-    s.case("page, after bob", reql::page(&laps, Some((65, "bob")), 2))
+    let after = |score: i64, player: &str| PageStart::After(score, player.to_owned());
+    s.case("page, first", reql::page(&laps, PageStart::Top, 2))
+        .await;
+    s.case("page, after bob", reql::page(&laps, after(65, "bob"), 2))
         .await;
     s.case(
         "page, stale cursor",
-        reql::page(&laps, Some((66, "zed")), 5),
+        reql::page(&laps, after(66, "zed"), 5),
     )
     .await;
-    s.case("page on b1", reql::page(&b1, Some((3, "bob")), 10))
+    s.case("page on b1", reql::page(&b1, after(3, "bob"), 10))
+        .await;
+    s.case("page at rank 2", reql::page(&laps, PageStart::Rank(2), 2))
         .await;
     s.case(
-        "page, no such board",
-        reql::page(&id(BoardId::parse, "none"), None, 1),
+        "page at a rank past the end",
+        reql::page(&laps, PageStart::Rank(40), 2),
     )
     .await;
+    s.case(
+        "page, no such board",
+        reql::page(&id(BoardId::parse, "none"), PageStart::Top, 1),
+    )
+    .await;
+    s.case(
+        "players_ranked",
+        reql::players_ranked(
+            &laps,
+            &[
+                players[2].clone(),
+                id(PlayerId::parse, "nobody"),
+                players[0].clone(),
+            ],
+        ),
+    )
+    .await;
+    s.case("rank_of a score", reql::rank_of(&laps, 64, &players[3]))
+        .await;
     s.case(
         "delete_board_players laps",
         reql::delete_board_players(&laps),
     )
     .await;
     s.case("delete_board laps", reql::delete_board(&laps)).await;
+    digests(s).await;
     resets(s).await;
+}
+
+/// A board with a rank digest: ranks, pages and neighbours read through
+/// it, the keeper's reads of the index (keys and counts of spans), and a
+/// leaf grown past the cap.
+async fn digests(s: &mut Script) {
+    use store::ranks::{self, RankKey};
+    let deep: BoardId = id(BoardId::parse, "deep");
+    s.case(
+        "insert_board deep",
+        reql::insert_board(json!({"id": "deep", "name": "Deep", "rules": {"order": "desc"}})),
+    )
+    .await;
+    // Twelve players, scores 10, 10, 9, 9, ..., 5, 5: ties everywhere.
+    let docs: Vec<Value> = (0..12)
+        .map(|i| {
+            json!({
+                "id": format!("deep:p{i:02}"),
+                "board": "deep",
+                "player": format!("p{i:02}"),
+                "name": format!("P{i}"),
+                "score": 10 - i / 2,
+            })
+        })
+        .collect();
+    s.case("insert_player, a batch", reql::insert_player(json!(docs)))
+        .await;
+    let walk = reql::Walk::Down;
+    let top = RankKey::top(walk);
+    s.case(
+        "span_keys from the top",
+        ranks::span_keys("deep", walk, &top, Some(&RankKey(8, "p04".into())), 100),
+    )
+    .await;
+    s.case(
+        "span_keys of a middle span, limited",
+        ranks::span_keys(
+            "deep",
+            walk,
+            &RankKey(9, "p03".into()),
+            Some(&RankKey::bottom(walk)),
+            3,
+        ),
+    )
+    .await;
+    s.case(
+        "span_counts",
+        ranks::span_counts(
+            "deep",
+            walk,
+            &[
+                (top.clone(), RankKey(9, "p02".into())),
+                (RankKey(9, "p02".into()), RankKey(6, "p09".into())),
+                (RankKey(6, "p09".into()), RankKey::bottom(walk)),
+            ],
+        ),
+    )
+    .await;
+    s.case("read_digest, none", ranks::read_digest("deep")).await;
+    s.case(
+        "around p07, no digest",
+        reql::around(&deep, &id(PlayerId::parse, "p07"), 1),
+    )
+    .await;
+    // Two chunks: [top, (9,p02), (8,p05)] and [(7,p07), (6,p09)].
+    s.case(
+        "write_digest chunks",
+        ranks::write_digest(vec![
+            json!({"id": "deep#0", "board": "deep", "l": [[[9_007_199_254_740_992_i64, ""], 0], [[9, "p02"], 3], [[8, "p05"], 4]]}),
+            json!({"id": "deep#3", "board": "deep", "l": [[[7, "p07"], 0], [[6, "p09"], 2]]}),
+        ]),
+    )
+    .await;
+    s.case(
+        "write_digest root",
+        ranks::write_digest(vec![json!({
+            "id": "deep", "board": "deep", "v": 1, "n": 12, "asc": false,
+            "c": [[[9_007_199_254_740_992_i64, ""], 0, "deep#0"], [[7, "p07"], 6, "deep#3"]],
+        })]),
+    )
+    .await;
+    s.case("read_digest", ranks::read_digest("deep")).await;
+    for p in ["p00", "p04", "p07", "p11"] {
+        s.case(
+            &format!("around {p} through the digest"),
+            reql::around(&deep, &id(PlayerId::parse, p), 2),
+        )
+        .await;
+    }
+    for rank in [1, 4, 7, 11, 13] {
+        s.case(
+            &format!("page at rank {rank} through the digest"),
+            reql::page(&deep, PageStart::Rank(rank), 3),
+        )
+        .await;
+    }
+    s.case(
+        "page after (8, p05)",
+        reql::page(&deep, PageStart::After(8, "p05".into()), 3),
+    )
+    .await;
+    s.case(
+        "players_ranked through the digest",
+        reql::players_ranked(
+            &deep,
+            &["p10", "p01", "p06"].map(|p| id(PlayerId::parse, p)),
+        ),
+    )
+    .await;
+    s.case(
+        "rank_of between two players",
+        reql::rank_of(&deep, 8, &id(PlayerId::parse, "p99")),
+    )
+    .await;
+    // A leaf grown far past the cap: the live count stops at the cap + 1.
+    let many: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({
+                "id": format!("deep:q{i:03}"),
+                "board": "deep",
+                "player": format!("q{i:03}"),
+                "name": "Q",
+                "score": 8,
+            })
+        })
+        .collect();
+    s.case("insert_player, 300", reql::insert_player(json!(many)))
+        .await;
+    s.case(
+        "rank_of in a leaf past the cap",
+        reql::rank_of(&deep, 8, &id(PlayerId::parse, "q000")),
+    )
+    .await;
+    s.case(
+        "page at rank 300, past the cap",
+        reql::page(&deep, PageStart::Rank(300), 1),
+    )
+    .await;
+    s.case(
+        "delete_digest_docs",
+        ranks::delete_digest_docs(vec!["deep#3".into()]),
+    )
+    .await;
+    s.case(
+        "around p11, its chunk gone",
+        reql::around(&deep, &id(PlayerId::parse, "p11"), 0),
+    )
+    .await;
+    s.case("delete_digest", ranks::delete_digest("deep")).await;
+    s.case("read_digest, deleted", ranks::read_digest("deep"))
+        .await;
+    s.case(
+        "delete_board_players deep",
+        reql::delete_board_players(&deep),
+    )
+    .await;
+    s.case("delete_board deep", reql::delete_board(&deep)).await;
 }
 
 /// A board that resets: due boards, the switch (and a second one that
@@ -912,6 +1097,15 @@ async fn the_stores_queries_get_the_answers_rethinkdb_gave() {
     let server = Database::start(dir.path()).unwrap();
     let cases = run_script(&server).await;
 
+    // CONFORMANCE_DUMP=FILE writes this server's answers there, to read a
+    // divergence whole.
+    if let Ok(path) = std::env::var("CONFORMANCE_DUMP") {
+        let dump: Vec<Value> = cases
+            .iter()
+            .map(|c| json!({ "name": c.name, "answer": c.answer }))
+            .collect();
+        std::fs::write(&path, serde_json::to_string_pretty(&dump).unwrap()).unwrap();
+    }
     if std::env::var("RECORD_GOLDEN").is_ok_and(|v| v == "1") {
         assert!(
             ServerKind::from_env().is_real(),

@@ -38,9 +38,9 @@ impl Cursor {
         Ok(Self { score, player })
     }
 
-    /// The position, as the store takes it.
-    pub fn position(&self) -> (i64, &str) {
-        (self.score, &self.player)
+    /// The position: score and player id.
+    pub fn into_position(self) -> (i64, String) {
+        (self.score, self.player)
     }
 }
 

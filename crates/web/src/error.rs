@@ -53,6 +53,8 @@ pub enum ApiError {
     ScoreOutOfRange,
     #[error("the database is unavailable; try again shortly")]
     Unavailable(#[source] StoreError),
+    #[error("the board's ranks are being brought up to date; try again shortly")]
+    RanksBehind,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -86,6 +88,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::ScoreOutOfRange => "score_out_of_range",
             ApiError::Unavailable(_) => "database_unavailable",
+            ApiError::RanksBehind => "ranks_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -96,6 +99,7 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::Unavailable(_) => ApiError::Unavailable(err),
             StoreError::ScoreOutOfRange => ApiError::ScoreOutOfRange,
+            StoreError::RanksBehind => ApiError::RanksBehind,
             StoreError::Conflict => ApiError::Conflict("a record with this id".into()),
             other => ApiError::Internal(other.into()),
         }
@@ -136,7 +140,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ScoreOutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::RanksBehind => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -171,7 +175,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        if let ApiError::Unavailable(_) = self {
+        if let ApiError::Unavailable(_) | ApiError::RanksBehind = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         // The rest of a body sent too slowly would still be on its way:

@@ -13,6 +13,7 @@ pub mod error;
 pub mod metrics;
 pub mod negotiate;
 pub mod page;
+pub mod query;
 pub mod routes;
 pub mod seed;
 pub mod startup;

@@ -9,7 +9,7 @@ use domain::{BoardId, Name, Operator, Order, PlayerId, Reset, Rules, ScoreDelta,
 use serde::Deserialize;
 use serde_json::json;
 use store::reql::IdempotencyKey;
-use store::{Lookup, NewBoard, NewPlayer};
+use store::{Lookup, NewBoard, NewPlayer, PageStart};
 
 use crate::auth::WriteAccess;
 use crate::body::Body;
@@ -17,6 +17,7 @@ use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::negotiate::{negotiate, Representation};
 use crate::page;
+use crate::query::Query;
 use crate::state::AppState;
 
 type ApiResult = Result<HttpResponse, ApiError>;
@@ -98,12 +99,6 @@ fn player_id(raw: &str) -> Result<PlayerId, ApiError> {
     Ok(PlayerId::parse(raw)?)
 }
 
-fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
-
 fn json_response(status: StatusCode, body: serde_json::Value) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
@@ -147,7 +142,8 @@ async fn readyz(state: Data<AppState>) -> ApiResult {
     Ok(json_response(StatusCode::OK, json!({ "status": "ready" })))
 }
 
-async fn list_boards(state: Data<AppState>) -> ApiResult {
+async fn list_boards(state: Data<AppState>, req: HttpRequest) -> ApiResult {
+    Query::parse(&req, &[])?;
     state.ready().await?;
     let boards = state.store.list_boards(MAX_LIST).await?;
     Ok(json_response(StatusCode::OK, json!({ "boards": boards })))
@@ -169,8 +165,10 @@ struct CreateBoard {
 async fn create_board(
     _: WriteAccess,
     state: Data<AppState>,
+    req: HttpRequest,
     Body(body): Body<CreateBoard>,
 ) -> ApiResult {
+    Query::parse(&req, &[])?;
     let id = body.id.as_deref().map(BoardId::parse).transpose()?;
     let name = body.name.as_deref().map(Name::parse).transpose()?;
     let rules = Rules::new(
@@ -201,6 +199,9 @@ async fn create_board(
 
 async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
     let board = board_id(&path)?;
+    // `recover` marks Pushpin's recovery link; `lastEventId` is where
+    // EventSource polyfills put Last-Event-ID.
+    Query::parse(&req, &["recover", "lastEventId"])?;
     let streams = &state.streams;
     // Pushpin's recovery requests say `Accept: */*`; they are recognised by
     // Grip-Last or the link's marker instead.
@@ -260,8 +261,14 @@ impl VaryAccept for HttpResponse {
     }
 }
 
-async fn delete_board(_: WriteAccess, state: Data<AppState>, path: web::Path<String>) -> ApiResult {
+async fn delete_board(
+    _: WriteAccess,
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult {
     let board = board_id(&path)?;
+    Query::parse(&req, &[])?;
     state.ready().await?;
     if state.store.delete_board(&board).await? {
         Ok(HttpResponse::NoContent().finish())
@@ -270,35 +277,135 @@ async fn delete_board(_: WriteAccess, state: Data<AppState>, path: web::Path<Str
     }
 }
 
-/// `GET /boards/{board}/players/?limit=N&cursor=C`: the board in rank
-/// order, a page at a time. The answer's `next_cursor` continues after its
-/// last player (null at the end). Paging is by position (score, then id),
-/// so a walk while others write misses or repeats only players whose own
-/// score changed meanwhile.
+/// The most players `?ids=` asks for at once.
+const MAX_IDS: usize = 100;
+
+/// `GET /boards/{board}/players/`: the board in rank order, a page at a
+/// time, from the top, after a `cursor` (the `next_cursor` of the page
+/// before) or from a `rank`; or, with `ids=a,b,c`, those players with their
+/// board-wide ranks. Every answer says `out_of` how many players are ranked,
+/// and each ranked player its `percentile`. Paging is by position (score,
+/// then id), so a walk while others write misses or repeats only players
+/// whose own score changed meanwhile.
 async fn list_players(
     state: Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> ApiResult {
     let board = board_id(&path)?;
-    let limit = match query_param(&req, "limit") {
+    let query = Query::parse(&req, &["limit", "cursor", "rank", "ids"])?;
+    if let Some(ids) = query.get("ids") {
+        if query.has("limit") || query.has("cursor") || query.has("rank") {
+            return Err(ApiError::BadRequest(
+                "ids cannot be combined with limit, cursor or rank".into(),
+            ));
+        }
+        return friends(state, board, ids).await;
+    }
+    let limit = match query.get("limit") {
         None => DEFAULT_PLAYER_LIST,
-        Some(raw) => bounded_param("limit", &raw, 1, MAX_LIST)?,
+        Some(raw) => bounded_param("limit", raw, 1, MAX_LIST)?,
     };
-    let cursor = query_param(&req, "cursor")
-        .map(|raw| Cursor::decode(&raw))
-        .transpose()?;
+    let start = match (query.get("cursor"), query.get("rank")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give either cursor or rank, not both".into(),
+            ))
+        }
+        (Some(raw), None) => {
+            let (score, player) = Cursor::decode(raw)?.into_position();
+            PageStart::After(score, player)
+        }
+        (None, Some(raw)) => PageStart::Rank(
+            bounded_param("rank", raw, 1, domain::MAX_SCORE as usize)? as u64,
+        ),
+        (None, None) => PageStart::Top,
+    };
     state.ready().await?;
     let page = state
         .store
-        .page(&board, cursor.as_ref().map(Cursor::position), limit)
+        .page(&board, start, limit)
         .await?
         .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
     let next = page.last.map(|(score, id)| Cursor::new(score, id).encode());
     Ok(json_response(
         StatusCode::OK,
-        json!({ "players": page.players, "next_cursor": next }),
+        json!({
+            "players": ranked_players(&page.players, page.out_of),
+            "out_of": page.out_of,
+            "next_cursor": next,
+        }),
     ))
+}
+
+/// `?ids=a,b,c`: the given players (up to 100) with their board-wide
+/// ranks, in rank order; players not ranked yet follow, and ids with no
+/// player are listed in `missing`.
+async fn friends(state: Data<AppState>, board: BoardId, raw: &str) -> ApiResult {
+    let mut ids: Vec<PlayerId> = Vec::new();
+    for part in raw.split(',') {
+        let id = PlayerId::parse(part)
+            .map_err(|e| ApiError::BadRequest(format!("ids: {part:?}: {e}")))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    if ids.len() > MAX_IDS {
+        return Err(ApiError::BadRequest(format!(
+            "ids must name at most {MAX_IDS} players, got {}",
+            ids.len()
+        )));
+    }
+    state.ready().await?;
+    let ranked = state
+        .store
+        .players_ranked(&board, &ids)
+        .await?
+        .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
+    let missing: Vec<&str> = ids
+        .iter()
+        .map(PlayerId::as_str)
+        .filter(|id| !ranked.players.iter().any(|p| p.id == *id))
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "players": ranked_players(&ranked.players, ranked.out_of),
+            "out_of": ranked.out_of,
+            "missing": missing,
+        }),
+    ))
+}
+
+/// The share of a board's ranked players that a player at `rank` is ahead
+/// of or level with, in percent with two decimals: 100 for the first, and
+/// `100 / out_of` for the last.
+fn percentile(rank: u64, out_of: u64) -> f64 {
+    let out_of = out_of.max(rank).max(1);
+    let share = (out_of - rank + 1) as f64 * 100.0 / out_of as f64;
+    (share * 100.0).floor() / 100.0
+}
+
+/// A player's JSON, with its `percentile` when it has a rank.
+fn ranked_player(player: &domain::Player, out_of: u64) -> serde_json::Value {
+    let mut value = serde_json::to_value(player).unwrap_or_default();
+    if let Some(rank) = player.rank {
+        value["percentile"] = json!(percentile(rank, out_of));
+    }
+    value
+}
+
+fn ranked_players(players: &[domain::Player], out_of: u64) -> Vec<serde_json::Value> {
+    players.iter().map(|p| ranked_player(p, out_of)).collect()
+}
+
+/// A single player's JSON: with its rank, also `out_of` and `percentile`.
+fn player_answer(player: &domain::Player, out_of: u64) -> serde_json::Value {
+    let mut value = ranked_player(player, out_of);
+    if let Some(rank) = player.rank {
+        value["out_of"] = json!(out_of.max(rank));
+    }
+    value
 }
 
 /// A query parameter that must be an integer from `min` to `max`.
@@ -324,10 +431,12 @@ struct CreatePlayer {
 async fn create_player(
     _: WriteAccess,
     state: Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
     Body(body): Body<CreatePlayer>,
 ) -> ApiResult {
     let board = board_id(&path)?;
+    Query::parse(&req, &[])?;
     let id = body.id.as_deref().map(PlayerId::parse).transpose()?;
     let name = Name::parse(
         &body
@@ -356,9 +465,15 @@ async fn create_player(
         .json(player))
 }
 
-/// `GET /boards/{board}/players/{player}/`: the player with its rank.
-async fn get_player(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+/// `GET /boards/{board}/players/{player}/`: the player with its rank, out
+/// of how many, and its percentile.
+async fn get_player(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    Query::parse(&req, &[])?;
     state.ready().await?;
     let found = found(
         state.store.around(&board, &player, 0).await?,
@@ -367,7 +482,7 @@ async fn get_player(state: Data<AppState>, path: web::Path<(String, String)>) ->
     )?;
     Ok(json_response(
         StatusCode::OK,
-        serde_json::to_value(found.player).unwrap_or_default(),
+        player_answer(&found.player, found.out_of),
     ))
 }
 
@@ -380,9 +495,10 @@ async fn around(
     path: web::Path<(String, String)>,
 ) -> ApiResult {
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
-    let n = match query_param(&req, "n") {
+    let query = Query::parse(&req, &["n"])?;
+    let n = match query.get("n") {
         None => 2,
-        Some(raw) => bounded_param("n", &raw, 0, MAX_AROUND)?,
+        Some(raw) => bounded_param("n", raw, 0, MAX_AROUND)?,
     };
     state.ready().await?;
     let found = found(
@@ -395,7 +511,11 @@ async fn around(
     players.extend(found.below);
     Ok(json_response(
         StatusCode::OK,
-        json!({ "player": found.player, "players": players }),
+        json!({
+            "player": player_answer(&found.player, found.out_of),
+            "players": ranked_players(&players, found.out_of),
+            "out_of": found.out_of,
+        }),
     ))
 }
 
@@ -414,9 +534,11 @@ fn found<T>(lookup: Lookup<T>, board: &BoardId, player: &PlayerId) -> Result<T, 
 async fn delete_player(
     _: WriteAccess,
     state: Data<AppState>,
+    req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> ApiResult {
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
+    Query::parse(&req, &[])?;
     state.ready().await?;
     if state.store.delete_player(&board, &player).await? {
         Ok(HttpResponse::NoContent().finish())
@@ -472,6 +594,7 @@ async fn score_add(
         None => ScoreDelta::ONE,
     };
     let key = idempotency_key(&req)?;
+    let with_rank = with_rank(&req)?;
     state.ready().await?;
     match state
         .store
@@ -480,12 +603,47 @@ async fn score_add(
     {
         Some(p) => Ok(json_response(
             StatusCode::OK,
-            serde_json::to_value(p).unwrap_or_default(),
+            write_answer(&state, &board, p, with_rank).await?,
         )),
         None => Err(ApiError::PlayerNotFound {
             board: board.to_string(),
             player: player.to_string(),
         }),
+    }
+}
+
+/// Whether a score write asks for its rank: `?with=rank`.
+fn with_rank(req: &HttpRequest) -> Result<bool, ApiError> {
+    let query = Query::parse(req, &["with"])?;
+    match query.get("with") {
+        None => Ok(false),
+        Some("rank") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "with takes \"rank\", got {other:?}"
+        ))),
+    }
+}
+
+/// A score write's answer: the player as the write left it, and, when
+/// asked, the rank that score has now, out of how many, and the
+/// percentile. The rank is read in a second query, after the write; a
+/// player with no score (never on a write's answer) has none.
+async fn write_answer(
+    state: &AppState,
+    board: &BoardId,
+    mut player: domain::Player,
+    with_rank: bool,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(score) = player.score.filter(|_| with_rank) else {
+        return Ok(serde_json::to_value(player).unwrap_or_default());
+    };
+    let id = player_id(&player.id)?;
+    match state.store.rank_of(board, &id, score).await? {
+        Some((rank, out_of)) => {
+            player.rank = Some(rank);
+            Ok(player_answer(&player, out_of))
+        }
+        None => Err(ApiError::BoardNotFound(board.to_string())),
     }
 }
 
@@ -514,6 +672,7 @@ async fn score_submit(
         .ok_or_else(|| ApiError::BadRequest("field \"value\" is required".into()))?;
     let value = ScoreDelta::new(value)?.get();
     let key = idempotency_key(&req)?;
+    let with_rank = with_rank(&req)?;
     state.ready().await?;
     match state
         .store
@@ -521,7 +680,7 @@ async fn score_submit(
         .await?
     {
         Some(done) => {
-            let mut answer = serde_json::to_value(done.player).unwrap_or_default();
+            let mut answer = write_answer(&state, &board, done.player, with_rank).await?;
             answer["changed"] = json!(done.changed);
             Ok(json_response(StatusCode::OK, answer))
         }
@@ -537,8 +696,9 @@ const MAX_PERIODS: usize = 100;
 
 /// `GET /boards/{board}/periods/`: the board's finished periods, newest
 /// first (at most 100), each with its final standings.
-async fn periods(state: Data<AppState>, path: web::Path<String>) -> ApiResult {
+async fn periods(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
     let board = board_id(&path)?;
+    Query::parse(&req, &[])?;
     state.ready().await?;
     let periods = state
         .store
@@ -549,8 +709,13 @@ async fn periods(state: Data<AppState>, path: web::Path<String>) -> ApiResult {
 }
 
 /// `GET /boards/{board}/periods/{number}/`: one finished period.
-async fn period(state: Data<AppState>, path: web::Path<(String, String)>) -> ApiResult {
+async fn period(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> ApiResult {
     let board = board_id(&path.0)?;
+    Query::parse(&req, &[])?;
     let number = bounded_param("period number", &path.1, 1, u32::MAX as usize)? as u64;
     state.ready().await?;
     match state.store.period(&board, number).await? {

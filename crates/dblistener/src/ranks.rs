@@ -1,0 +1,1003 @@
+//! The rank keeper: keeps the rank digest (see [`store::ranks`]) of every
+//! board of the shards this worker holds, so that the origins answer a rank
+//! at any depth by counting at most a leaf of the index.
+//!
+//! It follows the same changefeeds as the publish loop: each player's move
+//! (old key, new key) adjusts the counts of the leaves it left and entered,
+//! in memory. Every [`TICK`] it
+//! - cuts a leaf that grew past [`LEAF_MAX`] players into leaves of
+//!   [`LEAF_TARGET`], reading that leaf's keys from the index;
+//! - merges leaves that shrank below [`LEAF_MIN`], and splits or merges
+//!   chunks;
+//! - recounts on the index the leaves whose counts are in doubt (after the
+//!   digest was loaded from the database, a feed was reopened, or a change
+//!   arrived while the board's index was being read), once no change has
+//!   touched them for [`QUIET`];
+//! - writes the root and the changed chunks of each changed board, under
+//!   the shard's tenure.
+//!
+//! A leaf's count is exact as long as every change since its last count was
+//! applied once; a count in doubt is recounted within about [`QUIET`] +
+//! [`HOLD`] + a tick of the board going quiet, which is the lag the README
+//! states. Memory: a few dozen bytes per leaf, a leaf per 64–128 players.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use domain::{BoardId, Shards};
+use serde_json::{json, Value};
+use store::ranks::{
+    chunk_id, DigestChunk, RankKey, StoredDigest, CHUNK_MAX, LEAF_MAX, LEAF_MIN,
+    LEAF_TARGET,
+};
+use store::reql::Walk;
+use store::{Store, StoreError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::leases::LeaseView;
+use crate::metrics::Metrics;
+
+/// How often the keeper cuts, recounts and writes.
+pub const TICK: Duration = Duration::from_millis(100);
+/// A leaf in doubt is recounted once no change has touched it for this long.
+pub const QUIET: Duration = Duration::from_millis(100);
+/// A recount is taken only if no change touches its leaves until this long
+/// after its answer: a change committed before the count but delivered by
+/// the feed after it would otherwise count twice.
+pub const HOLD: Duration = Duration::from_millis(100);
+/// Changes delivered this long before a read of the index was sent may
+/// already be in what it reads.
+const SLACK: Duration = Duration::from_millis(20);
+/// Keys read per query when a leaf is cut.
+const CUT_PAGE: usize = 8192;
+/// Leaves recounted per query.
+const COUNTS_PER_QUERY: usize = 64;
+/// Every board's chunks are recounted in turn, one chunk per board this
+/// often, so that an error nobody noticed does not last.
+const AUDIT_EVERY: Duration = Duration::from_secs(10);
+/// A chunk document no longer in the root is deleted this long after, once
+/// no reader can still be holding a root that names it.
+const CHUNK_GRACE: Duration = Duration::from_secs(10);
+/// A shard's lease must have this much left for the keeper to write.
+const WRITE_GUARD: Duration = Duration::from_millis(50);
+
+/// What the publish loop passes on to the keeper, with when it arrived.
+#[derive(Debug, Clone)]
+pub enum RankEvent {
+    Moved {
+        board: String,
+        old: Option<RankKey>,
+        new: Option<RankKey>,
+        at: Instant,
+    },
+    /// A board document appeared or disappeared.
+    Board { id: String, exists: bool },
+    /// A shard's feed (re)opened: changes may have been missed. `boards`
+    /// are the shard's boards.
+    ShardOpened { shard: u16, boards: Vec<String> },
+}
+
+/// The sending side, kept by the publish loop.
+pub type RankEvents = mpsc::UnboundedSender<RankEvent>;
+
+#[derive(Debug, Clone)]
+struct Leaf {
+    start: RankKey,
+    count: i64,
+    /// The count may be wrong: recount it when the leaf is quiet.
+    doubt: bool,
+    /// Last change applied to this leaf, by its arrival.
+    touched: Option<Instant>,
+    /// A recount of it is under way.
+    counting: bool,
+}
+
+impl Leaf {
+    fn new(start: RankKey, count: i64, doubt: bool) -> Self {
+        Self {
+            start,
+            count,
+            doubt,
+            touched: None,
+            counting: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Chunk {
+    id: u64,
+    leaves: Vec<Leaf>,
+    dirty: bool,
+}
+
+/// One board's digest, in memory.
+#[derive(Debug, Clone)]
+pub struct BoardRanks {
+    walk: Walk,
+    chunks: Vec<Chunk>,
+    next_chunk: u64,
+    /// Bumped by every change of the leaves' bounds.
+    generation: u64,
+    version: u64,
+    dirty: bool,
+    /// Reads of the index under way or just done, during which changes may
+    /// have been counted twice: `[from, until]` by arrival.
+    unsure: Option<(Instant, Instant)>,
+    audit_next: usize,
+    audit_at: Option<Instant>,
+    /// Chunk documents to delete once their grace has passed.
+    doomed: Vec<String>,
+}
+
+/// A leaf's place: chunk index, leaf index.
+type Place = (usize, usize);
+
+impl BoardRanks {
+    /// A board of which nothing is known: one leaf from the top whose count
+    /// is unknown, so it is cut (read whole) at the next tick.
+    pub fn unknown(walk: Walk) -> Self {
+        let mut ranks = Self::empty(walk);
+        ranks.chunks[0].leaves[0].count = i64::MAX;
+        ranks
+    }
+
+    /// A board known to have no ranked player.
+    pub fn empty(walk: Walk) -> Self {
+        Self {
+            walk,
+            chunks: vec![Chunk {
+                id: 0,
+                leaves: vec![Leaf::new(RankKey::top(walk), 0, false)],
+                dirty: true,
+            }],
+            next_chunk: 1,
+            generation: 0,
+            version: 0,
+            dirty: true,
+            unsure: None,
+            audit_next: 0,
+            audit_at: None,
+            doomed: Vec::new(),
+        }
+    }
+
+    /// The digest as stored, every count in doubt (changes made after it
+    /// was written may be missing from it).
+    pub fn from_stored(walk: Walk, stored: &StoredDigest, board: &str) -> Option<Self> {
+        let root = &stored.root;
+        if root.asc != (walk == Walk::Up) || root.c.is_empty() {
+            return None;
+        }
+        let by_id: HashMap<&str, &DigestChunk> =
+            stored.chunks.iter().map(|c| (c.id.as_str(), c)).collect();
+        let mut chunks = Vec::with_capacity(root.c.len());
+        let mut next_chunk = 0;
+        for (i, (start, cum, id)) in root.c.iter().enumerate() {
+            let end = root.c.get(i + 1).map_or(root.n, |next| next.1);
+            let total = end.saturating_sub(*cum) as i64;
+            let k = id
+                .strip_prefix(&format!("{board}#"))
+                .and_then(|k| k.parse::<u64>().ok())?;
+            next_chunk = next_chunk.max(k + 1);
+            let leaves = match by_id.get(id.as_str()) {
+                Some(doc) if !doc.l.is_empty() => {
+                    let mut leaves = Vec::with_capacity(doc.l.len());
+                    for (j, (key, at)) in doc.l.iter().enumerate() {
+                        let next = doc.l.get(j + 1).map_or(total, |n| n.1 as i64);
+                        leaves.push(Leaf::new(key.clone(), next - *at as i64, true));
+                    }
+                    leaves[0].start = start.clone();
+                    leaves
+                }
+                _ => vec![Leaf::new(start.clone(), total, true)],
+            };
+            chunks.push(Chunk {
+                id: k,
+                leaves,
+                dirty: false,
+            });
+        }
+        chunks[0].leaves[0].start = RankKey::top(walk);
+        Some(Self {
+            walk,
+            chunks,
+            next_chunk,
+            generation: 0,
+            version: root.v,
+            dirty: false,
+            unsure: None,
+            audit_next: 0,
+            audit_at: None,
+            doomed: Vec::new(),
+        })
+    }
+
+    /// The ranked players, as the leaves count them.
+    pub fn total(&self) -> u64 {
+        self.leaves().map(|l| l.count.max(0) as u64).sum()
+    }
+
+    fn leaves(&self) -> impl Iterator<Item = &Leaf> {
+        self.chunks.iter().flat_map(|c| c.leaves.iter())
+    }
+
+    pub fn leaf_count(&self) -> usize {
+        self.chunks.iter().map(|c| c.leaves.len()).sum()
+    }
+
+    pub fn doubtful(&self) -> usize {
+        self.leaves().filter(|l| l.doubt).count()
+    }
+
+    /// The leaf holding `key`.
+    fn locate(&self, key: &RankKey) -> Place {
+        let walk = self.walk;
+        let after = |start: &RankKey| start.cmp_in(key, walk) != std::cmp::Ordering::Greater;
+        let c = self
+            .chunks
+            .partition_point(|c| after(&c.leaves[0].start))
+            .saturating_sub(1);
+        let l = self.chunks[c]
+            .leaves
+            .partition_point(|l| after(&l.start))
+            .saturating_sub(1);
+        (c, l)
+    }
+
+    /// Where the leaf at `place` ends: the next leaf's start, or past the
+    /// bottom of the board.
+    fn end_of(&self, (c, l): Place) -> RankKey {
+        if let Some(next) = self.chunks[c].leaves.get(l + 1) {
+            return next.start.clone();
+        }
+        match self.chunks.get(c + 1) {
+            Some(next) => next.leaves[0].start.clone(),
+            None => RankKey::bottom(self.walk),
+        }
+    }
+
+    fn leaf_mut(&mut self, (c, l): Place) -> &mut Leaf {
+        self.chunks[c].dirty = true;
+        &mut self.chunks[c].leaves[l]
+    }
+
+    /// Applies a player's move, which arrived at `at`.
+    pub fn apply(&mut self, old: Option<&RankKey>, new: Option<&RankKey>, at: Instant) {
+        let unsure = self
+            .unsure
+            .is_some_and(|(from, until)| at >= from && at <= until);
+        for (key, delta) in [(old, -1), (new, 1)] {
+            let Some(key) = key else { continue };
+            let place = self.locate(key);
+            let leaf = self.leaf_mut(place);
+            if leaf.count != i64::MAX {
+                leaf.count += delta;
+            }
+            leaf.touched = Some(at);
+            if unsure || leaf.count < 0 {
+                leaf.doubt = true;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Puts every leaf in doubt (changes may have been missed).
+    pub fn doubt_all(&mut self) {
+        for chunk in &mut self.chunks {
+            for leaf in &mut chunk.leaves {
+                leaf.doubt = true;
+            }
+        }
+    }
+
+    /// Marks a read of the index sent at `sent` and answered at `done`:
+    /// changes that arrive in between (with some slack either side) may be
+    /// in what it read.
+    fn read_index(&mut self, sent: Instant, done: Instant) {
+        let from = sent.checked_sub(SLACK).unwrap_or(sent);
+        let until = done + HOLD;
+        self.unsure = Some(match self.unsure {
+            Some((f, u)) if u >= from => (f.min(from), u.max(until)),
+            _ => (from, until),
+        });
+        // Changes already applied that arrived in that window.
+        for chunk in &mut self.chunks {
+            for leaf in &mut chunk.leaves {
+                if leaf.touched.is_some_and(|t| t >= from) {
+                    leaf.doubt = true;
+                }
+            }
+        }
+    }
+
+    /// The first leaf holding more than [`LEAF_MAX`] players.
+    fn oversized(&self) -> Option<Place> {
+        self.chunks.iter().enumerate().find_map(|(c, chunk)| {
+            chunk
+                .leaves
+                .iter()
+                .position(|l| l.count > LEAF_MAX as i64)
+                .map(|l| (c, l))
+        })
+    }
+
+    /// Replaces the leaf at `place` by leaves starting at its own start and
+    /// at each of `starts`, holding `counts`.
+    fn cut(&mut self, (c, l): Place, starts: Vec<RankKey>, counts: Vec<i64>) {
+        let old = self.chunks[c].leaves[l].clone();
+        let mut pieces = Vec::with_capacity(counts.len());
+        let mut first = true;
+        for (start, count) in std::iter::once(old.start.clone())
+            .chain(starts)
+            .zip(counts)
+        {
+            let mut leaf = Leaf::new(start, count, old.doubt && first);
+            leaf.touched = old.touched;
+            pieces.push(leaf);
+            first = false;
+        }
+        if pieces.is_empty() {
+            pieces.push(Leaf::new(old.start, 0, false));
+        }
+        self.chunks[c].leaves.splice(l..=l, pieces);
+        self.chunks[c].dirty = true;
+        self.generation += 1;
+        self.dirty = true;
+    }
+
+    /// Merges small leaves into their neighbours, then splits full chunks
+    /// and merges small ones.
+    fn rebalance(&mut self) {
+        let mut changed = false;
+        for chunk in &mut self.chunks {
+            let mut l = 0;
+            while l + 1 < chunk.leaves.len() {
+                let (a, b) = (&chunk.leaves[l], &chunk.leaves[l + 1]);
+                let small = a.count < LEAF_MIN as i64 || b.count < LEAF_MIN as i64;
+                if small && a.count + b.count <= LEAF_TARGET as i64 && !a.counting && !b.counting
+                {
+                    let b = chunk.leaves.remove(l + 1);
+                    let a = &mut chunk.leaves[l];
+                    a.count += b.count;
+                    a.doubt |= b.doubt;
+                    a.touched = a.touched.max(b.touched);
+                    chunk.dirty = true;
+                    changed = true;
+                } else {
+                    l += 1;
+                }
+            }
+        }
+        let mut c = 0;
+        while c < self.chunks.len() {
+            if self.chunks[c].leaves.len() > CHUNK_MAX {
+                let half = self.chunks[c].leaves.len() / 2;
+                let rest = self.chunks[c].leaves.split_off(half);
+                self.chunks[c].dirty = true;
+                let id = self.next_chunk;
+                self.next_chunk += 1;
+                self.chunks.insert(
+                    c + 1,
+                    Chunk {
+                        id,
+                        leaves: rest,
+                        dirty: true,
+                    },
+                );
+                changed = true;
+                continue;
+            } else if c > 0
+                && self.chunks[c].leaves.len() + self.chunks[c - 1].leaves.len() <= CHUNK_MAX / 2
+            {
+                let gone = self.chunks.remove(c);
+                self.doomed.push(gone.id.to_string());
+                self.chunks[c - 1].leaves.extend(gone.leaves);
+                self.chunks[c - 1].dirty = true;
+                changed = true;
+                continue;
+            }
+            c += 1;
+        }
+        if changed {
+            self.generation += 1;
+            self.dirty = true;
+        }
+    }
+
+    /// Up to `most` leaves in doubt that no change touched for [`QUIET`]
+    /// and that are not being counted, with their spans.
+    fn to_recount(&self, now: Instant, most: usize) -> Vec<(Place, (RankKey, RankKey))> {
+        let mut out = Vec::new();
+        for (c, chunk) in self.chunks.iter().enumerate() {
+            for (l, leaf) in chunk.leaves.iter().enumerate() {
+                if out.len() >= most {
+                    return out;
+                }
+                let quiet = leaf.touched.is_none_or(|t| now.duration_since(t) >= QUIET);
+                if leaf.doubt && quiet && !leaf.counting && leaf.count != i64::MAX {
+                    out.push(((c, l), (leaf.start.clone(), self.end_of((c, l)))));
+                }
+            }
+        }
+        out
+    }
+
+    /// The documents to write: each changed chunk, then the root. Clears
+    /// the changed marks.
+    pub fn documents(&mut self, board: &str) -> (Vec<Value>, Value) {
+        self.version += 1;
+        let mut chunks = Vec::new();
+        let mut root = Vec::with_capacity(self.chunks.len());
+        let mut cum: u64 = 0;
+        for chunk in &mut self.chunks {
+            let id = chunk_id(board, chunk.id);
+            root.push(json!([chunk.leaves[0].start, cum, id]));
+            let mut inner: u64 = 0;
+            let mut leaves = Vec::with_capacity(chunk.leaves.len());
+            for leaf in &chunk.leaves {
+                leaves.push(json!([leaf.start, inner]));
+                inner += leaf.count.clamp(0, i64::MAX / 2) as u64;
+            }
+            if chunk.dirty {
+                chunks.push(json!({ "id": id, "board": board, "l": leaves }));
+                chunk.dirty = false;
+            }
+            cum += inner;
+        }
+        self.dirty = false;
+        let root = json!({
+            "id": board,
+            "board": board,
+            "v": self.version,
+            "n": cum,
+            "asc": self.walk == Walk::Up,
+            "c": root,
+        });
+        (chunks, root)
+    }
+
+    /// The leaves of the next chunk to audit, if its turn has come.
+    fn audit(&mut self, now: Instant) {
+        if self.audit_at.is_some_and(|t| t > now) {
+            return;
+        }
+        self.audit_at = Some(now + AUDIT_EVERY);
+        let c = self.audit_next % self.chunks.len();
+        self.audit_next = c + 1;
+        for leaf in &mut self.chunks[c].leaves {
+            leaf.doubt = true;
+        }
+    }
+}
+
+/// A recount sent, whose answer is taken once [`HOLD`] has passed.
+struct Recount {
+    board: String,
+    generation: u64,
+    sent: Instant,
+    take_at: Instant,
+    counts: Vec<(Place, u64)>,
+}
+
+/// The keeper task's state.
+pub struct RankKeeper {
+    store: Store,
+    shards: Shards,
+    leases: LeaseView,
+    rx: mpsc::UnboundedReceiver<RankEvent>,
+    boards: HashMap<String, BoardRanks>,
+    /// Boards to load from the database (`true`: a new board, whose stored
+    /// digest, if any, is stale), and the set of them.
+    to_load: VecDeque<(String, bool)>,
+    loading: HashSet<String>,
+    recounts: Vec<Recount>,
+    doomed: Vec<(Instant, Vec<String>)>,
+    metrics: Metrics,
+}
+
+impl RankKeeper {
+    /// A keeper of the boards of the shards `leases` holds, and the sender
+    /// the publish loop passes changes on with.
+    pub fn new(
+        store: Store,
+        shards: Shards,
+        leases: LeaseView,
+        metrics: Metrics,
+    ) -> (Self, RankEvents) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                store,
+                shards,
+                leases,
+                rx,
+                boards: HashMap::new(),
+                to_load: VecDeque::new(),
+                loading: HashSet::new(),
+                recounts: Vec::new(),
+                doomed: Vec::new(),
+                metrics,
+            },
+            tx,
+        )
+    }
+
+    /// Keeps the digests until `shutdown` completes or the publish loop
+    /// (the sender) is gone.
+    pub async fn run_until_stopped(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return,
+                event = self.rx.recv() => match event {
+                    Some(event) => self.on_event(event),
+                    None => return,
+                },
+                _ = tick.tick() => self.step().await,
+            }
+        }
+    }
+
+    fn held(&self, board: &str, now: Instant) -> bool {
+        self.leases
+            .borrow()
+            .get(&self.shards.of_board(board))
+            .is_some_and(|t| t.valid_until > now + WRITE_GUARD)
+    }
+
+    fn on_event(&mut self, event: RankEvent) {
+        match event {
+            RankEvent::Moved {
+                board,
+                old,
+                new,
+                at,
+            } => match self.boards.get_mut(&board) {
+                Some(ranks) => ranks.apply(old.as_ref(), new.as_ref(), at),
+                None => self.load_later(board, false),
+            },
+            RankEvent::Board { id, exists: true } => {
+                // A new board (or one created again under this id): its
+                // digest starts afresh, from what its index holds.
+                self.boards.remove(&id);
+                self.to_load.retain(|(b, _)| b != &id);
+                self.loading.remove(&id);
+                self.load_later(id, true);
+            }
+            RankEvent::Board { id, exists: false } => {
+                self.boards.remove(&id);
+                self.loading.remove(&id);
+                self.to_load.retain(|(b, _)| b != &id);
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = store.delete_digest(&id).await {
+                        log::debug!("digest of deleted board {id:?} not deleted: {e}");
+                    }
+                });
+            }
+            RankEvent::ShardOpened { shard, boards } => {
+                let shards = self.shards;
+                for (board, ranks) in &mut self.boards {
+                    if shards.of_board(board) == shard {
+                        ranks.doubt_all();
+                    }
+                }
+                for board in boards {
+                    if !self.boards.contains_key(&board) {
+                        self.load_later(board, false);
+                    }
+                }
+            }
+        }
+    }
+
+    fn load_later(&mut self, board: String, fresh: bool) {
+        if self.loading.insert(board.clone()) {
+            self.to_load.push_back((board, fresh));
+        }
+    }
+
+    /// One pass: loads, cuts, recounts, rebalances and writes.
+    pub async fn step(&mut self) {
+        while let Ok(event) = self.rx.try_recv() {
+            self.on_event(event);
+        }
+        // Boards of shards no longer held are someone else's.
+        let (shards, leases) = (self.shards, self.leases.borrow().clone());
+        self.boards
+            .retain(|b, _| leases.contains_key(&shards.of_board(b)));
+        self.load_some().await;
+        let now = Instant::now();
+        self.take_recounts(now);
+        let boards: Vec<String> = self.boards.keys().cloned().collect();
+        for board in boards {
+            if let Err(e) = self.keep(&board).await {
+                log::debug!("rank digest of board {board:?}: {e}");
+            }
+        }
+        self.delete_doomed(Instant::now()).await;
+        self.metrics.rank_boards.set(self.boards.len() as i64);
+        self.metrics
+            .rank_leaves
+            .set(self.boards.values().map(|b| b.leaf_count() as i64).sum());
+        self.metrics
+            .rank_doubtful_leaves
+            .set(self.boards.values().map(|b| b.doubtful() as i64).sum());
+    }
+
+    /// Loads up to a few queued boards: the stored digest, every count in
+    /// doubt; or, for a new board or one without a digest, a digest to be
+    /// made by reading its index.
+    async fn load_some(&mut self) {
+        const PER_STEP: usize = 32;
+        let leases = self.leases.borrow().clone();
+        for _ in 0..PER_STEP {
+            let Some((board, fresh)) = self.to_load.pop_front() else {
+                return;
+            };
+            self.loading.remove(&board);
+            if !leases.contains_key(&self.shards.of_board(&board)) {
+                continue;
+            }
+            match self.load(&board, fresh).await {
+                Ok(Some(ranks)) => {
+                    self.boards.insert(board, ranks);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log::debug!("cannot load the rank digest of {board:?}: {e}");
+                    self.load_later(board, fresh);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn load(&self, board: &str, fresh: bool) -> Result<Option<BoardRanks>, StoreError> {
+        let Ok(id) = BoardId::parse(board) else {
+            return Ok(None);
+        };
+        let Some(doc) = self.store.board(&id).await? else {
+            return Ok(None);
+        };
+        let walk = Walk::of(doc.rules.order);
+        if !fresh {
+            if let Some(stored) = self.store.read_digest(board).await? {
+                if let Some(ranks) = BoardRanks::from_stored(walk, &stored, board) {
+                    let mut ranks = ranks;
+                    ranks.doubt_all();
+                    return Ok(Some(ranks));
+                }
+            }
+        }
+        Ok(Some(BoardRanks::unknown(walk)))
+    }
+
+    /// Takes the recounts whose hold has passed.
+    fn take_recounts(&mut self, now: Instant) {
+        let (due, later): (Vec<Recount>, Vec<Recount>) =
+            std::mem::take(&mut self.recounts)
+                .into_iter()
+                .partition(|r| r.take_at <= now);
+        self.recounts = later;
+        for recount in due {
+            let Some(ranks) = self.boards.get_mut(&recount.board) else {
+                continue;
+            };
+            let current = ranks.generation == recount.generation;
+            for ((c, l), count) in recount.counts {
+                let Some(leaf) = ranks.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l))
+                else {
+                    continue;
+                };
+                leaf.counting = false;
+                // A change since the count was sent may or may not be in it.
+                let since = leaf.touched.is_some_and(|t| t + SLACK >= recount.sent);
+                if !current || since {
+                    continue;
+                }
+                let count = count as i64;
+                if leaf.count != count {
+                    self.metrics.rank_corrections.inc();
+                    leaf.count = count;
+                    ranks.chunks[c].dirty = true;
+                    ranks.dirty = true;
+                }
+                ranks.chunks[c].leaves[l].doubt = false;
+            }
+        }
+    }
+
+    /// Cuts, recounts, rebalances and writes one board.
+    async fn keep(&mut self, board: &str) -> Result<(), StoreError> {
+        // Cut every oversized leaf (a board read for the first time is one).
+        while let Some(place) = self.boards.get(board).and_then(BoardRanks::oversized) {
+            self.cut(board, place).await?;
+        }
+        let now = Instant::now();
+        let Some(ranks) = self.boards.get_mut(board) else {
+            return Ok(());
+        };
+        ranks.audit(now);
+        ranks.rebalance();
+        let spans = ranks.to_recount(now, COUNTS_PER_QUERY);
+        if !spans.is_empty() {
+            let (walk, generation) = (ranks.walk, ranks.generation);
+            for (c, l) in spans.iter().map(|(p, _)| *p) {
+                ranks.chunks[c].leaves[l].counting = true;
+            }
+            let sent = Instant::now();
+            let ranges: Vec<(RankKey, RankKey)> = spans.iter().map(|(_, s)| s.clone()).collect();
+            let result = self.store.span_counts(board, walk, &ranges).await;
+            let done = Instant::now();
+            let Some(ranks) = self.boards.get_mut(board) else {
+                return Ok(());
+            };
+            match result {
+                Ok(counts) => {
+                    ranks.read_index(sent, done);
+                    self.metrics.rank_recounts.inc_by(counts.len() as u64);
+                    self.recounts.push(Recount {
+                        board: board.to_owned(),
+                        generation,
+                        sent,
+                        take_at: done + HOLD,
+                        counts: spans.iter().map(|(p, _)| *p).zip(counts).collect(),
+                    });
+                }
+                Err(e) => {
+                    if ranks.generation == generation {
+                        for (c, l) in spans.iter().map(|(p, _)| *p) {
+                            ranks.chunks[c].leaves[l].counting = false;
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.write(board).await
+    }
+
+    /// Reads the keys of an oversized leaf and cuts it into leaves of
+    /// [`LEAF_TARGET`].
+    async fn cut(&mut self, board: &str, place: Place) -> Result<(), StoreError> {
+        let Some(ranks) = self.boards.get(board) else {
+            return Ok(());
+        };
+        let (walk, generation) = (ranks.walk, ranks.generation);
+        let start = ranks.chunks[place.0].leaves[place.1].start.clone();
+        let end = ranks.end_of(place);
+        let sent = Instant::now();
+        let mut starts = Vec::new();
+        let mut counts = Vec::new();
+        let mut from = start;
+        let mut held: i64 = 0;
+        let mut first_page = true;
+        loop {
+            let keys = self
+                .store
+                .span_keys(board, walk, &from, &end, CUT_PAGE)
+                .await?;
+            // After the first page, `from` is the last key read: skip it.
+            let skip = usize::from(!first_page && !keys.is_empty());
+            first_page = false;
+            let full = keys.len() == CUT_PAGE;
+            for key in keys.iter().skip(skip) {
+                if held == LEAF_TARGET as i64 {
+                    starts.push(key.clone());
+                    counts.push(held);
+                    held = 0;
+                }
+                held += 1;
+            }
+            match keys.last() {
+                Some(last) if full => from = last.clone(),
+                _ => break,
+            }
+        }
+        counts.push(held);
+        // A short last leaf joins the one before it.
+        if counts.len() > 1 && held < LEAF_MIN as i64 {
+            let last = counts.pop().unwrap_or(0);
+            starts.pop();
+            if let Some(prev) = counts.last_mut() {
+                *prev += last;
+            }
+        }
+        let done = Instant::now();
+        self.metrics.rank_cuts.inc();
+        let Some(ranks) = self.boards.get_mut(board) else {
+            return Ok(());
+        };
+        if ranks.generation != generation {
+            return Ok(());
+        }
+        ranks.cut(place, starts, counts);
+        ranks.read_index(sent, done);
+        Ok(())
+    }
+
+    /// Writes a changed board's digest, if its shard is still held: the
+    /// changed chunks, then the root.
+    async fn write(&mut self, board: &str) -> Result<(), StoreError> {
+        let now = Instant::now();
+        if !self.held(board, now) {
+            return Ok(());
+        }
+        let Some(ranks) = self.boards.get_mut(board) else {
+            return Ok(());
+        };
+        if !ranks.dirty {
+            return Ok(());
+        }
+        let (chunks, root) = ranks.documents(board);
+        let doomed: Vec<String> = ranks
+            .doomed
+            .drain(..)
+            .map(|k| format!("{board}#{k}"))
+            .collect();
+        let written = async {
+            self.store.write_digest(chunks).await?;
+            self.store.write_digest(vec![root]).await
+        }
+        .await;
+        if let Err(e) = written {
+            if let Some(ranks) = self.boards.get_mut(board) {
+                // Written again, whole, at the next tick.
+                for chunk in &mut ranks.chunks {
+                    chunk.dirty = true;
+                }
+                ranks.dirty = true;
+            }
+            return Err(e);
+        }
+        self.metrics.rank_writes.inc();
+        if !doomed.is_empty() {
+            self.doomed.push((now + CHUNK_GRACE, doomed));
+        }
+        Ok(())
+    }
+
+    async fn delete_doomed(&mut self, now: Instant) {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.doomed)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.doomed = later;
+        for (_, ids) in due {
+            if let Err(e) = self.store.delete_digest_docs(ids).await {
+                log::debug!("old rank chunks not deleted: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::ranks::DigestRoot;
+
+    fn key(s: i64, p: &str) -> RankKey {
+        RankKey(s, p.into())
+    }
+
+    /// A board of `n` players `p0000`… with score = index, cut by hand into
+    /// leaves of `per` players, in `walk` order.
+    fn board(walk: Walk, n: i64, per: i64) -> (BoardRanks, Vec<RankKey>) {
+        let mut keys: Vec<RankKey> = (0..n).map(|i| key(i, &format!("p{i:04}"))).collect();
+        keys.sort_by(|a, b| a.cmp_in(b, walk));
+        let mut ranks = BoardRanks::empty(walk);
+        let starts: Vec<RankKey> = keys.iter().skip(per as usize).step_by(per as usize).cloned().collect();
+        let mut counts = vec![per; starts.len()];
+        counts.push(n - per * starts.len() as i64);
+        ranks.cut((0, 0), starts, counts);
+        ranks.rebalance();
+        (ranks, keys)
+    }
+
+    /// The rank of `k` as an origin computes it from the documents, with
+    /// `live` the players of the key's leaf ahead of it, counted from `all`.
+    fn rank_from_docs(
+        walk: Walk,
+        (root, chunks): &(DigestRoot, Vec<DigestChunk>),
+        all: &[RankKey],
+        k: &RankKey,
+    ) -> u64 {
+        let ahead = |start: &RankKey| start.cmp_in(k, walk) != std::cmp::Ordering::Greater;
+        let (start, cum, id) = root.c.iter().filter(|e| ahead(&e.0)).last().unwrap();
+        let chunk = chunks.iter().find(|c| &c.id == id).unwrap();
+        let (leaf_start, inner) = chunk.l.iter().filter(|e| ahead(&e.0)).last().unwrap();
+        let _ = start;
+        let live = all
+            .iter()
+            .filter(|x| {
+                x.cmp_in(leaf_start, walk) != std::cmp::Ordering::Less
+                    && x.cmp_in(k, walk) == std::cmp::Ordering::Less
+            })
+            .count() as u64;
+        cum + inner + live + 1
+    }
+
+    fn stored(ranks: &mut BoardRanks) -> (DigestRoot, Vec<DigestChunk>) {
+        let (chunks, root) = ranks.documents("b");
+        (
+            serde_json::from_value(root).unwrap(),
+            chunks
+                .into_iter()
+                .map(|c| serde_json::from_value(c).unwrap())
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn ranks_from_the_documents_are_positions_in_both_orders() {
+        for walk in [Walk::Up, Walk::Down] {
+            let (mut ranks, keys) = board(walk, 20_000, 64);
+            assert!(ranks.chunks.len() > 1, "several chunks");
+            assert_eq!(ranks.total(), 20_000);
+            let docs = stored(&mut ranks);
+            for (i, k) in keys.iter().enumerate().step_by(997) {
+                assert_eq!(rank_from_docs(walk, &docs, &keys, k), i as u64 + 1);
+            }
+        }
+    }
+
+    #[test]
+    fn moves_keep_the_counts_and_oversized_leaves_are_found() {
+        let walk = Walk::Down;
+        let (mut ranks, _) = board(walk, 1000, 64);
+        let now = Instant::now();
+        // 100 players move to the top: the first leaf grows past the max.
+        for i in 0..100 {
+            let p = format!("p{i:04}");
+            ranks.apply(Some(&key(i, &p)), Some(&key(5000 + i, &p)), now);
+        }
+        assert_eq!(ranks.total(), 1000);
+        assert_eq!(ranks.oversized(), Some((0, 0)));
+        assert_eq!(ranks.chunks[0].leaves[0].count, 164);
+        assert_eq!(ranks.doubtful(), 0, "plain moves are trusted");
+    }
+
+    #[test]
+    fn changes_during_a_read_of_the_index_are_in_doubt() {
+        let (mut ranks, _) = board(Walk::Up, 500, 64);
+        let t0 = Instant::now();
+        ranks.read_index(t0, t0 + Duration::from_millis(5));
+        ranks.apply(None, Some(&key(3, "new")), t0 + Duration::from_millis(50));
+        assert_eq!(ranks.doubtful(), 1);
+        ranks.apply(None, Some(&key(400, "later")), t0 + Duration::from_secs(5));
+        assert_eq!(ranks.doubtful(), 1);
+    }
+
+    #[test]
+    fn small_leaves_merge_and_full_chunks_split() {
+        let (mut ranks, _) = board(Walk::Up, 64 * 300, 64);
+        assert!(ranks.chunks.iter().all(|c| c.leaves.len() <= CHUNK_MAX));
+        let leaves = ranks.leaf_count();
+        ranks.chunks[0].leaves[1].count = 3;
+        ranks.chunks[0].leaves[2].count = 3;
+        ranks.rebalance();
+        assert_eq!(ranks.leaf_count(), leaves - 1);
+    }
+
+    #[test]
+    fn a_stored_digest_reads_back_with_its_counts_in_doubt() {
+        let (mut ranks, _) = board(Walk::Down, 30_000, 64);
+        let (root, chunks) = stored(&mut ranks);
+        let stored = StoredDigest { root, chunks };
+        let back = BoardRanks::from_stored(Walk::Down, &stored, "b").unwrap();
+        assert_eq!(back.total(), 30_000);
+        assert_eq!(back.leaf_count(), ranks.leaf_count());
+        assert!(BoardRanks::from_stored(Walk::Up, &stored, "b").is_none());
+    }
+
+    #[test]
+    fn an_unknown_board_is_one_leaf_to_cut() {
+        let ranks = BoardRanks::unknown(Walk::Up);
+        assert_eq!(ranks.oversized(), Some((0, 0)));
+    }
+}

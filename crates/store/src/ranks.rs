@@ -1,0 +1,530 @@
+//! Ranks at any depth in bounded time.
+//!
+//! RethinkDB has no order statistics: counting the index entries ahead of a
+//! player costs O(rank). So the worker holding a board's shard lease keeps a
+//! **rank digest** of the board, from its changefeed: the board cut, in rank
+//! order, into *leaves* of 64–128 players, each known by the key
+//! (`[score, player id]`) of its first player and how many players it holds.
+//! Leaves are grouped into *chunks* of at most 128 leaves. The digest is
+//! stored in the `ranks` table:
+//!
+//! - the root, id `<board>`: `{board, v, n, c: [[start, cum, chunk id], ...]}`,
+//!   `n` the board's ranked players and `cum` the players ahead of each chunk;
+//! - each chunk, id `<board>#<k>`: `{board, l: [[start, cum], ...]}`, `cum`
+//!   the players of the chunk ahead of each leaf.
+//!
+//! A rank is then `cum(chunk) + cum(leaf) + (players from the leaf's start to
+//! the player) + 1`: two small arrays scanned and at most a leaf's worth of
+//! index entries counted, on the `[board, score, id]` index, whatever the
+//! player's depth. The last term is counted live, so a rank reads the
+//! player's current score even right after a write.
+//!
+//! The first leaf starts at a sentinel key above every score in rank order,
+//! so every key has a leaf. A board whose digest is not written yet reads
+//! as one leaf from the top.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use unreql::cmd::options::{BetweenOptions, InsertOptions, Status};
+use unreql::{func, r, rjson, Command};
+
+use crate::queries::single;
+use crate::reql::{Walk, IDEMPOTENCY_FIELD};
+use crate::StoreError;
+use crate::{BOARD_RANK_INDEX, PLAYERS, RANKS, RANKS_BOARD_INDEX};
+
+/// The players a leaf aims to hold after a cut.
+pub const LEAF_TARGET: u64 = 64;
+/// A leaf holding more than this is cut again.
+pub const LEAF_MAX: u64 = 128;
+/// A leaf holding fewer than this is merged into its neighbour.
+pub const LEAF_MIN: u64 = 16;
+/// The most leaves in one chunk document.
+pub const CHUNK_MAX: usize = 128;
+/// The most index entries one rank may count live: twice a full leaf,
+/// room for a leaf that grows between two passes of the keeper. A rank that
+/// would count more is refused ([`crate::StoreError::RanksBehind`]) rather
+/// than walked: only a keeper far behind leaves such a leaf.
+pub const LIVE_CAP: u64 = 2 * LEAF_MAX;
+/// The largest magnitude of a score (see `domain::MAX_SCORE`) plus one: the
+/// sentinel start of every board's first leaf.
+const BEYOND: i64 = 1 << 53;
+
+/// A place in a board's rank order: a score and a player id. Stored as
+/// `[score, player]`, which RethinkDB compares element by element, as the
+/// `[board, score, id]` index orders players.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RankKey(pub i64, pub String);
+
+impl RankKey {
+    /// The start of every board's first leaf: ahead of every player in
+    /// `walk`'s order.
+    pub fn top(walk: Walk) -> Self {
+        match walk {
+            Walk::Up => RankKey(-BEYOND, String::new()),
+            Walk::Down => RankKey(BEYOND, String::new()),
+        }
+    }
+
+    /// Past every player in `walk`'s order: the end of a board's last leaf.
+    pub fn bottom(walk: Walk) -> Self {
+        Self::top(walk.reverse())
+    }
+
+    /// `self` against `other` in rank order (the best first).
+    pub fn cmp_in(&self, other: &Self, walk: Walk) -> std::cmp::Ordering {
+        let natural = (self.0, &self.1).cmp(&(other.0, &other.1));
+        match walk {
+            Walk::Up => natural,
+            Walk::Down => natural.reverse(),
+        }
+    }
+}
+
+/// The root document of a board's digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestRoot {
+    pub id: String,
+    pub board: String,
+    /// Bumped on every write of the digest.
+    pub v: u64,
+    /// The board's ranked players.
+    pub n: u64,
+    /// Whether the board ranks lower scores first.
+    #[serde(default)]
+    pub asc: bool,
+    /// Each chunk: its first key, the players ahead of it, its document id.
+    pub c: Vec<(RankKey, u64, String)>,
+}
+
+/// A chunk document of a board's digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DigestChunk {
+    pub id: String,
+    pub board: String,
+    /// Each leaf: its first key, the chunk's players ahead of it.
+    pub l: Vec<(RankKey, u64)>,
+}
+
+/// The id of chunk `k` of a board's digest. `#` is not allowed in board
+/// ids, so no chunk id is a board's root id.
+pub fn chunk_id(board: &str, k: u64) -> String {
+    format!("{board}#{k}")
+}
+
+// ---------------------------------------------------------------- terms
+
+/// `[board, score, "<board>:<player>"]`: a key of the `[board, score, id]`
+/// index. `score` and `player` are terms.
+fn index_key(board: &str, score: Command, player: Command) -> Command {
+    rjson!([
+        board.to_owned(),
+        score,
+        r.expr(format!("{board}:")).add(player)
+    ])
+}
+
+/// The players of `board` from the key `from` (inclusive) to the key `to`
+/// (exclusive, or the end of the board), in `walk` order: one range of the
+/// `[board, score, id]` index. Keys are `(score, player)` terms.
+pub(crate) fn span(
+    board: &str,
+    walk: Walk,
+    from: (Command, Command),
+    to: Option<(Command, Command)>,
+) -> Command {
+    let from = index_key(board, from.0, from.1);
+    let to = to.map(|(s, p)| index_key(board, s, p));
+    let (lower, upper, options) = match walk {
+        Walk::Up => (
+            from,
+            to.unwrap_or_else(|| rjson!([board.to_owned(), r.maxval()])),
+            BetweenOptions::new().index(BOARD_RANK_INDEX.to_owned()),
+        ),
+        Walk::Down => (
+            to.unwrap_or_else(|| rjson!([board.to_owned(), r.minval()])),
+            from,
+            BetweenOptions::new()
+                .index(BOARD_RANK_INDEX.to_owned())
+                .left_bound(Status::Open)
+                .right_bound(Status::Closed),
+        ),
+    };
+    r.table(PLAYERS).between(lower, upper, r.with_opt((), options))
+}
+
+/// [`span`] in `walk` order, from the index (nothing sorted in memory).
+pub(crate) fn ordered(walk: Walk, span: Command) -> Command {
+    span.order_by(match walk {
+        Walk::Up => r.index(r.asc(BOARD_RANK_INDEX)),
+        Walk::Down => r.index(r.desc(BOARD_RANK_INDEX)),
+    })
+}
+
+/// The players strictly after the key (`score`, `player`) in `walk` order.
+pub(crate) fn after_key(board: &str, walk: Walk, score: Command, player: Command) -> Command {
+    let key = index_key(board, score, player);
+    let (lower, upper, options) = match walk {
+        Walk::Up => (
+            key,
+            rjson!([board.to_owned(), r.maxval()]),
+            BetweenOptions::new()
+                .index(BOARD_RANK_INDEX.to_owned())
+                .left_bound(Status::Open),
+        ),
+        Walk::Down => (
+            rjson!([board.to_owned(), r.minval()]),
+            key,
+            BetweenOptions::new()
+                .index(BOARD_RANK_INDEX.to_owned())
+                .right_bound(Status::Open),
+        ),
+    };
+    ordered(
+        walk,
+        r.table(PLAYERS).between(lower, upper, r.with_opt((), options)),
+    )
+    .without(IDEMPOTENCY_FIELD)
+}
+
+/// Whether the digest key `start` is at or ahead of `key` in `walk` order.
+fn at_or_ahead(walk: Walk, start: Command, key: Command) -> Command {
+    match walk {
+        Walk::Up => start.le(key),
+        Walk::Down => start.ge(key),
+    }
+}
+
+/// A board's digest root, read in the query: the root document, or, for a
+/// board without one, a root of one empty chunk starting at the top.
+pub(crate) fn root_of(board: &str) -> Command {
+    r.table(RANKS).get(board.to_owned())
+}
+
+/// The chunks of a root (a term that may be null), or one chunk from the
+/// top with no document.
+fn chunks_of(board: &str, walk: Walk, root: Command) -> Command {
+    let top = RankKey::top(walk);
+    root.g("c")
+        .default(rjson!([[[top.0, top.1], 0, format!("{board}#none")]]))
+}
+
+/// The players ranked on a board, from its digest (0 without one).
+pub(crate) fn ranked_count(root: Command) -> Command {
+    root.g("n").default(0)
+}
+
+/// `{base, from: [score, player], live}` for the key (`score`, `player`):
+/// the players ahead of the key's leaf (`base`), and those from the leaf's
+/// start to the key counted on the index, at most [`LIVE_CAP`] + 1. The
+/// key's rank is `base + live + 1` when `live` is within the cap.
+pub(crate) fn rank_at(
+    board: &str,
+    walk: Walk,
+    root: Command,
+    score: Command,
+    player: Command,
+) -> Command {
+    let key = rjson!([score.clone(), player.clone()]);
+    let board_owned = board.to_owned();
+    chunks_of(board, walk, root)
+        .filter(func!(|e| at_or_ahead(walk, e.nth(0), key.clone())))
+        .nth(-1)
+        .do_(func!(|chunk| {
+            let leaves = r
+                .table(RANKS)
+                .get(chunk.clone().nth(2))
+                .g("l")
+                .default(rjson!([]))
+                .filter(func!(|e| at_or_ahead(walk, e.nth(0), key.clone())));
+            let leaf = r.branch(
+                leaves.clone().is_empty(),
+                rjson!([chunk.clone().nth(0), 0]),
+                leaves.nth(-1),
+            );
+            leaf.do_(func!(|leaf| {
+                let start = leaf.clone().nth(0);
+                let live = span(
+                    &board_owned,
+                    walk,
+                    (start.clone().nth(0), start.clone().nth(1)),
+                    Some((score.clone(), player.clone())),
+                )
+                .limit(crate::reql::limit_arg(LIVE_CAP as usize + 1))
+                .count(());
+                rjson!({
+                    "base": chunk.clone().nth(1).add(leaf.nth(1)),
+                    "live": live,
+                })
+            }))
+        }))
+}
+
+/// `{base, from: [score, player], skip}`: where the player at `rank` is:
+/// `skip` players after the start `from` of its leaf, which has `base`
+/// players ahead of it.
+fn rank_place(board: &str, walk: Walk, root: Command, rank: u64) -> Command {
+    let ahead = rank.saturating_sub(1);
+    chunks_of(board, walk, root)
+        .filter(func!(|e| e.nth(1).le(ahead)))
+        .nth(-1)
+        .do_(func!(|chunk| {
+            let leaves = r
+                .table(RANKS)
+                .get(chunk.clone().nth(2))
+                .g("l")
+                .default(rjson!([]))
+                .filter(func!(|e| chunk.clone().nth(1).add(e.nth(1)).le(ahead)));
+            let leaf = r.branch(
+                leaves.clone().is_empty(),
+                rjson!([chunk.clone().nth(0), 0]),
+                leaves.nth(-1),
+            );
+            leaf.do_(func!(|leaf| {
+                let base = chunk.clone().nth(1).add(leaf.clone().nth(1));
+                rjson!({
+                    "from": leaf.nth(0),
+                    "skip": r.expr(ahead).sub(base),
+                })
+            }))
+        }))
+}
+
+/// A page of `limit` players starting at rank `rank`: `{skip, players}`,
+/// where `players` is empty when `skip` is over [`LIVE_CAP`] (the keeper is
+/// behind, nothing was walked).
+pub(crate) fn page_at_rank(
+    board: &str,
+    walk: Walk,
+    root: Command,
+    rank: u64,
+    limit: usize,
+) -> Command {
+    let board_owned = board.to_owned();
+    let limit = crate::reql::limit_arg(limit);
+    rank_place(board, walk, root, rank).do_(func!(|place| {
+        let from = place.clone().g("from");
+        let skip = place.g("skip");
+        let players = ordered(
+            walk,
+            span(
+                &board_owned,
+                walk,
+                (from.clone().nth(0), from.nth(1)),
+                None,
+            ),
+        )
+        .skip(skip.clone())
+        .limit(limit)
+        .without(IDEMPOTENCY_FIELD)
+        .coerce_to("array");
+        rjson!({
+            "skip": skip.clone(),
+            "players": r.branch(skip.gt(LIVE_CAP), rjson!([]), players),
+        })
+    }))
+}
+
+// ------------------------------------------------------------ the keeper
+
+/// A board's digest: its root and its chunks, `{root, chunks}`.
+pub fn read_digest(board: &str) -> Command {
+    r.table(RANKS).get(board.to_owned()).do_(func!(|root| {
+        rjson!({
+            "root": root.clone(),
+            "chunks": r.branch(
+                root.clone().eq(Value::Null),
+                rjson!([]),
+                root.g("c").map(func!(|c| r.table(RANKS).get(c.nth(2)))),
+            ),
+        })
+    }))
+}
+
+/// Writes digest documents (chunks before their root: a reader that finds a
+/// root finds its chunks). Soft durability: a digest lost in a crash is
+/// rebuilt by the next keeper.
+pub fn write_digest(docs: Vec<Value>) -> Command {
+    r.table(RANKS).insert(r.with_opt(
+        docs,
+        InsertOptions::new()
+            .conflict(unreql::cmd::options::Conflict::Replace)
+            .durability(unreql::cmd::options::Durability::Soft),
+    ))
+}
+
+/// Deletes digest documents by id.
+pub fn delete_digest_docs(ids: Vec<String>) -> Command {
+    r.table(RANKS).get_all(r.args(ids)).delete(())
+}
+
+/// Deletes every digest document of a board.
+pub fn delete_digest(board: &str) -> Command {
+    r.table(RANKS)
+        .get_all(r.with_opt(board.to_owned(), r.index(RANKS_BOARD_INDEX)))
+        .delete(())
+}
+
+/// The keys of at most `limit` players of `board` in `walk` order from
+/// `from` (inclusive) to `to` (exclusive, or the end): `[[score, player]]`.
+pub fn span_keys(
+    board: &str,
+    walk: Walk,
+    from: &RankKey,
+    to: Option<&RankKey>,
+    limit: usize,
+) -> Command {
+    ordered(
+        walk,
+        span(
+            board,
+            walk,
+            (r.expr(from.0), r.expr(from.1.clone())),
+            to.map(|k| (r.expr(k.0), r.expr(k.1.clone()))),
+        ),
+    )
+    .limit(crate::reql::limit_arg(limit))
+    .map(func!(|p| rjson!([p.clone().g("score"), p.g("player")])))
+    .coerce_to("array")
+}
+
+/// How many players each span `[from, to)` of `board` holds, in one query:
+/// an array of counts in the order of `spans`.
+pub fn span_counts(board: &str, walk: Walk, spans: &[(RankKey, RankKey)]) -> Command {
+    let data: Vec<Value> = spans
+        .iter()
+        .map(|(from, to)| serde_json::json!([from.0, from.1, to.0, to.1]))
+        .collect();
+    let board = board.to_owned();
+    r.expr(data)
+        .map(func!(|sp| span(
+            &board,
+            walk,
+            (sp.clone().nth(0), sp.clone().nth(1)),
+            Some((sp.clone().nth(2), sp.nth(3))),
+        )
+        .count(())))
+        .coerce_to("array")
+}
+
+// ------------------------------------------------------- the store's side
+
+/// A board's digest as stored: its root and chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDigest {
+    pub root: DigestRoot,
+    pub chunks: Vec<DigestChunk>,
+}
+
+impl crate::Store {
+    /// A board's stored digest, if it has one.
+    pub async fn read_digest(&self, board: &str) -> Result<Option<StoredDigest>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            root: Option<DigestRoot>,
+            #[serde(default)]
+            chunks: Vec<Option<DigestChunk>>,
+        }
+        let row: Row = decode(single(self.run(read_digest(board)).await?)?)?;
+        Ok(row.root.map(|root| StoredDigest {
+            root,
+            chunks: row.chunks.into_iter().flatten().collect(),
+        }))
+    }
+
+    /// Writes digest documents (an insert that replaces).
+    pub async fn write_digest(&self, docs: Vec<Value>) -> Result<(), StoreError> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        check_write(single(self.run(write_digest(docs)).await?)?)
+    }
+
+    /// Deletes digest documents by id.
+    pub async fn delete_digest_docs(&self, ids: Vec<String>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        check_write(single(self.run(delete_digest_docs(ids)).await?)?)
+    }
+
+    /// Deletes a board's whole digest.
+    pub async fn delete_digest(&self, board: &str) -> Result<(), StoreError> {
+        check_write(single(self.run(delete_digest(board)).await?)?)
+    }
+
+    /// The keys of at most `limit` players from `from` (inclusive) to `to`
+    /// (exclusive), in `walk` order.
+    pub async fn span_keys(
+        &self,
+        board: &str,
+        walk: Walk,
+        from: &RankKey,
+        to: &RankKey,
+        limit: usize,
+    ) -> Result<Vec<RankKey>, StoreError> {
+        let value = single(self.run(span_keys(board, walk, from, Some(to), limit)).await?)?;
+        decode(value)
+    }
+
+    /// How many players each span `[from, to)` holds.
+    pub async fn span_counts(
+        &self,
+        board: &str,
+        walk: Walk,
+        spans: &[(RankKey, RankKey)],
+    ) -> Result<Vec<u64>, StoreError> {
+        if spans.is_empty() {
+            return Ok(Vec::new());
+        }
+        decode(single(self.run(span_counts(board, walk, spans)).await?)?)
+    }
+}
+
+fn check_write(value: Value) -> Result<(), StoreError> {
+    let errors = value.get("errors").and_then(Value::as_u64).unwrap_or(0);
+    if errors > 0 {
+        let first = value
+            .get("first_error")
+            .and_then(Value::as_str)
+            .unwrap_or("write reported errors");
+        return Err(StoreError::Query(first.to_owned()));
+    }
+    Ok(())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, StoreError> {
+    serde_json::from_value(value).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn the_top_is_ahead_of_every_score_in_both_orders() {
+        for walk in [Walk::Up, Walk::Down] {
+            for s in [-domain::MAX_SCORE, 0, domain::MAX_SCORE] {
+                let k = RankKey(s, "a".into());
+                assert_eq!(RankKey::top(walk).cmp_in(&k, walk), Ordering::Less);
+            }
+        }
+    }
+
+    #[test]
+    fn rank_order_breaks_ties_by_id_the_board_s_way() {
+        let a = RankKey(5, "a".into());
+        let b = RankKey(5, "b".into());
+        assert_eq!(a.cmp_in(&b, Walk::Up), Ordering::Less);
+        assert_eq!(a.cmp_in(&b, Walk::Down), Ordering::Greater);
+        let low = RankKey(1, "z".into());
+        assert_eq!(low.cmp_in(&a, Walk::Down), Ordering::Greater);
+    }
+
+    #[test]
+    fn keys_are_stored_as_pairs() {
+        let k = RankKey(-3, "ann".into());
+        assert_eq!(serde_json::to_value(&k).unwrap(), serde_json::json!([-3, "ann"]));
+    }
+}
