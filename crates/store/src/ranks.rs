@@ -333,9 +333,9 @@ pub fn read_digest(board: &str) -> Command {
         rjson!({
             "root": root.clone(),
             "chunks": r.branch(
-                root.clone().eq(Value::Null),
-                rjson!([]),
+                root.clone(),
                 root.g("c").map(func!(|c| r.table(RANKS).get(c.nth(2)))),
+                rjson!([]),
             ),
         })
     }))
