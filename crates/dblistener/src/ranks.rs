@@ -276,7 +276,9 @@ impl BoardRanks {
                 leaf.count += delta;
             }
             leaf.touched = Some(at);
-            if unsure || leaf.count < 0 {
+            // A player deleted may be one of a board deleted and created
+            // again, whose feeds interleave: recount rather than trust.
+            if unsure || leaf.count < 0 || new.is_none() {
                 leaf.doubt = true;
             }
         }
@@ -328,15 +330,14 @@ impl BoardRanks {
     fn cut(&mut self, (c, l): Place, starts: Vec<RankKey>, counts: Vec<i64>) {
         let old = self.chunks[c].leaves[l].clone();
         let mut pieces = Vec::with_capacity(counts.len());
-        let mut first = true;
         for (start, count) in std::iter::once(old.start.clone())
             .chain(starts)
             .zip(counts)
         {
-            let mut leaf = Leaf::new(start, count, old.doubt && first);
+            // Counted at the read; confirmed by a recount once quiet.
+            let mut leaf = Leaf::new(start, count, true);
             leaf.touched = old.touched;
             pieces.push(leaf);
-            first = false;
         }
         if pieces.is_empty() {
             pieces.push(Leaf::new(old.start, 0, false));
@@ -494,6 +495,8 @@ pub struct RankKeeper {
     loading: HashSet<String>,
     recounts: Vec<Recount>,
     doomed: Vec<(Instant, Vec<String>)>,
+    /// Deleted boards whose digest is still to delete.
+    gone: Vec<String>,
     metrics: Metrics,
 }
 
@@ -518,6 +521,7 @@ impl RankKeeper {
                 loading: HashSet::new(),
                 recounts: Vec::new(),
                 doomed: Vec::new(),
+                gone: Vec::new(),
                 metrics,
             },
             tx,
@@ -573,12 +577,9 @@ impl RankKeeper {
                 self.boards.remove(&id);
                 self.loading.remove(&id);
                 self.to_load.retain(|(b, _)| b != &id);
-                let store = self.store.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = store.delete_digest(&id).await {
-                        log::debug!("digest of deleted board {id:?} not deleted: {e}");
-                    }
-                });
+                // Deleted in the keeper's own order: before a board created
+                // again under the id writes a digest of its own.
+                self.gone.push(id);
             }
             RankEvent::ShardOpened { shard, boards } => {
                 let shards = self.shards;
@@ -602,10 +603,23 @@ impl RankKeeper {
         }
     }
 
-    /// One pass: loads, cuts, recounts, rebalances and writes.
-    pub async fn step(&mut self) {
+    /// Applies every change that has arrived. Called before each read of
+    /// the index, so that a change that arrived before the read is never
+    /// applied on top of a count that already holds it.
+    fn drain(&mut self) {
         while let Ok(event) = self.rx.try_recv() {
             self.on_event(event);
+        }
+    }
+
+    /// One pass: loads, cuts, recounts, rebalances and writes.
+    pub async fn step(&mut self) {
+        self.drain();
+        for id in std::mem::take(&mut self.gone) {
+            if let Err(e) = self.store.delete_digest(&id).await {
+                log::debug!("digest of deleted board {id:?} not deleted: {e}");
+                self.gone.push(id);
+            }
         }
         // Boards of shards no longer held are someone else's.
         let (shards, leases) = (self.shards, self.leases.borrow().clone());
@@ -646,6 +660,12 @@ impl RankKeeper {
             }
             match self.load(&board, fresh).await {
                 Ok(Some(ranks)) => {
+                    log::debug!(
+                        "rank digest of {board:?} loaded: {} leaves, {} players, {} in doubt",
+                        ranks.leaf_count(),
+                        ranks.total(),
+                        ranks.doubtful()
+                    );
                     self.boards.insert(board, ranks);
                 }
                 Ok(None) => {}
@@ -702,13 +722,23 @@ impl RankKeeper {
                     continue;
                 }
                 let count = count as i64;
-                if leaf.count != count {
+                if leaf.count == count {
+                    // Confirmed: the count agrees with the index.
+                    leaf.doubt = false;
+                } else {
+                    // Corrected, and still in doubt until a later count
+                    // agrees: a change delivered late by the feed would
+                    // otherwise stay counted twice.
+                    log::debug!(
+                        "rank digest of {:?}: a leaf held {count}, not {}",
+                        recount.board,
+                        leaf.count
+                    );
                     self.metrics.rank_corrections.inc();
                     leaf.count = count;
                     ranks.chunks[c].dirty = true;
                     ranks.dirty = true;
                 }
-                ranks.chunks[c].leaves[l].doubt = false;
             }
         }
     }
@@ -727,6 +757,16 @@ impl RankKeeper {
         ranks.rebalance();
         let spans = ranks.to_recount(now, COUNTS_PER_QUERY);
         if !spans.is_empty() {
+            // Events that arrive from here on are judged by their arrival
+            // against the count's time; those before are applied first.
+            self.drain();
+            let Some(ranks) = self.boards.get_mut(board) else {
+                return Ok(());
+            };
+            let spans = ranks.to_recount(Instant::now(), COUNTS_PER_QUERY);
+            if spans.is_empty() {
+                return self.write(board).await;
+            }
             let (walk, generation) = (ranks.walk, ranks.generation);
             for (c, l) in spans.iter().map(|(p, _)| *p) {
                 ranks.chunks[c].leaves[l].counting = true;
@@ -766,7 +806,13 @@ impl RankKeeper {
     /// Reads the keys of an oversized leaf and cuts it into leaves of
     /// [`LEAF_TARGET`].
     async fn cut(&mut self, board: &str, place: Place) -> Result<(), StoreError> {
+        // Every change that arrived before the read is applied before it,
+        // so the pieces' counts replace them rather than add to them.
+        self.drain();
         let Some(ranks) = self.boards.get(board) else {
+            return Ok(());
+        };
+        let Some(place) = ranks.oversized().filter(|p| *p == place).or(ranks.oversized()) else {
             return Ok(());
         };
         let (walk, generation) = (ranks.walk, ranks.generation);
@@ -836,6 +882,7 @@ impl RankKeeper {
             return Ok(());
         }
         let (chunks, root) = ranks.documents(board);
+        let root_n = root["n"].clone();
         let doomed: Vec<String> = ranks
             .doomed
             .drain(..)
@@ -857,6 +904,7 @@ impl RankKeeper {
             return Err(e);
         }
         self.metrics.rank_writes.inc();
+        log::debug!("rank digest of {board:?} written: {}", root_n);
         if !doomed.is_empty() {
             self.doomed.push((now + CHUNK_GRACE, doomed));
         }
@@ -896,6 +944,10 @@ mod tests {
         counts.push(n - per * starts.len() as i64);
         ranks.cut((0, 0), starts, counts);
         ranks.rebalance();
+        // As if every piece's count had been confirmed.
+        for leaf in ranks.chunks.iter_mut().flat_map(|c| c.leaves.iter_mut()) {
+            leaf.doubt = false;
+        }
         (ranks, keys)
     }
 

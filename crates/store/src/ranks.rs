@@ -463,8 +463,9 @@ impl crate::Store {
         to: &RankKey,
         limit: usize,
     ) -> Result<Vec<RankKey>, StoreError> {
-        let value = single(self.run(span_keys(board, walk, from, Some(to), limit)).await?)?;
-        decode(value)
+        // An array answer arrives as its items.
+        let values = self.run(span_keys(board, walk, from, Some(to), limit)).await?;
+        values.into_iter().map(decode).collect()
     }
 
     /// How many players each span `[from, to)` holds.
@@ -477,7 +478,8 @@ impl crate::Store {
         if spans.is_empty() {
             return Ok(Vec::new());
         }
-        decode(single(self.run(span_counts(board, walk, spans)).await?)?)
+        let values = self.run(span_counts(board, walk, spans)).await?;
+        values.into_iter().map(decode).collect()
     }
 }
 
