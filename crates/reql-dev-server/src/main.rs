@@ -264,6 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_options_go_together_and_name_a_bad_file() {
+        assert!(config(&["--driver-tls-key", "k.pem"]).is_err());
+        assert!(config(&["--driver-tls-cert", "c.pem"]).is_err());
+        assert!(config(&["--driver-tls-ca", "ca.pem"]).is_err());
+        let err = config(&[
+            "--driver-tls-key",
+            "/nonexistent/k.pem",
+            "--driver-tls-cert",
+            "/nonexistent/c.pem",
+        ])
+        .expect_err("no such files");
+        assert!(err.contains("/nonexistent/c.pem"), "{err}");
+        assert!(config(&[]).unwrap().tls.is_none());
+    }
+
+    #[test]
     fn bad_values_are_refused() {
         assert!(config(&["--bind", "localhost"]).is_err());
         assert!(config(&["--driver-port", "70000"]).is_err());
