@@ -29,10 +29,12 @@ mod protocol;
 mod server;
 mod storage;
 mod term;
+mod tls;
 mod wire;
 
 pub use error::ServerError;
 pub use server::{Config, Server};
+pub use tls::server_config as tls_config;
 
 /// The line printed to stdout once the port is bound; scripts read the port from it.
 pub fn listening_line(port: u16) -> String {

@@ -37,6 +37,16 @@ struct Args {
     /// RethinkDB 2.4.4; 0 turns that hazard off [default: 10]
     #[arg(long, value_name = "MS")]
     table_create_window_ms: Option<u64>,
+    /// Serve the driver port over TLS with this private key (PEM); needs
+    /// --driver-tls-cert
+    #[arg(long, value_name = "FILE", requires = "driver_tls_cert")]
+    driver_tls_key: Option<PathBuf>,
+    /// The certificate (chain) of the driver port, PEM; needs --driver-tls-key
+    #[arg(long, value_name = "FILE", requires = "driver_tls_key")]
+    driver_tls_cert: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM); needs the two above
+    #[arg(long, value_name = "FILE", requires = "driver_tls_cert")]
+    driver_tls_ca: Option<PathBuf>,
     /// Print a shell completion script and exit
     #[arg(long, value_name = "SHELL", exclusive = true)]
     completions: Option<clap_complete::Shell>,
@@ -107,7 +117,16 @@ impl Args {
                 .checked_add(self.port_offset)
                 .ok_or("--port-offset: port out of range")?;
         }
+        let tls = match (&self.driver_tls_cert, &self.driver_tls_key) {
+            (Some(cert), Some(key)) => Some(reql_dev_server::tls_config(
+                cert,
+                key,
+                self.driver_tls_ca.as_deref(),
+            )?),
+            _ => None,
+        };
         Ok(Config {
+            tls,
             bind: self.bind.unwrap_or(defaults.bind),
             port,
             directory: self.directory,
@@ -242,6 +261,22 @@ mod tests {
             args.ignored.given(),
             vec!["--no-http-admin", "--cache-size", "--join"]
         );
+    }
+
+    #[test]
+    fn tls_options_go_together_and_name_a_bad_file() {
+        assert!(config(&["--driver-tls-key", "k.pem"]).is_err());
+        assert!(config(&["--driver-tls-cert", "c.pem"]).is_err());
+        assert!(config(&["--driver-tls-ca", "ca.pem"]).is_err());
+        let err = config(&[
+            "--driver-tls-key",
+            "/nonexistent/k.pem",
+            "--driver-tls-cert",
+            "/nonexistent/c.pem",
+        ])
+        .expect_err("no such files");
+        assert!(err.contains("/nonexistent/c.pem"), "{err}");
+        assert!(config(&[]).unwrap().tls.is_none());
     }
 
     #[test]

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::datum::{write_json_string, Datum};
@@ -147,9 +145,12 @@ enum Job {
     Wait(u64),
 }
 
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>, auth: Arc<Auth>) {
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+/// Serves one client on `stream`, plain TCP or TLS.
+pub async fn serve<S>(stream: S, shared: Arc<Shared>, auth: Arc<Auth>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     match wire::handshake(&mut rd, &mut wr, &auth).await {
         Ok(Handshake::Ready) => {}
@@ -198,7 +199,7 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>, auth: Arc<Auth>) {
     let _ = writer.await;
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
     while let Some(mut buf) = rx.recv().await {
         while buf.len() < (1 << 20) {
             match rx.try_recv() {
@@ -206,7 +207,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
                 Err(_) => break,
             }
         }
-        if wr.write_all(&buf).await.is_err() {
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
             break;
         }
     }

@@ -40,6 +40,8 @@ pub struct Config {
     /// creation of the same name. Within it both succeed and the database holds
     /// two tables of that name, as on RethinkDB 2.4.4; zero turns the hazard off.
     pub table_create_window: std::time::Duration,
+    /// TLS on the driver port (see [`crate::tls_config`]); plain TCP without.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             server_name: "reql_dev_server".into(),
             compact_log_bytes: crate::storage::wal::DEFAULT_COMPACT_BYTES,
             table_create_window: DEFAULT_TABLE_CREATE_WINDOW,
+            tls: None,
         }
     }
 }
@@ -69,6 +72,7 @@ impl std::fmt::Debug for Config {
             .field("server_name", &self.server_name)
             .field("compact_log_bytes", &self.compact_log_bytes)
             .field("table_create_window", &self.table_create_window)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -78,6 +82,7 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     auth: Arc<Auth>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 fn server_id(dir: Option<&std::path::Path>) -> Uuid {
@@ -126,6 +131,7 @@ impl Server {
                 table_create_window: config.table_create_window,
             }),
             auth: Arc::new(Auth::new(&password)),
+            tls: config.tls.map(tokio_rustls::TlsAcceptor::from),
         })
     }
 
@@ -149,7 +155,24 @@ impl Server {
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         log::debug!("connection from {peer}");
-                        connections.spawn(crate::protocol::serve(stream, self.shared.clone(), self.auth.clone()));
+                        let _ = stream.set_nodelay(true);
+                        let (shared, auth) = (self.shared.clone(), self.auth.clone());
+                        match &self.tls {
+                            None => {
+                                connections.spawn(crate::protocol::serve(stream, shared, auth));
+                            }
+                            Some(acceptor) => {
+                                let accept = acceptor.accept(stream);
+                                connections.spawn(async move {
+                                    match accept.await {
+                                        Ok(stream) => crate::protocol::serve(stream, shared, auth).await,
+                                        // As RethinkDB, the server logs a refused
+                                        // client and goes on.
+                                        Err(e) => log::info!("TLS handshake with {peer} failed: {e}"),
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(e) => {
                         // Usually a transient lack of file descriptors; keep serving.

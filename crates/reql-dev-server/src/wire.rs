@@ -4,9 +4,11 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
+use reql_client::scram::{
+    attribute as attr, attributes as parse_attrs, client_key, hmac, nonce, salted_password,
+    server_key, sha256,
+};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const V0_3: u32 = 0x5f75_e83e;
@@ -23,19 +25,6 @@ const MAX_MESSAGE: u64 = 16 * 1024;
 
 /// PBKDF2 iterations for a password set at start-up (RethinkDB's default).
 const PASSWORD_ITERATIONS: u32 = 4096;
-
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    match <HmacSha256 as Mac>::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(msg);
-            m.finalize().into_bytes().into()
-        }
-        // HMAC takes keys of any length; this arm is never taken.
-        Err(_) => [0u8; 32],
-    }
-}
 
 /// The `admin` user's SCRAM credentials.
 pub struct Auth {
@@ -56,11 +45,9 @@ impl Auth {
         } else {
             PASSWORD_ITERATIONS
         };
-        let mut salted = [0u8; 32];
-        pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iterations, &mut salted);
-        let client_key = hmac(&salted, b"Client Key");
-        let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-        let server_key = hmac(&salted, b"Server Key");
+        let salted = salted_password(password, &salt, iterations);
+        let stored_key = sha256(&client_key(&salted));
+        let server_key = server_key(&salted);
         Auth {
             salt,
             iterations,
@@ -94,27 +81,6 @@ fn error_json(msg: &str, code: u32) -> Vec<u8> {
     let mut s = serde_json::json!({"error": msg, "error_code": code, "success": false}).to_string();
     s.push('\0');
     s.into_bytes()
-}
-
-fn nonce() -> String {
-    let mut b = [0u8; 18];
-    rand::thread_rng().fill_bytes(&mut b);
-    B64.encode(b)
-}
-
-fn parse_attrs(s: &str) -> Vec<(char, String)> {
-    s.split(',')
-        .filter_map(|p| {
-            let mut chars = p.chars();
-            let k = chars.next()?;
-            let rest = chars.as_str().strip_prefix('=')?;
-            Some((k, rest.to_string()))
-        })
-        .collect()
-}
-
-fn attr(attrs: &[(char, String)], k: char) -> Option<&str> {
-    attrs.iter().find(|(a, _)| *a == k).map(|(_, v)| v.as_str())
 }
 
 pub async fn handshake<R, W>(r: &mut R, w: &mut W, auth: &Auth) -> std::io::Result<Handshake>
@@ -268,8 +234,7 @@ where
                 .zip(client_signature.iter())
                 .map(|(a, b)| a ^ b)
                 .collect();
-            let stored: [u8; 32] = Sha256::digest(&client_key).into();
-            stored == auth.stored_key
+            sha256(&client_key) == auth.stored_key
         }
         _ => false,
     };

@@ -4,7 +4,10 @@ use percent_encoding::percent_decode_str;
 use url::Url;
 
 /// Where the database is:
-/// `rethinkdb://[user[:password]@]host[:port][,host[:port]...]/dbname`.
+/// `rethinkdb://[user[:password]@]host[:port][,host[:port]...]/dbname`, or
+/// `rethinkdbs://...` for TLS, optionally with `?ca=FILE` (trust this CA
+/// instead of the system's roots) and `cert=FILE&key=FILE` (a client
+/// certificate, for a server started with `--driver-tls-ca`).
 ///
 /// The port defaults to 28015 and the user to `admin` (with an empty
 /// password), as in RethinkDB itself. Several comma-separated hosts name the
@@ -22,6 +25,9 @@ pub struct DatabaseUrl {
     pub user: String,
     password: String,
     pub db: String,
+    /// TLS, for `rethinkdbs://`: the files named, read when the URL was
+    /// parsed so that a wrong path or file is refused at start.
+    pub tls: Option<reql_client::TlsSettings>,
 }
 
 /// One server of the cluster: a host name or address and a driver port.
@@ -47,8 +53,10 @@ pub enum DatabaseUrlError {
     Syntax(String),
     #[error("scheme must be rethinkdb://, not {0}://")]
     Scheme(String),
-    #[error("TLS (rethinkdbs://) is not supported by the driver; reach the database over a private network or a tunnel")]
-    Tls,
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("unknown parameter {0:?}; rethinkdbs:// takes ca=, cert= and key=")]
+    Parameter(String),
     #[error("a host is required")]
     Host,
     #[error("host {0} is listed twice")]
@@ -59,7 +67,7 @@ pub enum DatabaseUrlError {
     DbName(String),
     #[error("user name or password is not valid UTF-8 after percent-decoding")]
     Encoding,
-    #[error("query parameters are not supported")]
+    #[error("query parameters (ca=, cert=, key=) are for TLS: use rethinkdbs://")]
     Query,
 }
 
@@ -105,16 +113,30 @@ impl DatabaseUrl {
         Ok(url)
     }
 
+    /// The TLS settings of a `rethinkdbs://` URL's query, files read.
+    fn tls(url: &Url) -> Result<reql_client::TlsSettings, DatabaseUrlError> {
+        let (mut ca, mut cert, mut key) = (None, None, None);
+        for (name, value) in url.query_pairs() {
+            let slot = match name.as_ref() {
+                "ca" => &mut ca,
+                "cert" => &mut cert,
+                "key" => &mut key,
+                other => return Err(DatabaseUrlError::Parameter(other.to_owned())),
+            };
+            *slot = Some(std::path::PathBuf::from(value.as_ref()));
+        }
+        reql_client::TlsSettings::load(ca.as_deref(), cert.as_deref(), key.as_deref())
+            .map_err(DatabaseUrlError::Tls)
+    }
+
     fn parse_one(raw: &str) -> Result<Self, DatabaseUrlError> {
         let url = Url::parse(raw.trim()).map_err(|e| DatabaseUrlError::Syntax(e.to_string()))?;
-        match url.scheme() {
-            "rethinkdb" => {}
-            "rethinkdbs" | "rethinkdb+ssl" => return Err(DatabaseUrlError::Tls),
+        let tls = match url.scheme() {
+            "rethinkdb" if url.query().is_some() => return Err(DatabaseUrlError::Query),
+            "rethinkdb" => None,
+            "rethinkdbs" => Some(Self::tls(&url)?),
             other => return Err(DatabaseUrlError::Scheme(other.to_owned())),
-        }
-        if url.query().is_some() {
-            return Err(DatabaseUrlError::Query);
-        }
+        };
         let host = match url.host() {
             Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
@@ -151,6 +173,7 @@ impl DatabaseUrl {
             user,
             password,
             db: db.to_owned(),
+            tls,
         })
     }
 
@@ -178,12 +201,32 @@ impl std::str::FromStr for DatabaseUrl {
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let password = if self.password.is_empty() { "" } else { ":***" };
-        write!(f, "rethinkdb://{}{}@", self.user, password)?;
+        let scheme = if self.tls.is_some() {
+            "rethinkdbs"
+        } else {
+            "rethinkdb"
+        };
+        write!(f, "{scheme}://{}{}@", self.user, password)?;
         for (i, endpoint) in self.hosts.iter().enumerate() {
             let comma = if i == 0 { "" } else { "," };
             write!(f, "{comma}{endpoint}")?;
         }
-        write!(f, "/{}", self.db)
+        write!(f, "/{}", self.db)?;
+        if let Some(tls) = &self.tls {
+            let mut params = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(ca) = &tls.ca {
+                params.append_pair("ca", &ca.path.to_string_lossy());
+            }
+            if let Some((cert, key)) = &tls.client {
+                params.append_pair("cert", &cert.path.to_string_lossy());
+                params.append_pair("key", &key.path.to_string_lossy());
+            }
+            let params = params.finish();
+            if !params.is_empty() {
+                write!(f, "?{params}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -240,7 +283,18 @@ mod tests {
         use DatabaseUrlError::*;
         let cases: &[(&str, DatabaseUrlError)] = &[
             ("postgres://h/x", Scheme("postgres".into())),
-            ("rethinkdbs://h/x", Tls),
+            (
+                "rethinkdbs://h/x?ca=/nonexistent/ca.pem",
+                Tls(
+                    "cannot read /nonexistent/ca.pem: No such file or directory (os error 2)"
+                        .into(),
+                ),
+            ),
+            ("rethinkdbs://h/x?ssl=1", Parameter("ssl".into())),
+            (
+                "rethinkdbs://h/x?cert=/c.pem",
+                Tls("cert= needs key= (the client certificate's key)".into()),
+            ),
             ("rethinkdb://h", MissingDb),
             ("rethinkdb://h/", MissingDb),
             ("rethinkdb://h/a-b", DbName("a-b".into())),
@@ -307,7 +361,10 @@ mod tests {
             ("rethinkdb://h1,h2", MissingDb),
             ("rethinkdb://h1,h2/a-b", DbName("a-b".into())),
             ("rethinkdb://h1,h2/x?ssl=1", Query),
-            ("rethinkdbs://h1,h2/x", Tls),
+            (
+                "rethinkdbs://h1,h2/x?key=/k.pem",
+                Tls("key= needs cert= (the client certificate)".into()),
+            ),
             ("http://h1,h2/x", Scheme("http".into())),
             (
                 "rethinkdb://h1,h1:28015/x",

@@ -35,30 +35,19 @@ impl StoreError {
     }
 }
 
-/// Whether a driver error means the connection itself can't be trusted any
-/// more (so it must be discarded), as opposed to a query-level error on a
-/// healthy connection.
-pub(crate) fn is_connection_error(err: &unreql::Error) -> bool {
-    match err {
-        unreql::Error::Driver(d) => !matches!(d, unreql::Driver::NotFound),
-        _ => false,
-    }
-}
-
-impl From<unreql::Error> for StoreError {
-    fn from(err: unreql::Error) -> Self {
-        use unreql::{Availability, Error, Runtime};
-        match &err {
-            Error::Driver(_) if is_connection_error(&err) => {
-                StoreError::Unavailable(err.to_string())
-            }
-            // OP_FAILED is what RethinkDB answers while a table has no
-            // available primary replica, e.g. while it starts.
-            Error::Runtime(Runtime::Availability(Availability::OpFailed(_)))
-            | Error::Runtime(Runtime::Availability(Availability::OpIndeterminate(_))) => {
-                StoreError::Unavailable(err.to_string())
-            }
-            _ => StoreError::Query(err.to_string()),
+impl From<reql_client::Error> for StoreError {
+    fn from(err: reql_client::Error) -> Self {
+        // A broken connection, a refused query frame (CLIENT_ERROR), and
+        // OP_FAILED/OP_INDETERMINATE (what RethinkDB answers while a table
+        // has no available primary replica, e.g. while it starts) are all
+        // "try again later".
+        if err.is_connection_error()
+            || err.is_availability_error()
+            || matches!(err, reql_client::Error::Client(_))
+        {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Query(err.to_string())
         }
     }
 }

@@ -3,13 +3,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use unreql::Command;
 
-use crate::error::is_connection_error;
 use crate::ranks::RankKey;
 use crate::{Store, StoreError, BOARDS, PLAYERS};
 
@@ -81,8 +80,8 @@ fn reports(change: &Value, table: &str, field: &str) -> Vec<BoardChange> {
     out
 }
 
-/// The merged players and boards changefeeds, each on a connection of its
-/// own. The stream yields an error and then ends when either feed breaks;
+/// The merged players and boards changefeeds, on the store's pooled
+/// connections. The stream yields an error and then ends when either feed breaks;
 /// open a new one to resume. Dropping it closes both feeds.
 pub struct BoardChanges {
     rx: mpsc::Receiver<Result<BoardChange, StoreError>>,
@@ -91,8 +90,8 @@ pub struct BoardChanges {
 
 impl Drop for BoardChanges {
     fn drop(&mut self) {
-        // The feed tasks own their connections; aborting them closes the
-        // sockets, which ends the feeds on the server.
+        // Aborting the feed tasks drops their cursors, which stops the feeds
+        // on the server (STOP); the connections stay in the pool.
         for task in &self.tasks {
             task.abort();
         }
@@ -159,42 +158,34 @@ impl Store {
             let tx = tx.clone();
             let ready_tx = ready_tx.clone();
             tasks.push(tokio::spawn(async move {
-                // Each (re)opening picks a host that answers, passing over
-                // one that broke a feed lately.
-                let (host, session) = match pool.connect().await {
-                    Ok(connected) => connected,
+                // Each (re)opening runs on a pooled connection, shared with
+                // the other queries; a broken one is replaced through a host
+                // that answers.
+                let (host, mut feed) = match pool.cursor(&query).await {
+                    Ok(opened) => opened,
                     Err(e) => {
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
                 };
-                let conn = match session.connection() {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        let _ = tx.send(Err(StoreError::from(e))).await;
-                        return;
-                    }
-                };
-                let mut feed = query.run::<_, Value>(conn);
-                while let Some(item) = feed.next().await {
-                    match item {
-                        Ok(change) => {
-                            if change.get("state").and_then(Value::as_str) == Some("ready") {
-                                let _ = ready_tx.send(()).await;
-                                continue;
-                            }
-                            for report in reports(&change, table, field) {
-                                if tx.send(Ok(report)).await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
+                loop {
+                    let batch = match feed.next_batch().await {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
                         Err(e) => {
-                            if is_connection_error(&e) {
-                                pool.host_failed(host);
-                            }
-                            let _ = tx.send(Err(StoreError::from(e))).await;
+                            let _ = tx.send(Err(pool.failed(host, e))).await;
                             return;
+                        }
+                    };
+                    for change in batch {
+                        if change.get("state").and_then(Value::as_str) == Some("ready") {
+                            let _ = ready_tx.send(()).await;
+                            continue;
+                        }
+                        for report in reports(&change, table, field) {
+                            if tx.send(Ok(report)).await.is_err() {
+                                return;
+                            }
                         }
                     }
                 }

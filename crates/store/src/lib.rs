@@ -1,20 +1,20 @@
 //! RethinkDB access for the leaderboard.
 //!
-//! - [`DatabaseUrl`] parses `rethinkdb://[user[:password]@]host[:port]/dbname`.
-//! - [`Store`] owns a small pool of driver connections and runs every query
-//!   the origin and the worker need, each one index-backed.
+//! - [`DatabaseUrl`] parses `rethinkdb://[user[:password]@]host[:port]/dbname`
+//!   and its TLS form `rethinkdbs://...?ca=FILE&cert=FILE&key=FILE`.
+//! - [`Store`] owns a few connections (`reql-client`) that each carry many
+//!   queries at once, and runs every query the origin and the worker need,
+//!   each one index-backed.
 //! - [`ensure_schema`](Store::ensure_schema) creates the database, tables and
 //!   indexes, idempotently and safely when several processes start at once.
 //! - [`Store::board_changes`] opens the players and boards changefeeds on
-//!   connections of their own and yields the ids of the boards each change
+//!   the same connections and yields the ids of the boards each change
 //!   touches.
 //!
-//! The driver (`unreql`) multiplexes nothing: one connection carries one query
-//! at a time, and a query future dropped half-way leaves the connection's
-//! framing undefined. So the pool lends a connection to exactly one query, runs
-//! that query to completion in a task of its own (an HTTP client hanging up
-//! cannot cancel it), and throws the connection away after any connection-level
-//! error or time-out instead of reusing it.
+//! Query terms are built with `unreql`'s builder and sent, as JSON, through
+//! `reql-client`. Each query runs to completion in a task of its own (an HTTP
+//! client hanging up cannot cancel it); one that times out is stopped on the
+//! server, and its connection goes on serving the others.
 
 mod config;
 mod error;

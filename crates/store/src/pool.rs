@@ -1,22 +1,20 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
+use reql_client::{ConnectOptions, Connection, Cursor};
 use serde_json::Value;
 use service::Backoff;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use unreql::cmd::connect::Options;
-use unreql::{r, Command, Session};
+use unreql::Command;
 
-use crate::error::is_connection_error;
 use crate::schema::SchemaOptions;
 use crate::{DatabaseUrl, Endpoint, StoreError};
 
 /// Sizes and time limits of the connection pool.
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
-    /// Connections open at most at once; also how many queries run at once.
+    /// Connections to the database (`DB_POOL_SIZE`); each carries any
+    /// number of queries at once.
     pub max_connections: usize,
     /// Time allowed to open one connection, handshake included.
     pub connect_timeout: Duration,
@@ -108,33 +106,58 @@ impl Hosts {
     }
 }
 
-/// A pool that lends each connection to one query at a time.
+/// A few connections, each carrying any number of queries at once.
 ///
-/// Idle connections are tagged with the pool's generation. A connection-level
-/// failure bumps the generation, so every idle connection opened before it is
-/// dropped rather than tried: when the database restarts, the first failure
-/// clears the lot instead of each stale connection failing one request. A
-/// query that times out discards only its own connection.
+/// A query goes to the next connection in turn. A connection that broke
+/// (the database restarted, the network dropped it) is replaced by the first
+/// query that finds it broken, through [`Hosts`]; the queries that arrive
+/// meanwhile wait for that one attempt and share its outcome, so a dead
+/// database costs one connection attempt per slot, not one per query. A
+/// query that times out is stopped on the server (STOP) and its connection
+/// goes on serving the others.
 pub(crate) struct Pool {
     url: DatabaseUrl,
     options: PoolOptions,
     hosts: Hosts,
-    permits: Arc<Semaphore>,
-    /// Idle connections: generation, host index, session.
-    idle: Mutex<Vec<(u64, usize, Session)>>,
-    generation: AtomicU64,
+    /// The rustls configuration for `rethinkdbs://`, built once.
+    tls: Result<Option<Arc<rustls::ClientConfig>>, String>,
+    /// `{"db": r.db(name)}`, sent with every query.
+    global_optargs: Value,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    open: RwLock<Option<(usize, Connection)>>,
+    /// Held while one query opens this slot's connection.
+    opening: tokio::sync::Mutex<()>,
+    /// Connection attempts made, and how the last one failed.
+    attempts: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+impl Slot {
+    fn usable(&self) -> Option<(usize, Connection)> {
+        let open = self.open.read().unwrap_or_else(|p| p.into_inner());
+        open.as_ref().filter(|(_, c)| !c.is_broken()).cloned()
+    }
 }
 
 impl Pool {
     pub(crate) fn new(url: DatabaseUrl, options: PoolOptions) -> Self {
-        let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+        let tls = url.tls.as_ref().map(|t| t.client_config()).transpose();
+        let slots = (0..options.max_connections.max(1))
+            .map(|_| Slot::default())
+            .collect();
         Self {
             hosts: Hosts::new(url.hosts.clone()),
+            global_optargs: serde_json::json!({ "db": unreql::r.db(url.db.clone()) }),
+            tls,
             url,
             options,
-            permits,
-            idle: Mutex::new(Vec::new()),
-            generation: AtomicU64::new(0),
+            slots,
+            next: AtomicUsize::new(0),
         }
     }
 
@@ -146,24 +169,33 @@ impl Pool {
         &self.options
     }
 
-    /// Opens a fresh connection outside the pool, e.g. for a changefeed, to
-    /// the first host that answers; returns that host's index for
-    /// [`Pool::host_failed`].
-    pub(crate) async fn connect(&self) -> Result<(usize, Session), StoreError> {
+    /// Opens a fresh connection to the first host that answers; returns
+    /// that host's index for [`Pool::host_failed`].
+    pub(crate) async fn connect(&self) -> Result<(usize, Connection), StoreError> {
+        let tls = self.tls.clone().map_err(StoreError::Unavailable)?;
         let mut errors = Vec::new();
         for host in self.hosts.order(Instant::now()) {
             let endpoint = &self.hosts.endpoints[host];
-            match connect(&self.url, endpoint, self.options.connect_timeout).await {
-                Ok(session) => {
+            let options = ConnectOptions {
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                user: self.url.user.clone(),
+                password: self.url.password().to_owned(),
+                tls: tls.clone(),
+                connect_timeout: self.options.connect_timeout,
+            };
+            match Connection::connect(&options).await {
+                Ok(conn) => {
                     self.hosts.answered(host);
-                    return Ok((host, session));
+                    return Ok((host, conn));
                 }
                 Err(err) => {
+                    let err = format!("database host {endpoint}: {err}");
                     if self.hosts.endpoints.len() > 1 {
-                        log::warn!("database host {endpoint}: {err}; trying another");
+                        log::warn!("{err}; trying another");
                     }
                     self.hosts.failed(host, Instant::now());
-                    errors.push(err.to_string());
+                    errors.push(err);
                 }
             }
         }
@@ -176,124 +208,85 @@ impl Pool {
         self.hosts.failed(host, Instant::now());
     }
 
-    /// Runs `query` on a pooled connection and collects every result.
+    /// A working connection of the next slot in turn, opened if need be.
+    async fn connection(&self) -> Result<(usize, Connection), StoreError> {
+        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+        if let Some(open) = slot.usable() {
+            return Ok(open);
+        }
+        let attempts = slot.attempts.load(Ordering::Acquire);
+        let _opening = slot.opening.lock().await;
+        if let Some(open) = slot.usable() {
+            return Ok(open);
+        }
+        if slot.attempts.load(Ordering::Acquire) != attempts {
+            // An attempt made while this query waited failed: its answer
+            // is this query's too.
+            let error = slot.last_error.lock().unwrap_or_else(|p| p.into_inner());
+            return Err(StoreError::Unavailable(error.clone()));
+        }
+        let broken = slot.open.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((host, _)) = broken {
+            self.host_failed(host);
+        }
+        let outcome = self.connect().await;
+        match &outcome {
+            Ok(open) => {
+                *slot.open.write().unwrap_or_else(|p| p.into_inner()) = Some(open.clone());
+            }
+            Err(err) => {
+                *slot.last_error.lock().unwrap_or_else(|p| p.into_inner()) = err.to_string();
+            }
+        }
+        slot.attempts.fetch_add(1, Ordering::AcqRel);
+        outcome
+    }
+
+    /// Starts `query` on a pooled connection and returns its cursor, e.g.
+    /// for a changefeed, with the host it went to.
+    pub(crate) async fn cursor(&self, query: &Command) -> Result<(usize, Cursor), StoreError> {
+        let (host, conn) = self.connection().await?;
+        let cursor = conn
+            .query(query, &self.global_optargs)
+            .map_err(|e| self.failed(host, e))?;
+        Ok((host, cursor))
+    }
+
+    /// Turns a client error into the store's, noting a broken connection's
+    /// host.
+    pub(crate) fn failed(&self, host: usize, err: reql_client::Error) -> StoreError {
+        if err.is_connection_error() {
+            self.host_failed(host);
+        }
+        err.into()
+    }
+
+    /// Runs `query` and collects every result, within the query time limit.
     ///
     /// The query runs in a task of its own so that it always completes (or
-    /// times out and discards its connection) even if the caller's future is
-    /// dropped, e.g. because an HTTP client went away.
+    /// times out and is stopped) even if the caller's future is dropped,
+    /// e.g. because an HTTP client went away.
     pub(crate) async fn run(self: &Arc<Self>, query: Command) -> Result<Vec<Value>, StoreError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("pool closed".into()))?;
         let pool = Arc::clone(self);
-        let task = tokio::spawn(async move { pool.run_with(permit, query).await });
+        let task = tokio::spawn(async move { pool.run_here(query).await });
         task.await
             .map_err(|e| StoreError::Query(format!("query task failed: {e}")))?
     }
 
-    async fn run_with(
-        &self,
-        _permit: OwnedSemaphorePermit,
-        query: Command,
-    ) -> Result<Vec<Value>, StoreError> {
-        let (generation, host, session) = self.checkout().await?;
-        let outcome = tokio::time::timeout(
-            self.options.query_timeout,
-            query.run::<_, Value>(&session).try_collect::<Vec<Value>>(),
-        )
+    async fn run_here(&self, query: Command) -> Result<Vec<Value>, StoreError> {
+        let limit = self.options.query_timeout;
+        let outcome = tokio::time::timeout(limit, async {
+            let (host, cursor) = self.cursor(&query).await?;
+            cursor.all().await.map_err(|e| self.failed(host, e))
+        })
         .await;
-        match outcome {
-            Ok(Ok(values)) => {
-                self.checkin(generation, host, session);
-                Ok(values)
-            }
-            Ok(Err(err)) => {
-                if is_connection_error(&err) {
-                    // A reset or closed connection is what a database restart
-                    // looks like, and then every idle connection is as dead as
-                    // this one: dropping them now saves each its own failed
-                    // request.
-                    self.invalidate(generation);
-                    self.host_failed(host);
-                } else {
-                    self.checkin(generation, host, session);
-                }
-                Err(err.into())
-            }
-            Err(_) => {
-                // The query may still be running on the server, so this
-                // connection still owes it an answer and cannot be lent again;
-                // it is dropped. A slow query says nothing about the other
-                // connections, which stay in the pool.
-                drop(session);
-                Err(StoreError::Unavailable(format!(
-                    "query timed out after {:?}",
-                    self.options.query_timeout
-                )))
-            }
-        }
-    }
-
-    async fn checkout(&self) -> Result<(u64, usize, Session), StoreError> {
-        let current = self.generation.load(Ordering::Acquire);
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            while let Some((generation, host, session)) = idle.pop() {
-                if generation == current && !session.is_broken() {
-                    return Ok((generation, host, session));
-                }
-            }
-        }
-        let (host, session) = self.connect().await?;
-        Ok((current, host, session))
-    }
-
-    fn checkin(&self, generation: u64, host: usize, session: Session) {
-        if generation == self.generation.load(Ordering::Acquire) && !session.is_broken() {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.push((generation, host, session));
-        }
-    }
-
-    fn invalidate(&self, generation: u64) {
-        // Only the first failure of a generation clears the idle list.
-        if self
-            .generation
-            .compare_exchange(
-                generation,
-                generation + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        }
-    }
-}
-
-pub(crate) async fn connect(
-    url: &DatabaseUrl,
-    endpoint: &Endpoint,
-    timeout: Duration,
-) -> Result<Session, StoreError> {
-    let options = Options::new()
-        .host(endpoint.host.clone())
-        .port(endpoint.port)
-        .db(url.db.clone())
-        .user(url.user.clone())
-        .password(url.password().to_owned());
-    match tokio::time::timeout(timeout, r.connect(options)).await {
-        Ok(Ok(session)) => Ok(session),
-        Ok(Err(err)) => Err(StoreError::Unavailable(format!(
-            "cannot connect to {endpoint}: {err}"
-        ))),
-        Err(_) => Err(StoreError::Unavailable(format!(
-            "connecting to {endpoint} timed out after {timeout:?}"
-        ))),
+        // On time-out the cursor is dropped, which sends STOP: the server
+        // ends the query and the connection stays in use.
+        outcome.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(format!(
+                "query timed out after {limit:?}"
+            )))
+        })
     }
 }
 
@@ -302,6 +295,7 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use tokio::net::{TcpListener, TcpStream};
+    use unreql::{r, rjson};
 
     use super::*;
 
@@ -309,6 +303,7 @@ mod tests {
     struct CountedServer {
         port: u16,
         accepted: Arc<AtomicUsize>,
+        cut: tokio::sync::watch::Sender<u64>,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
     }
 
@@ -330,12 +325,18 @@ mod tests {
             let port = proxy.local_addr().expect("proxy address").port();
             let accepted = Arc::new(AtomicUsize::new(0));
             let counter = Arc::clone(&accepted);
+            let (cut, cuts) = tokio::sync::watch::channel(0u64);
             tokio::spawn(async move {
                 while let Ok((mut client, _)) = proxy.accept().await {
                     counter.fetch_add(1, Ordering::SeqCst);
+                    let mut cuts = cuts.clone();
+                    cuts.mark_unchanged();
                     tokio::spawn(async move {
                         if let Ok(mut upstream) = TcpStream::connect(backend).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                                _ = cuts.changed() => {}
+                            }
                         }
                     });
                 }
@@ -343,12 +344,18 @@ mod tests {
             Self {
                 port,
                 accepted,
+                cut,
                 stop: Some(stop),
             }
         }
 
         fn connections_opened(&self) -> usize {
             self.accepted.load(Ordering::SeqCst)
+        }
+
+        /// Closes every connection made so far, as a database restart does.
+        fn drop_connections(&self) {
+            self.cut.send_modify(|n| *n += 1);
         }
     }
 
@@ -360,60 +367,109 @@ mod tests {
         }
     }
 
-    fn idle_count(pool: &Pool) -> usize {
-        pool.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    fn pool_on(port: u16, connections: usize, query_timeout: Duration) -> Arc<Pool> {
+        let url = DatabaseUrl::parse(&format!("rethinkdb://127.0.0.1:{port}/test")).expect("url");
+        Arc::new(Pool::new(
+            url,
+            PoolOptions {
+                max_connections: connections,
+                connect_timeout: Duration::from_secs(5),
+                query_timeout,
+                ..PoolOptions::default()
+            },
+        ))
     }
 
     #[tokio::test]
-    async fn a_timed_out_query_discards_only_its_own_connection() {
+    async fn many_queries_at_once_share_the_pools_connections() {
         let server = CountedServer::start().await;
-        let url = DatabaseUrl::parse(&format!("rethinkdb://127.0.0.1:{}/test", server.port))
-            .expect("url");
-        let pool = Arc::new(Pool::new(
-            url,
-            PoolOptions {
-                max_connections: 4,
-                connect_timeout: Duration::from_secs(5),
-                query_timeout: Duration::from_millis(300),
-                ..PoolOptions::default()
-            },
-        ));
+        let pool = pool_on(server.port, 2, Duration::from_secs(10));
         pool.run(r.table_create("t"))
             .await
             .expect("create the table");
-
-        // Three connections lent at once, then all returned: three idle.
-        let mut lent = Vec::new();
-        for _ in 0..3 {
-            lent.push(pool.checkout().await.expect("checkout"));
+        let queries: Vec<_> = (0..64)
+            .map(|i| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move { pool.run(r.table("t").insert(rjson!({"id": i}))).await })
+            })
+            .collect();
+        for query in queries {
+            query.await.expect("task").expect("insert");
         }
-        for (generation, host, session) in lent {
-            pool.checkin(generation, host, session);
-        }
-        assert_eq!(idle_count(&pool), 3);
-        let opened = server.connections_opened();
-
-        // A changefeed never ends, so collecting it times out.
-        let err = pool
-            .run(r.table("t").changes(()))
-            .await
-            .expect_err("the changefeed cannot be collected in time");
-        assert!(err.is_unavailable(), "{err}");
-        assert!(err.to_string().contains("timed out"), "{err}");
-
-        assert_eq!(
-            idle_count(&pool),
-            2,
-            "only the timed-out connection is gone"
-        );
-        pool.run(r.table("t").count(())).await.expect("count");
-        pool.run(r.table("t").count(())).await.expect("count");
+        let count = pool.run(r.table("t").count(())).await.expect("count");
+        assert_eq!(count, [serde_json::json!(64)]);
         assert_eq!(
             server.connections_opened(),
-            opened,
-            "later queries reuse the idle connections instead of opening new ones"
+            2,
+            "two connections carried all"
         );
-        assert_eq!(idle_count(&pool), 2);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_or_cancelled_query_costs_no_new_connection() {
+        let server = CountedServer::start().await;
+        let pool = pool_on(server.port, 2, Duration::from_millis(300));
+        pool.run(r.table_create("t"))
+            .await
+            .expect("create the table");
+        pool.run(r.table("t").count(())).await.expect("count");
+        assert_eq!(server.connections_opened(), 2);
+
+        // A changefeed never ends, so collecting it times out, and is stopped.
+        for _ in 0..3 {
+            let err = pool
+                .run(r.table("t").changes(()))
+                .await
+                .expect_err("the changefeed cannot be collected in time");
+            assert!(err.is_unavailable(), "{err}");
+            assert!(err.to_string().contains("timed out"), "{err}");
+        }
+        // A caller that goes away before the answer.
+        let cancelled = tokio::time::timeout(
+            Duration::from_millis(50),
+            pool.run(r.table("t").changes(())),
+        )
+        .await;
+        assert!(cancelled.is_err(), "the caller gave up first");
+
+        for i in 0..10 {
+            pool.run(r.table("t").insert(rjson!({"id": i})))
+                .await
+                .expect("insert");
+        }
+        assert_eq!(
+            server.connections_opened(),
+            2,
+            "the queries after the time-outs ran on the same two connections"
+        );
+        // Every stopped feed ended on the server: nothing stays in flight.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        for slot in &pool.slots {
+            let (_, conn) = slot.usable().expect("still open");
+            assert_eq!(conn.in_flight(), 0, "{conn:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_is_replaced_by_the_next_query() {
+        let server = CountedServer::start().await;
+        let pool = pool_on(server.port, 1, Duration::from_secs(5));
+        pool.run(r.table_create("t"))
+            .await
+            .expect("create the table");
+        server.drop_connections();
+        // The first query may meet the broken connection before its reader
+        // has seen the close; the one after it reconnects.
+        let mut ok = false;
+        for _ in 0..20 {
+            if pool.run(r.table("t").count(())).await.is_ok() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok, "the pool reconnected");
+        assert_eq!(server.connections_opened(), 2);
     }
 
     fn hosts(n: usize) -> Hosts {
@@ -501,13 +557,11 @@ mod tests {
         .expect("url");
         let pool = Arc::new(Pool::new(url, PoolOptions::default()));
         for _ in 0..4 {
-            let (_, host, session) = pool.checkout().await.expect("checkout");
+            let (host, conn) = pool.connect().await.expect("connect");
             assert_eq!(host, 1);
-            drop(session);
+            drop(conn);
         }
         assert_eq!(server.connections_opened(), 4);
-        let (host, _session) = pool.connect().await.expect("a feed connection");
-        assert_eq!(host, 1);
         // With every host down, the error names each.
         let url = DatabaseUrl::parse(&format!(
             "rethinkdb://127.0.0.1:{closed},[::1]:{closed}/test"

@@ -161,7 +161,33 @@ impl Database {
         port: u16,
         password: Option<String>,
     ) -> anyhow::Result<Self> {
-        let (name, mut cmd) = match ServerKind::from_env() {
+        Self::launch_on(ServerKind::from_env(), dir, data_dir, port, password, &[])
+    }
+
+    /// A server of `kind` (not an external one) on a free port with
+    /// `extra_args`, e.g. the `--driver-tls-*` options, whatever the suite
+    /// runs on.
+    pub fn start_on(
+        kind: ServerKind,
+        dir: &Path,
+        extra_args: &[std::ffi::OsString],
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !matches!(kind, ServerKind::External(_)),
+            "an external server cannot be started"
+        );
+        Self::launch_on(kind, dir, None, 0, None, extra_args)
+    }
+
+    fn launch_on(
+        kind: ServerKind,
+        dir: &Path,
+        data_dir: Option<PathBuf>,
+        port: u16,
+        password: Option<String>,
+        extra_args: &[std::ffi::OsString],
+    ) -> anyhow::Result<Self> {
+        let (name, mut cmd) = match kind {
             ServerKind::External(base) => {
                 return Ok(Self {
                     process: None,
@@ -195,6 +221,7 @@ impl Database {
             }
         };
         cmd.args(["--bind", "127.0.0.1", "--driver-port", &port.to_string()]);
+        cmd.args(extra_args);
         if let Some(pw) = &password {
             cmd.arg("--initial-password").arg(pw);
         }

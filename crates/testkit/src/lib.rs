@@ -22,6 +22,7 @@ mod process;
 mod pushpin;
 mod stack;
 mod subscriber;
+mod tls;
 
 pub use bins::{binary, Binary};
 pub use cluster::{ClusterNode, RethinkCluster};
@@ -32,6 +33,7 @@ pub use process::ManagedProcess;
 pub use pushpin::{Pushpin, PushpinOptions};
 pub use stack::{NamedWorker, Stack, StackOptions};
 pub use subscriber::{Event, ResilientSubscriber, Subscriber};
+pub use tls::{CertFiles, TestCa};
 
 /// A scratch directory removed on drop, with a short path: Pushpin's unix
 /// sockets live under it and socket paths are limited to 107 bytes.

@@ -1,0 +1,44 @@
+//! Driver-port TLS, as RethinkDB's `--driver-tls-key`, `--driver-tls-cert`
+//! and `--driver-tls-ca` set it up: the server's certificate and key, and
+//! optionally a CA whose signature every client certificate must carry.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use reql_client::{certificates_from_pem, private_key_from_pem, provider, PemFile};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+
+/// The rustls configuration of the driver port; the error is one line
+/// naming the file at fault.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, String> {
+    let chain = certificates_from_pem(&PemFile::read(cert)?)?;
+    let key = private_key_from_pem(&PemFile::read(key)?)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let ca = PemFile::read(ca)?;
+            let mut roots = RootCertStore::empty();
+            for c in certificates_from_pem(&ca)? {
+                roots
+                    .add(c)
+                    .map_err(|e| format!("{}: {e}", ca.path.display()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| format!("{}: {e}", ca.path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    Ok(Arc::new(config))
+}
