@@ -67,9 +67,18 @@ impl Evaluator<'_> {
             keys.push(self.datum(a)?);
         }
         let mut docs = Vec::new();
+        // On the primary index RethinkDB answers in the order of a table
+        // scan, shard after shard, whatever the order of the keys.
+        let mut order: Vec<&Datum> = keys.iter().collect();
+        if index.is_none() {
+            order.sort_by_cached_key(|k| {
+                let bytes = crate::datum::primary_key_bytes(k).unwrap_or_default();
+                (crate::datum::shard_of(&bytes), bytes)
+            });
+        }
         {
             let data = table.read();
-            for k in &keys {
+            for k in order {
                 if index.is_none() {
                     crate::datum::primary_key_bytes(k)
                         .map_err(|e| ReqlError::missing(e.message()))?;
