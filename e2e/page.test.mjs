@@ -357,7 +357,7 @@ describe('leaderboard page', () => {
       (await rows(page, '#around')).map(({ rank, name, score }) => `${rank}:${name}:${score}`),
       ['3:Cy:50', '4:Dee:40', '5:Eve:30', '6:Fay:20', '7:Gus:10'],
     );
-    assert.equal(await page.textContent('#me-summary'), 'Eve is 5th, with 30 points.');
+    await page.waitForFunction(() => document.querySelector('#me-summary').textContent === 'Eve is 5th of 7, with 30 points.');
     const current = await page.$$eval('#around > li[aria-current="true"]', (lis) => lis.map((li) => li.dataset.id));
     assert.deepEqual(current, [`${findBoardId}-eve`]);
 
@@ -371,7 +371,7 @@ describe('leaderboard page', () => {
       (await rows(page, '#around')).map(({ rank, name, score }) => `${rank}:${name}:${score}`),
       ['1:Eve:130', '2:Ann:70', '3:Ben:60'],
     );
-    assert.equal(await page.textContent('#me-summary'), 'Eve is 1st, with 130 points.');
+    await page.waitForFunction(() => document.querySelector('#me-summary').textContent === 'Eve is 1st of 7, with 130 points.');
     await page.waitForSelector(`#players > li.me[data-id="${findBoardId}-eve"]`);
 
     // Remembered for this board across a reload.
@@ -382,6 +382,34 @@ describe('leaderboard page', () => {
     await page.click('#me-forget');
     assert.equal(await page.isHidden('#around-me'), true);
     assert.equal(await page.locator('#players > li.me').count(), 0);
+  });
+
+  test('go to rank: ten players from any rank, and a rank past the end', { timeout: 30_000 }, async () => {
+    const id = uniqueId('jump');
+    // 40 players, scores 400, 390, ..., 10: player k is at rank k + 1.
+    const players = Array.from({ length: 40 }, (_, k) => [`p${k}`, `P${k}`, 400 - 10 * k]);
+    await makeBoard(id, 'Jump', {}, players);
+    await page.goto(`${BASE}/boards/${id}/`);
+    await waitForNames(page, ['P0', 'P1', 'P2', 'P3', 'P4']);
+    await page.fill('#jump-rank', '23');
+    await page.press('#jump-rank', 'Enter');
+    await page.waitForSelector('#rank-view:not([hidden])');
+    await page.waitForFunction(() => document.querySelectorAll('#rank-page > li').length === 10);
+    assert.deepEqual(
+      (await rows(page, '#rank-page')).map(({ rank, name, score }) => `${rank}:${name}:${score}`),
+      Array.from({ length: 10 }, (_, i) => `${23 + i}:P${22 + i}:${400 - 10 * (22 + i)}`),
+    );
+    await page.waitForFunction(() => document.querySelector('#rank-summary').textContent === 'Ranks 23–32 of 40.');
+    await page.screenshot({ path: join(ARTIFACTS, 'go-to-rank-desktop.png'), fullPage: true });
+
+    await page.fill('#jump-rank', '41');
+    await page.press('#jump-rank', 'Enter');
+    await page.waitForFunction(() => document.querySelector('#rank-summary').textContent.startsWith('There is no rank 41'));
+    assert.equal(await page.locator('#rank-page > li').count(), 0);
+
+    await page.fill('#jump-rank', '0');
+    await page.press('#jump-rank', 'Enter');
+    assert.equal(await page.textContent('#jump-rank-error'), 'A rank is a whole number from 1.');
   });
 
   test('a lower-is-better board of best results: order, ranks, rules and the score form', { timeout: 20_000 }, async () => {

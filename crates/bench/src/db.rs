@@ -282,3 +282,10 @@ mod tests {
         );
     }
 }
+
+/// Deletes a board's rank digest, so that the worker builds it afresh.
+pub async fn delete_digest(url: &DatabaseUrl, board: &str) -> anyhow::Result<()> {
+    let session = connect(url).await?;
+    let _: Value = store::ranks::delete_digest(board).exec(&session).await?;
+    Ok(())
+}

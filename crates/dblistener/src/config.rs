@@ -23,6 +23,7 @@ struct Env {
     worker_shards: Option<u64>,
     lease_ttl_ms: Option<u64>,
     worker_id: Option<String>,
+    rank_digests: Option<bool>,
 }
 
 pub const DEFAULT_GRIP_URL: &str = "http://localhost:5561";
@@ -57,6 +58,11 @@ pub struct Settings {
     /// `WORKER_ID`: this worker's name in the leases table; by default the
     /// host name, the process id and a random suffix, unique per process.
     pub worker_id: Option<String>,
+    /// `RANK_DIGESTS`: keep the rank digests of the boards of the shards
+    /// held, default `true`. Without them, a rank deeper than a few hundred
+    /// players is refused with 503; `false` is for measuring what keeping
+    /// them costs.
+    pub rank_digests: bool,
 }
 
 impl Settings {
@@ -118,6 +124,7 @@ impl Settings {
                 }
                 other => other,
             },
+            rank_digests: env.rank_digests.unwrap_or(true),
             status_port: env
                 .status_port
                 .map(|p| config::number("STATUS_PORT", Some(p), 0..=65_535, 0))
@@ -136,6 +143,7 @@ impl fmt::Debug for Settings {
             .field("grip_prefix", &self.grip_prefix)
             .field("publish_interval", &self.publish_interval)
             .field("status_port", &self.status_port)
+            .field("rank_digests", &self.rank_digests)
             .field("table_layout", &self.table_layout)
             .field("worker_shards", &self.worker_shards.count())
             .field("lease_ttl", &self.lease_ttl)

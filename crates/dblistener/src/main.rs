@@ -82,8 +82,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.worker_shards,
         leases,
         metrics,
-    )
-    .with_ranks(rank_events);
+    );
+    let worker = if settings.rank_digests {
+        worker.with_ranks(rank_events)
+    } else {
+        log::info!("RANK_DIGESTS=false: keeping no rank digests");
+        drop(rank_events);
+        worker
+    };
     // The stop signal stops the publish loop first; only then does the
     // keeper hand the leases back, so nothing is published after.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

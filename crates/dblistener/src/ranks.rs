@@ -27,8 +27,7 @@ use std::time::Duration;
 use domain::{BoardId, Shards};
 use serde_json::{json, Value};
 use store::ranks::{
-    chunk_id, DigestChunk, RankKey, StoredDigest, CHUNK_MAX, LEAF_MAX, LEAF_MIN,
-    LEAF_TARGET,
+    chunk_id, DigestChunk, RankKey, StoredDigest, CHUNK_MAX, LEAF_MAX, LEAF_MIN, LEAF_TARGET,
 };
 use store::reql::Walk;
 use store::{Store, StoreError};
@@ -330,10 +329,7 @@ impl BoardRanks {
     fn cut(&mut self, (c, l): Place, starts: Vec<RankKey>, counts: Vec<i64>) {
         let old = self.chunks[c].leaves[l].clone();
         let mut pieces = Vec::with_capacity(counts.len());
-        for (start, count) in std::iter::once(old.start.clone())
-            .chain(starts)
-            .zip(counts)
-        {
+        for (start, count) in std::iter::once(old.start.clone()).chain(starts).zip(counts) {
             // Counted at the read; confirmed by a recount once quiet.
             let mut leaf = Leaf::new(start, count, true);
             leaf.touched = old.touched;
@@ -357,8 +353,7 @@ impl BoardRanks {
             while l + 1 < chunk.leaves.len() {
                 let (a, b) = (&chunk.leaves[l], &chunk.leaves[l + 1]);
                 let small = a.count < LEAF_MIN as i64 || b.count < LEAF_MIN as i64;
-                if small && a.count + b.count <= LEAF_TARGET as i64 && !a.counting && !b.counting
-                {
+                if small && a.count + b.count <= LEAF_TARGET as i64 && !a.counting && !b.counting {
                     let b = chunk.leaves.remove(l + 1);
                     let a = &mut chunk.leaves[l];
                     a.count += b.count;
@@ -700,10 +695,9 @@ impl RankKeeper {
 
     /// Takes the recounts whose hold has passed.
     fn take_recounts(&mut self, now: Instant) {
-        let (due, later): (Vec<Recount>, Vec<Recount>) =
-            std::mem::take(&mut self.recounts)
-                .into_iter()
-                .partition(|r| r.take_at <= now);
+        let (due, later): (Vec<Recount>, Vec<Recount>) = std::mem::take(&mut self.recounts)
+            .into_iter()
+            .partition(|r| r.take_at <= now);
         self.recounts = later;
         for recount in due {
             let Some(ranks) = self.boards.get_mut(&recount.board) else {
@@ -711,8 +705,7 @@ impl RankKeeper {
             };
             let current = ranks.generation == recount.generation;
             for ((c, l), count) in recount.counts {
-                let Some(leaf) = ranks.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l))
-                else {
+                let Some(leaf) = ranks.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l)) else {
                     continue;
                 };
                 leaf.counting = false;
@@ -812,7 +805,11 @@ impl RankKeeper {
         let Some(ranks) = self.boards.get(board) else {
             return Ok(());
         };
-        let Some(place) = ranks.oversized().filter(|p| *p == place).or(ranks.oversized()) else {
+        let Some(place) = ranks
+            .oversized()
+            .filter(|p| *p == place)
+            .or(ranks.oversized())
+        else {
             return Ok(());
         };
         let (walk, generation) = (ranks.walk, ranks.generation);
@@ -939,7 +936,12 @@ mod tests {
         let mut keys: Vec<RankKey> = (0..n).map(|i| key(i, &format!("p{i:04}"))).collect();
         keys.sort_by(|a, b| a.cmp_in(b, walk));
         let mut ranks = BoardRanks::empty(walk);
-        let starts: Vec<RankKey> = keys.iter().skip(per as usize).step_by(per as usize).cloned().collect();
+        let starts: Vec<RankKey> = keys
+            .iter()
+            .skip(per as usize)
+            .step_by(per as usize)
+            .cloned()
+            .collect();
         let mut counts = vec![per; starts.len()];
         counts.push(n - per * starts.len() as i64);
         ranks.cut((0, 0), starts, counts);

@@ -70,7 +70,11 @@ fn reports(change: &Value, table: &str, field: &str) -> Vec<BoardChange> {
             });
         }
     } else if old.is_some() != new.is_some() {
-        if let Some(id) = new.or(old).and_then(|d| d.get("id")).and_then(Value::as_str) {
+        if let Some(id) = new
+            .or(old)
+            .and_then(|d| d.get("id"))
+            .and_then(Value::as_str)
+        {
             out.push(BoardChange::Board {
                 id: id.to_owned(),
                 exists: new.is_some(),
@@ -253,7 +257,11 @@ mod tests {
         });
         assert!(matches!(
             &reports(&first, PLAYERS, "board")[1],
-            BoardChange::Moved { old: None, new: Some(_), .. }
+            BoardChange::Moved {
+                old: None,
+                new: Some(_),
+                ..
+            }
         ));
     }
 
@@ -262,7 +270,10 @@ mod tests {
         let created = json!({"old_val": null, "new_val": {"id": "b"}});
         assert_eq!(
             reports(&created, BOARDS, "id")[1],
-            BoardChange::Board { id: "b".into(), exists: true }
+            BoardChange::Board {
+                id: "b".into(),
+                exists: true
+            }
         );
         let renamed = json!({"old_val": {"id": "b"}, "new_val": {"id": "b", "name": "B"}});
         assert_eq!(reports(&renamed, BOARDS, "id").len(), 1);

@@ -150,7 +150,8 @@ pub(crate) fn span(
                 .right_bound(Status::Closed),
         ),
     };
-    r.table(PLAYERS).between(lower, upper, r.with_opt((), options))
+    r.table(PLAYERS)
+        .between(lower, upper, r.with_opt((), options))
 }
 
 /// [`span`] in `walk` order, from the index (nothing sorted in memory).
@@ -182,7 +183,8 @@ pub(crate) fn after_key(board: &str, walk: Walk, score: Command, player: Command
     };
     ordered(
         walk,
-        r.table(PLAYERS).between(lower, upper, r.with_opt((), options)),
+        r.table(PLAYERS)
+            .between(lower, upper, r.with_opt((), options)),
     )
     .without(IDEMPOTENCY_FIELD)
 }
@@ -307,12 +309,7 @@ pub(crate) fn page_at_rank(
         let skip = place.g("skip");
         let players = ordered(
             walk,
-            span(
-                &board_owned,
-                walk,
-                (from.clone().nth(0), from.nth(1)),
-                None,
-            ),
+            span(&board_owned, walk, (from.clone().nth(0), from.nth(1)), None),
         )
         .skip(skip.clone())
         .limit(limit)
@@ -345,12 +342,14 @@ pub fn read_digest(board: &str) -> Command {
 /// root finds its chunks). Soft durability: a digest lost in a crash is
 /// rebuilt by the next keeper.
 pub fn write_digest(docs: Vec<Value>) -> Command {
-    r.table(RANKS).insert(r.with_opt(
-        docs,
-        InsertOptions::new()
-            .conflict(unreql::cmd::options::Conflict::Replace)
-            .durability(unreql::cmd::options::Durability::Soft),
-    ))
+    r.table(RANKS).insert(
+        r.with_opt(
+            docs,
+            InsertOptions::new()
+                .conflict(unreql::cmd::options::Conflict::Replace)
+                .durability(unreql::cmd::options::Durability::Soft),
+        ),
+    )
 }
 
 /// Deletes digest documents by id.
@@ -464,7 +463,9 @@ impl crate::Store {
         limit: usize,
     ) -> Result<Vec<RankKey>, StoreError> {
         // An array answer arrives as its items.
-        let values = self.run(span_keys(board, walk, from, Some(to), limit)).await?;
+        let values = self
+            .run(span_keys(board, walk, from, Some(to), limit))
+            .await?;
         values.into_iter().map(decode).collect()
     }
 
@@ -527,6 +528,9 @@ mod tests {
     #[test]
     fn keys_are_stored_as_pairs() {
         let k = RankKey(-3, "ann".into());
-        assert_eq!(serde_json::to_value(&k).unwrap(), serde_json::json!([-3, "ann"]));
+        assert_eq!(
+            serde_json::to_value(&k).unwrap(),
+            serde_json::json!([-3, "ann"])
+        );
     }
 }

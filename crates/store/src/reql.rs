@@ -17,8 +17,8 @@ use std::ops::Range;
 
 use crate::ranks;
 use crate::{
-    SchemaOptions, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_RANK_INDEX, BOARD_SCORE_INDEX, LEASES, PERIODS,
-    PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
+    SchemaOptions, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_RANK_INDEX, BOARD_SCORE_INDEX,
+    LEASES, PERIODS, PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
 };
 use unreql::cmd::options::{ReconfigureOptions, Replicas, TableCreateOptions};
 

@@ -604,11 +604,8 @@ async fn rules_and_ranks(s: &mut Script) {
         .await;
     s.case("page, after bob", reql::page(&laps, after(65, "bob"), 2))
         .await;
-    s.case(
-        "page, stale cursor",
-        reql::page(&laps, after(66, "zed"), 5),
-    )
-    .await;
+    s.case("page, stale cursor", reql::page(&laps, after(66, "zed"), 5))
+        .await;
     s.case("page on b1", reql::page(&b1, after(3, "bob"), 10))
         .await;
     s.case("page at rank 2", reql::page(&laps, PageStart::Rank(2), 2))
@@ -703,7 +700,8 @@ async fn digests(s: &mut Script) {
         ),
     )
     .await;
-    s.case("read_digest, none", ranks::read_digest("deep")).await;
+    s.case("read_digest, none", ranks::read_digest("deep"))
+        .await;
     s.case(
         "around p07, no digest",
         reql::around(&deep, &id(PlayerId::parse, "p07"), 1),

@@ -108,7 +108,11 @@ async fn differences(stack: &Stack, board: &str, model: &Model) -> Option<String
         if status != 200 {
             return Some(format!("{id}: {status} {p}"));
         }
-        let got = (p["score"].as_i64(), p["rank"].as_u64(), p["out_of"].as_u64());
+        let got = (
+            p["score"].as_i64(),
+            p["rank"].as_u64(),
+            p["out_of"].as_u64(),
+        );
         if got != (Some(*score), Some(i as u64 + 1), Some(n)) {
             return Some(format!("{id}: expected ({score}, {}, {n}), got {p}", i + 1));
         }
@@ -133,7 +137,17 @@ async fn differences(stack: &Stack, board: &str, model: &Model) -> Option<String
     }
     // Pages from ranks, and around-me next to the top, the bottom and deep.
     let last = ranking.len();
-    for rank in [1, 2, 63, 64, 65, 129, last.saturating_sub(3).max(1), last, last + 1] {
+    for rank in [
+        1,
+        2,
+        63,
+        64,
+        65,
+        129,
+        last.saturating_sub(3).max(1),
+        last,
+        last + 1,
+    ] {
         let (status, page) = stack
             .get_json(&format!("/boards/{board}/players/?rank={rank}&limit=5"))
             .await;
@@ -147,7 +161,9 @@ async fn differences(stack: &Stack, board: &str, model: &Model) -> Option<String
         let (status, around) = stack
             .get_json(&format!("/boards/{board}/players/{id}/around/?n=2"))
             .await;
-        let want: Vec<_> = (i.saturating_sub(2)..(i + 3).min(last)).map(expect).collect();
+        let want: Vec<_> = (i.saturating_sub(2)..(i + 3).min(last))
+            .map(expect)
+            .collect();
         if status != 200 || listed(&around) != want {
             return Some(format!("around {id}: {status} {around}, expected {want:?}"));
         }
@@ -371,11 +387,19 @@ async fn rank_parameters_are_checked_and_unknown_ones_refused() {
     // Nothing was written by the refused writes.
     let (_, ann) = stack.get_json("/boards/b/players/ann/").await;
     assert_eq!(
-        (&ann["score"], &ann["rank"], &ann["out_of"], &ann["percentile"]),
+        (
+            &ann["score"],
+            &ann["rank"],
+            &ann["out_of"],
+            &ann["percentile"]
+        ),
         (&json!(5), &json!(1), &json!(2), &json!(100.0))
     );
     let (_, bob) = stack.get_json("/boards/b/players/bob/").await;
-    assert_eq!((&bob["rank"], &bob["percentile"]), (&json!(2), &json!(50.0)));
+    assert_eq!(
+        (&bob["rank"], &bob["percentile"]),
+        (&json!(2), &json!(50.0))
+    );
     // A write asked for its rank answers it.
     let (status, answer) = stack
         .post_json_answer(

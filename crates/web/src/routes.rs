@@ -316,9 +316,9 @@ async fn list_players(
             let (score, player) = Cursor::decode(raw)?.into_position();
             PageStart::After(score, player)
         }
-        (None, Some(raw)) => PageStart::Rank(
-            bounded_param("rank", raw, 1, domain::MAX_SCORE as usize)? as u64,
-        ),
+        (None, Some(raw)) => {
+            PageStart::Rank(bounded_param("rank", raw, 1, domain::MAX_SCORE as usize)? as u64)
+        }
         (None, None) => PageStart::Top,
     };
     state.ready().await?;

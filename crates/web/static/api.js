@@ -68,7 +68,12 @@ export async function listPlayers(boardId, limit = 100) {
   return data.players;
 }
 
-/** `{player, players}`: the player and up to `n` players above and below it, with ranks. */
+/** `{players, out_of}`: up to `limit` players from rank `rank` on, with their ranks. */
+export function pageAt(boardId, rank, limit = 10) {
+  return request('GET', `/boards/${seg(boardId)}/players/?rank=${rank}&limit=${limit}`);
+}
+
+/** `{player, players, out_of}`: the player and up to `n` players above and below it, with ranks. */
 export function around(boardId, playerId, n = 2) {
   return request('GET', `/boards/${seg(boardId)}/players/${seg(playerId)}/around/?n=${n}`);
 }

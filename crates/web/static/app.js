@@ -38,6 +38,11 @@ const els = {
   meSummary: $('me-summary'),
   around: $('around'),
   meForget: $('me-forget'),
+  jumpForm: $('jump'),
+  jumpRank: $('jump-rank'),
+  rankView: $('rank-view'),
+  rankSummary: $('rank-summary'),
+  rankPage: $('rank-page'),
   playerOptions: $('player-options'),
   scoreForm: $('submit-score'),
   scorePlayer: $('score-player'),
@@ -76,6 +81,8 @@ function scoreWords(score, rules) {
 
 /** Players shown around the one followed, on each side. */
 const AROUND_N = 2;
+/** Players "Go to rank" shows. */
+const JUMP_LIMIT = 10;
 /** How often the neighbourhood is read again while nothing is streamed: the
     stream only reports changes to the board's top, not below it. */
 const AROUND_POLL_MS = 15000;
@@ -536,6 +543,10 @@ function showBoard(id) {
     },
   });
   current = board;
+  // A page of ranks belongs to the board it was read on.
+  els.rankView.hidden = true;
+  els.rankPage.replaceChildren();
+  setFieldError(els.jumpRank, null);
   board.stream.start();
 }
 
@@ -791,8 +802,9 @@ function unfollow(board) {
 
 /**
  * Reads the followed player's neighbourhood again: at once when `now` (a
- * new player to follow, the user's own write), else at most once a second,
- * since a rank costs the database a walk down the board. Requests while a
+ * new player to follow, the user's own write), else at most once a second
+ * (a rank costs the same at any depth, but a burst of stream events should
+ * not become a burst of reads). Requests while a
  * read is under way or scheduled make one read after it, so a burst of
  * stream events costs two reads, not one per event.
  */
@@ -860,8 +872,11 @@ function showAround(board, data) {
   }
   const rules = board.state.rules;
   const me = data.player;
+  const of = Number.isInteger(data.out_of) && data.out_of >= me.rank
+    ? ` of ${numberFormat.format(data.out_of)}`
+    : '';
   const summary = Number.isInteger(me.rank)
-    ? `${me.name} is ${ordinal(me.rank)}, with ${scoreWords(me.score, rules)}.`
+    ? `${me.name} is ${ordinal(me.rank)}${of}, with ${scoreWords(me.score, rules)}.`
     : `${me.name} has no score yet.`;
   if (els.meSummary.textContent !== summary) els.meSummary.textContent = summary;
   els.around.replaceChildren(...data.players.map((p) => {
@@ -878,6 +893,35 @@ handleSubmit(els.meForm, async () => {
   const found = resolvePlayer(board, els.mePlayer.value);
   if (reportProblems([[els.mePlayer, found.problem ?? null]])) return;
   follow(board, found.id);
+});
+
+// "Go to rank": ten players from any rank, read at once whatever the depth.
+handleSubmit(els.jumpForm, async () => {
+  const board = current;
+  if (!board || board.gone) return;
+  const raw = els.jumpRank.value.trim();
+  const rank = Number(raw);
+  const problem = /^[0-9]+$/.test(raw) && rank >= 1 && Number.isSafeInteger(rank)
+    ? null
+    : 'A rank is a whole number from 1.';
+  if (reportProblems([[els.jumpRank, problem]])) return;
+  try {
+    const data = await api.pageAt(board.id, rank, JUMP_LIMIT);
+    if (current !== board) return;
+    const players = data.players;
+    const total = numberFormat.format(data.out_of);
+    els.rankSummary.textContent = players.length === 0
+      ? `There is no rank ${numberFormat.format(rank)}: ${total} players are ranked.`
+      : `Ranks ${numberFormat.format(players[0].rank)}–${numberFormat.format(players[players.length - 1].rank)} of ${total}.`;
+    els.rankPage.replaceChildren(...players.map((p) => {
+      const li = staticRow(p);
+      markMe(li, p.id);
+      return li;
+    }));
+    els.rankView.hidden = false;
+  } catch (err) {
+    if (current === board) setFieldError(els.jumpRank, `Could not read that rank: ${err.message}`);
+  }
 });
 
 els.meForget.addEventListener('click', () => {

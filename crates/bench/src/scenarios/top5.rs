@@ -1,10 +1,16 @@
 //! Top-5 read latency as one board grows to each size: the board read
 //! through the origin (the snapshot query, what clients see) and the bare
 //! index query through the driver. At each size also the cost of a rank
-//! (`GET .../players/{pid}/`), of around-me (`around/?n=2`) and of a page
-//! of 100 after a cursor, each at ranks 10, 10,000 and 1,000,000 where the
-//! board has them, and of the first page: a rank is a count of the index
-//! entries before the player, so it grows with the rank.
+//! (`GET .../players/{pid}/`), of around-me (`around/?n=2`), of a page of
+//! 100 after a cursor, of a page of 10 from a rank (`?rank=`) and of ten
+//! friends (`?ids=`), each at ranks 10, 10,000 and 1,000,000 where the
+//! board has them, and of the first page; the time the worker takes to
+//! build the board's rank digest after the load, and its memory.
+//!
+//! At the largest size, also: the rebuild after the digest's keeper is
+//! killed (`kill -9`, a new worker recounts every leaf), score-adds on
+//! another board alone and beside 16 clients reading deep ranks, and
+//! score-add throughput with and without the rank keeper.
 //!
 //! Players are loaded straight into the database in bulk inserts, with the
 //! worker stopped meanwhile: otherwise every inserted document is a
@@ -38,6 +44,12 @@ pub struct SizeResult {
     pub database: LoadResult,
     /// Rank, around-me and page reads through the origin.
     pub ranked: Vec<RankedResult>,
+    /// From the worker's start to the rank digest of the whole board.
+    pub digest_build_s: f64,
+    /// The worker's resident memory once the digest is built.
+    pub worker_rss: u64,
+    /// The digest's leaves.
+    pub leaves: f64,
 }
 
 /// One ranked read at one rank.
@@ -92,9 +104,56 @@ fn cursor(score: i64, player: &str) -> String {
     out
 }
 
-/// Reads at deep ranks are slow (O(rank)): fewer of them.
-fn reads_at(rank: usize, reads: usize) -> u64 {
-    (reads.min(2_000_000 / rank.max(1))).max(5) as u64
+/// The same number of reads at every depth: a rank costs the same.
+fn reads_at(_rank: usize, reads: usize) -> u64 {
+    reads as u64
+}
+
+/// Waits until the origin answers the rank of the board's last player with
+/// `out_of` = `size`: the worker has built the rank digest.
+async fn wait_for_digest(bench: &Bench, size: usize) -> anyhow::Result<std::time::Duration> {
+    let started = Instant::now();
+    let (player, _) = players_at(size, &[size]).remove(0);
+    let path = format!("/boards/{BOARD}/players/{player}/");
+    let mut conn = crate::http::Connection::new(bench.origin_port());
+    loop {
+        let response = conn
+            .send(&Request::get_json(bench.origin_port(), &path))
+            .await?;
+        if response.status == 200 {
+            let body = response.json()?;
+            if body["rank"].as_u64() == Some(size as u64)
+                && body["out_of"].as_u64() == Some(size as u64)
+            {
+                return Ok(started.elapsed());
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "no rank digest of {size} players after 10 minutes: {}",
+            response.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Resident memory of a process, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Inserts players `from..to` of the board, `batch` per query, on
@@ -155,13 +214,37 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     );
     let mut results: Vec<SizeResult> = Vec::new();
     let mut loaded = 0;
+    let status_port = free_port()?;
+    bench
+        .stack
+        .set_worker_env("STATUS_PORT", &status_port.to_string());
+    let mut builds = Table::new(
+        "Rank digest: build after the load, and the worker's memory",
+        &["players", "build", "leaves", "worker RSS"],
+    );
     for &size in &sizes {
         bench.stack.kill_worker();
         let started = Instant::now();
         load_players(bench, loaded, size, config.batch).await?;
         let load_rate = (size - loaded) as f64 / started.elapsed().as_secs_f64();
         loaded = size;
+        // The digest of the players loaded meanwhile is stale: start it
+        // afresh, as for a board the keeper has never seen.
+        db::delete_digest(&bench.db_url, BOARD).await?;
         bench.stack.start_worker().await?;
+        let build = wait_for_digest(bench, size).await?;
+        let metrics = crate::harness::worker_metrics(status_port).await?;
+        let leaves = metrics
+            .get("dblistener_rank_leaves")
+            .copied()
+            .unwrap_or(0.0);
+        let worker_rss = rss_bytes(bench.pids()?.1);
+        builds.row(vec![
+            size.to_string(),
+            format!("{:.2} s", build.as_secs_f64()),
+            format!("{leaves}"),
+            format!("{:.1} MB", worker_rss as f64 / 1e6),
+        ]);
 
         let session = db::connect(&bench.db_url).await?;
         let database = load::run(
@@ -206,10 +289,18 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
             origin,
             database,
             ranked,
+            digest_build_s: build.as_secs_f64(),
+            worker_rss,
+            leaves,
         });
     }
     report.table(table);
     report.table(ranks_table);
+    report.table(builds);
+    if let Some(largest) = results.last() {
+        depth_targets(report, largest);
+        beside_writes(bench, config, report, largest.players, status_port).await?;
+    }
     if let (Some(small), Some(large)) = (results.first(), results.last()) {
         if results.len() > 1 {
             report.target(Target::ratio(
@@ -261,8 +352,30 @@ async fn ranked_reads(
         )
         .await?,
     );
-    for ((player, score), rank) in players_at(size, &ranks).into_iter().zip(ranks) {
+    for ((player, score), rank) in players_at(size, &ranks).into_iter().zip(ranks.clone()) {
         out.push(measure("rank", rank, format!("/boards/{BOARD}/players/{player}/")).await?);
+        out.push(
+            measure(
+                "page from rank",
+                rank,
+                format!("/boards/{BOARD}/players/?rank={rank}&limit=10"),
+            )
+            .await?,
+        );
+        // Ten friends at about this depth.
+        let near: Vec<usize> = (0..10).map(|k| (rank + k * 7).min(size)).collect();
+        let ids: Vec<String> = players_at(size, &near)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        out.push(
+            measure(
+                "friends",
+                rank,
+                format!("/boards/{BOARD}/players/?ids={}", ids.join(",")),
+            )
+            .await?,
+        );
         out.push(
             measure(
                 "around",
@@ -282,6 +395,195 @@ async fn ranked_reads(
         );
     }
     Ok(out)
+}
+
+/// The depth targets at the largest size: each read at the deepest rank
+/// within 3× the same read at rank 10 (p50), with p99 ≤ 25 ms.
+fn depth_targets(report: &mut Report, largest: &SizeResult) {
+    let deepest = largest.ranked.iter().map(|r| r.rank).max().unwrap_or(1);
+    if deepest <= 10 {
+        return;
+    }
+    for read in ["rank", "around", "page from rank", "friends"] {
+        let at = |rank: usize| {
+            largest
+                .ranked
+                .iter()
+                .find(|r| r.read == read && r.rank == rank)
+        };
+        let (Some(shallow), Some(deep)) = (at(10), at(deepest)) else {
+            continue;
+        };
+        report.target(Target::ratio(
+            &format!(
+                "{read} at rank {deepest} ≤ 3× at rank 10 ({} players, p50)",
+                largest.players
+            ),
+            format!(
+                "{} / {}",
+                fmt_us(deep.result.latency.p50_us),
+                fmt_us(shallow.result.latency.p50_us)
+            ),
+            deep.result.latency.p50_us / shallow.result.latency.p50_us.max(1.0),
+            3.0,
+        ));
+        report.target(Target::ratio(
+            &format!("{read} at rank {deepest}: p99 ≤ 25 ms"),
+            fmt_us(deep.result.latency.p99_us),
+            deep.result.latency.p99_us / 25_000.0,
+            1.0,
+        ));
+    }
+}
+
+/// At the largest size: the keeper's rebuild after `kill -9`, score-adds
+/// beside deep reads, and score-add throughput with and without the keeper.
+async fn beside_writes(
+    bench: &mut Bench,
+    config: &Config,
+    report: &mut Report,
+    size: usize,
+    status_port: u16,
+) -> anyhow::Result<()> {
+    // The keeper dies; a new one takes the shard once the lease expires and
+    // recounts every leaf of the digest it finds.
+    bench.stack.kill_worker();
+    let started = Instant::now();
+    bench.stack.start_worker().await?;
+    let (mut taken, mut rebuilt) = (None, None);
+    while rebuilt.is_none() {
+        anyhow::ensure!(
+            started.elapsed() < std::time::Duration::from_secs(600),
+            "no rebuild within 10 minutes"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let m = crate::harness::worker_metrics(status_port)
+            .await
+            .unwrap_or_default();
+        let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        if taken.is_none() && get("dblistener_rank_boards") >= 1.0 {
+            taken = Some(started.elapsed());
+        }
+        if taken.is_some()
+            && get("dblistener_rank_doubtful_leaves") == 0.0
+            && get("dblistener_rank_recounts_total") >= get("dblistener_rank_leaves")
+        {
+            rebuilt = Some(started.elapsed());
+        }
+    }
+    let (taken, rebuilt) = (taken.unwrap_or_default(), rebuilt.unwrap_or_default());
+    let mut table = Table::new(
+        &format!("The rank keeper killed with kill -9 ({size} players)"),
+        &["digest loaded", "every leaf recounted", "rebuild"],
+    );
+    table.row(vec![
+        format!("{:.2} s", taken.as_secs_f64()),
+        format!("{:.2} s", rebuilt.as_secs_f64()),
+        format!("{:.2} s", (rebuilt - taken).as_secs_f64()),
+    ]);
+    report.table(table);
+
+    // Score-adds on another board, alone and beside 16 deep readers.
+    let players = bench.board("w", 1000).await?;
+    let writes = crate::harness::score_add_requests(bench.origin_port(), "w", &players);
+    let window = Limit::Time {
+        warmup: std::time::Duration::from_secs(1),
+        measure: config.duration,
+    };
+    let alone = load::run(
+        HttpClient::many(4, bench.origin_port(), Arc::clone(&writes), 200).await?,
+        window,
+    )
+    .await;
+    check(config, "score-adds alone", &alone)?;
+    let deep: Vec<usize> = (0..64).map(|k| size - k * 13 % size.max(1)).collect();
+    let deep_reads = Arc::new(
+        players_at(size, &deep)
+            .into_iter()
+            .map(|(p, _)| {
+                Request::get_json(
+                    bench.origin_port(),
+                    &format!("/boards/{BOARD}/players/{p}/"),
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let readers = HttpClient::many(16, bench.origin_port(), deep_reads, 200).await?;
+    let writers = HttpClient::many(4, bench.origin_port(), Arc::clone(&writes), 200).await?;
+    let (beside, reads) = tokio::join!(
+        load::run(writers, window),
+        load::run(
+            readers,
+            Limit::Time {
+                warmup: std::time::Duration::ZERO,
+                measure: config.duration + std::time::Duration::from_secs(2),
+            }
+        )
+    );
+    check(config, "score-adds beside deep reads", &beside)?;
+    check(config, "deep reads beside score-adds", &reads)?;
+    let mut table = Table::new(
+        "Score-adds (4 clients) alone and beside 16 clients reading deep ranks",
+        &["", "score-adds/s", "p50", "p99", "deep reads/s", "deep p99"],
+    );
+    table.row(vec![
+        "alone".into(),
+        fmt_rate(alone.throughput),
+        fmt_us(alone.latency.p50_us),
+        fmt_us(alone.latency.p99_us),
+        String::new(),
+        String::new(),
+    ]);
+    table.row(vec![
+        "beside deep reads".into(),
+        fmt_rate(beside.throughput),
+        fmt_us(beside.latency.p50_us),
+        fmt_us(beside.latency.p99_us),
+        fmt_rate(reads.throughput),
+        fmt_us(reads.latency.p99_us),
+    ]);
+    report.table(table);
+    report.target(Target::ratio(
+        "score-add p99 beside 16 deep readers ≤ 1.5× alone",
+        format!(
+            "{} / {}",
+            fmt_us(beside.latency.p99_us),
+            fmt_us(alone.latency.p99_us)
+        ),
+        beside.latency.p99_us / alone.latency.p99_us.max(1.0),
+        1.5,
+    ));
+
+    // Throughput with the keeper, then with a worker that keeps no digest.
+    let with = load::run(
+        HttpClient::many(16, bench.origin_port(), Arc::clone(&writes), 200).await?,
+        window,
+    )
+    .await;
+    check(config, "score-adds with the rank keeper", &with)?;
+    bench.stack.kill_worker();
+    bench.stack.set_worker_env("RANK_DIGESTS", "false");
+    bench.stack.start_worker().await?;
+    let without = load::run(
+        HttpClient::many(16, bench.origin_port(), Arc::clone(&writes), 200).await?,
+        window,
+    )
+    .await;
+    check(config, "score-adds without the rank keeper", &without)?;
+    bench.stack.kill_worker();
+    bench.stack.set_worker_env("RANK_DIGESTS", "true");
+    bench.stack.start_worker().await?;
+    report.target(Target::ratio(
+        "score-add throughput with the rank keeper ≥ 0.9× without (16 clients)",
+        format!(
+            "{} / {}",
+            fmt_rate(with.throughput),
+            fmt_rate(without.throughput)
+        ),
+        without.throughput / with.throughput.max(1e-9),
+        1.0 / 0.9,
+    ));
+    Ok(())
 }
 
 #[cfg(test)]
