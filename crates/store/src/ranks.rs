@@ -216,6 +216,24 @@ pub(crate) fn ranked_count(root: Command) -> Command {
     root.g("n").default(0)
 }
 
+/// The last leaf `[start, cum]` of the chunk entry `chunk` (`[start, cum,
+/// id]` of the root) that `keep` holds true of; the leaves are in rank
+/// order, so this is the leaf a key or a rank falls in. A chunk whose
+/// document is gone reads as one leaf.
+fn last_leaf(chunk: Command, keep: impl Fn(Command) -> Command) -> Command {
+    let leaves = r
+        .table(RANKS)
+        .get(chunk.clone().nth(2))
+        .g("l")
+        .default(rjson!([]))
+        .filter(func!(|e| keep(e)));
+    r.branch(
+        leaves.clone().is_empty(),
+        rjson!([chunk.nth(0), 0]),
+        leaves.nth(-1),
+    )
+}
+
 /// `{base, from: [score, player], live}` for the key (`score`, `player`):
 /// the players ahead of the key's leaf (`base`), and those from the leaf's
 /// start to the key counted on the index, at most [`LIVE_CAP`] + 1. The
@@ -233,17 +251,7 @@ pub(crate) fn rank_at(
         .filter(func!(|e| at_or_ahead(walk, e.nth(0), key.clone())))
         .nth(-1)
         .do_(func!(|chunk| {
-            let leaves = r
-                .table(RANKS)
-                .get(chunk.clone().nth(2))
-                .g("l")
-                .default(rjson!([]))
-                .filter(func!(|e| at_or_ahead(walk, e.nth(0), key.clone())));
-            let leaf = r.branch(
-                leaves.clone().is_empty(),
-                rjson!([chunk.clone().nth(0), 0]),
-                leaves.nth(-1),
-            );
+            let leaf = last_leaf(chunk.clone(), |e| at_or_ahead(walk, e.nth(0), key.clone()));
             leaf.do_(func!(|leaf| {
                 let start = leaf.clone().nth(0);
                 let live = span(
@@ -271,17 +279,8 @@ fn rank_place(board: &str, walk: Walk, root: Command, rank: u64) -> Command {
         .filter(func!(|e| e.nth(1).le(ahead)))
         .nth(-1)
         .do_(func!(|chunk| {
-            let leaves = r
-                .table(RANKS)
-                .get(chunk.clone().nth(2))
-                .g("l")
-                .default(rjson!([]))
-                .filter(func!(|e| chunk.clone().nth(1).add(e.nth(1)).le(ahead)));
-            let leaf = r.branch(
-                leaves.clone().is_empty(),
-                rjson!([chunk.clone().nth(0), 0]),
-                leaves.nth(-1),
-            );
+            let cum = chunk.clone().nth(1);
+            let leaf = last_leaf(chunk.clone(), |e| cum.clone().add(e.nth(1)).le(ahead));
             leaf.do_(func!(|leaf| {
                 let base = chunk.clone().nth(1).add(leaf.clone().nth(1));
                 rjson!({
