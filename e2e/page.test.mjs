@@ -459,7 +459,7 @@ describe('leaderboard page', () => {
     await page.fill('#score-value', '6450');
     await page.press('#score-value', 'Enter');
     await waitForNames(page, ['Cy', 'Ben', 'Dot', 'Ann'], '#players', 3000);
-    await page.waitForSelector('#me-summary:has-text("Dot is 3rd, with a score of 6,450.")');
+    await page.waitForSelector('#me-summary:has-text("Dot is 3rd of 4, with a score of 6,450.")');
     assert.deepEqual(
       (await rows(page, '#around')).map(({ rank, name }) => `${rank}:${name}`),
       ['1:Cy', '2:Ben', '3:Dot', '4:Ann'],

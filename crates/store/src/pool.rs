@@ -22,6 +22,11 @@ pub struct PoolOptions {
     pub query_timeout: Duration,
     /// Replicas and shards of the tables that schema set-up creates.
     pub schema: SchemaOptions,
+    /// The runtime the queries and the connections' tasks run on; the
+    /// caller's by default. A shared connection outlives the request that
+    /// opened it, so a server whose runtimes stop one by one (actix-web's
+    /// workers at shutdown) gives the store a runtime of its own.
+    pub runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for PoolOptions {
@@ -31,6 +36,7 @@ impl Default for PoolOptions {
             connect_timeout: Duration::from_secs(3),
             query_timeout: Duration::from_secs(10),
             schema: SchemaOptions::default(),
+            runtime: None,
         }
     }
 }
@@ -268,7 +274,11 @@ impl Pool {
     /// e.g. because an HTTP client went away.
     pub(crate) async fn run(self: &Arc<Self>, query: Command) -> Result<Vec<Value>, StoreError> {
         let pool = Arc::clone(self);
-        let task = tokio::spawn(async move { pool.run_here(query).await });
+        let work = async move { pool.run_here(query).await };
+        let task = match &self.options.runtime {
+            Some(runtime) => runtime.spawn(work),
+            None => tokio::spawn(work),
+        };
         task.await
             .map_err(|e| StoreError::Query(format!("query task failed: {e}")))?
     }

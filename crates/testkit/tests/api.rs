@@ -104,7 +104,7 @@ async fn players_and_board_lists() {
     assert_eq!(status, 200);
     assert_eq!(
         player,
-        json!({"id": "a1", "name": "Ann", "score": 0, "rank": 1})
+        json!({"id": "a1", "name": "Ann", "score": 0, "rank": 1, "out_of": 1, "percentile": 100.0})
     );
     let (_, player) = body(stack.get("/boards/alpha/players/a1").await).await;
     assert_eq!(player["id"], "a1");
@@ -232,6 +232,8 @@ async fn boards_and_players_are_created_and_deleted() {
     let (status, fetched) = body(stack.get(&format!("/boards/{id}/players/{pid}/")).await).await;
     let mut ranked = player.clone();
     ranked["rank"] = json!(1);
+    ranked["out_of"] = json!(1);
+    ranked["percentile"] = json!(100.0);
     assert_eq!((status, &fetched), (200, &ranked));
 
     // Duplicate ids conflict.

@@ -384,8 +384,16 @@ async fn rank_parameters_are_checked_and_unknown_ones_refused() {
         let (status, body) = stack.post_json_answer(bad, json!({ "value": 1 })).await;
         assert_eq!(status, 400, "{bad}: {body}");
     }
-    // Nothing was written by the refused writes.
-    let (_, ann) = stack.get_json("/boards/b/players/ann/").await;
+    // Nothing was written by the refused writes. (`out_of` comes from the
+    // digest, written by the worker a moment after the players.)
+    let deadline = Instant::now() + PATIENCE;
+    let ann = loop {
+        let (_, ann) = stack.get_json("/boards/b/players/ann/").await;
+        if ann["out_of"] == 2 || Instant::now() > deadline {
+            break ann;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         (
             &ann["score"],

@@ -20,6 +20,24 @@ use crate::routes;
 use crate::state::AppState;
 use crate::stream::StreamSettings;
 
+/// The runtime of the store's queries and connections: one thread of its
+/// own, for the life of the process. actix-web runs each worker on a
+/// runtime of its own and stops idle ones first at shutdown; a shared
+/// database connection whose tasks lived there would die under the
+/// requests still finishing on other workers.
+fn database_runtime() -> std::io::Result<tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime.handle().clone());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("database")
+        .enable_all()
+        .build()?;
+    Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -37,6 +55,7 @@ impl Application {
                 max_connections: settings.db_pool_size,
                 query_timeout: settings.db_timeout,
                 schema: settings.table_layout,
+                runtime: Some(database_runtime()?),
                 ..PoolOptions::default()
             },
         );
