@@ -69,7 +69,8 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
             ("boards".to_owned(), vec![3]),
             ("leases".to_owned(), vec![3]),
             ("periods".to_owned(), vec![3]),
-            ("players".to_owned(), vec![3])
+            ("players".to_owned(), vec![3]),
+            ("ranks".to_owned(), vec![3])
         ],
         "created with TABLE_REPLICAS=3"
     );
@@ -87,7 +88,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
         })
         .await
         .expect("reconfigure");
-    assert_eq!(answers.len(), 4, "{answers:?}");
+    assert_eq!(answers.len(), 5, "{answers:?}");
     assert!(
         answers.iter().all(|a| a["reconfigured"] == 1),
         "{answers:?}"
@@ -101,6 +102,7 @@ async fn a_three_node_cluster_is_laid_out_reconfigured_and_survives_its_first_ho
                 ("leases".to_owned(), vec![3, 3]),
                 ("periods".to_owned(), vec![3, 3]),
                 ("players".to_owned(), vec![3, 3]),
+                ("ranks".to_owned(), vec![3, 3]),
             ]
         {
             break;

@@ -184,7 +184,10 @@ async fn the_schema_set_up_repairs_a_database_an_earlier_version_left_doubled() 
     let players = config_rows(&admin, &db, "players").await;
     let mut indexes: Vec<String> = serde_json::from_value(players[0]["indexes"].clone()).unwrap();
     indexes.sort();
-    assert_eq!(indexes, vec!["board", "board_prev", "board_score", "slot"]);
+    assert_eq!(
+        indexes,
+        vec!["board", "board_prev", "board_rank", "board_score", "slot"]
+    );
     // And the store works on it.
     let board = domain::BoardId::parse("b1").unwrap();
     store

@@ -62,7 +62,8 @@ async fn two_origins_and_a_worker_starting_together_share_one_schema() {
                 ("boards".to_owned(), 1),
                 ("leases".to_owned(), 1),
                 ("periods".to_owned(), 1),
-                ("players".to_owned(), 1)
+                ("players".to_owned(), 1),
+                ("ranks".to_owned(), 1)
             ]),
             "round {round}: each table once"
         );
