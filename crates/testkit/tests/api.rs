@@ -125,7 +125,7 @@ async fn players_and_board_lists() {
     assert_eq!(status, 200);
     assert_eq!(
         players["players"],
-        json!([{"id": "a1", "name": "Ann", "score": 0, "rank": 1}])
+        json!([{"id": "a1", "name": "Ann", "score": 0, "rank": 1, "percentile": 100.0}])
     );
     assert_eq!(players["next_cursor"], Value::Null);
 }
