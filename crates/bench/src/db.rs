@@ -248,6 +248,13 @@ impl Client for InsertClient {
     }
 }
 
+/// Deletes a board's rank digest, so that the worker builds it afresh.
+pub async fn delete_digest(url: &DatabaseUrl, board: &str) -> anyhow::Result<()> {
+    let session = connect(url).await?;
+    let _: Value = store::ranks::delete_digest(board).exec(&session).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,11 +288,4 @@ mod tests {
             "{unread}"
         );
     }
-}
-
-/// Deletes a board's rank digest, so that the worker builds it afresh.
-pub async fn delete_digest(url: &DatabaseUrl, board: &str) -> anyhow::Result<()> {
-    let session = connect(url).await?;
-    let _: Value = store::ranks::delete_digest(board).exec(&session).await?;
-    Ok(())
 }

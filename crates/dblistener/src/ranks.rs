@@ -962,9 +962,9 @@ mod tests {
         k: &RankKey,
     ) -> u64 {
         let ahead = |start: &RankKey| start.cmp_in(k, walk) != std::cmp::Ordering::Greater;
-        let (start, cum, id) = root.c.iter().filter(|e| ahead(&e.0)).last().unwrap();
+        let (start, cum, id) = root.c.iter().rfind(|e| ahead(&e.0)).unwrap();
         let chunk = chunks.iter().find(|c| &c.id == id).unwrap();
-        let (leaf_start, inner) = chunk.l.iter().filter(|e| ahead(&e.0)).last().unwrap();
+        let (leaf_start, inner) = chunk.l.iter().rfind(|e| ahead(&e.0)).unwrap();
         let _ = start;
         let live = all
             .iter()
