@@ -52,6 +52,8 @@ const SLACK: Duration = Duration::from_millis(20);
 const CUT_PAGE: usize = 8192;
 /// Leaves recounted per query.
 const COUNTS_PER_QUERY: usize = 64;
+/// Recount queries per board per pass.
+const RECOUNTS_PER_PASS: usize = 8;
 /// Every board's chunks are recounted in turn, one chunk per board this
 /// often, so that an error nobody noticed does not last.
 const AUDIT_EVERY: Duration = Duration::from_secs(10);
@@ -748,17 +750,34 @@ impl RankKeeper {
         };
         ranks.audit(now);
         ranks.rebalance();
+        // Several recounts per pass, so that a new holder confirms a large
+        // digest in seconds rather than at one query per tick.
+        for _ in 0..RECOUNTS_PER_PASS {
+            if !self.recount(board).await? {
+                break;
+            }
+        }
+        self.write(board).await
+    }
+
+    /// Sends one recount of up to [`COUNTS_PER_QUERY`] leaves in doubt;
+    /// whether there was any.
+    async fn recount(&mut self, board: &str) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let Some(ranks) = self.boards.get_mut(board) else {
+            return Ok(false);
+        };
         let spans = ranks.to_recount(now, COUNTS_PER_QUERY);
         if !spans.is_empty() {
             // Events that arrive from here on are judged by their arrival
             // against the count's time; those before are applied first.
             self.drain();
             let Some(ranks) = self.boards.get_mut(board) else {
-                return Ok(());
+                return Ok(false);
             };
             let spans = ranks.to_recount(Instant::now(), COUNTS_PER_QUERY);
             if spans.is_empty() {
-                return self.write(board).await;
+                return Ok(false);
             }
             let (walk, generation) = (ranks.walk, ranks.generation);
             for (c, l) in spans.iter().map(|(p, _)| *p) {
@@ -769,7 +788,7 @@ impl RankKeeper {
             let result = self.store.span_counts(board, walk, &ranges).await;
             let done = Instant::now();
             let Some(ranks) = self.boards.get_mut(board) else {
-                return Ok(());
+                return Ok(false);
             };
             match result {
                 Ok(counts) => {
@@ -792,8 +811,9 @@ impl RankKeeper {
                     return Err(e);
                 }
             }
+            return Ok(true);
         }
-        self.write(board).await
+        Ok(false)
     }
 
     /// Reads the keys of an oversized leaf and cuts it into leaves of

@@ -362,8 +362,16 @@ async fn ranked_reads(
             )
             .await?,
         );
-        // Ten friends at about this depth.
-        let near: Vec<usize> = (0..10).map(|k| (rank + k * 7).min(size)).collect();
+        // Ten friends at about this depth (above it at the board's end).
+        let near: Vec<usize> = (0..10)
+            .map(|k| {
+                if rank + 70 <= size {
+                    rank + k * 7
+                } else {
+                    rank - k * 7
+                }
+            })
+            .collect();
         let ids: Vec<String> = players_at(size, &near)
             .into_iter()
             .map(|(p, _)| p)
