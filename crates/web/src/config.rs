@@ -19,6 +19,7 @@ struct Env {
     database_url: Option<String>,
     grip_prefix: Option<String>,
     db_pool_size: Option<u64>,
+    rank_reads: Option<u64>,
     db_timeout_ms: Option<u64>,
     keep_alive_secs: Option<u64>,
     recovery_link_secs: Option<u64>,
@@ -51,6 +52,11 @@ pub struct Settings {
     pub grip_prefix: String,
     /// `DB_POOL_SIZE`: connections to the database, default 16.
     pub db_pool_size: usize,
+    /// `RANK_READS`: reads that compute ranks (a player, around-me, a page
+    /// after the first, friends) this origin sends the database at once,
+    /// default 4; more wait, up to 2 s, then get 503. Ranks cost the same
+    /// at any depth, but a crowd of readers must not starve the writes.
+    pub rank_reads: usize,
     /// `DB_TIMEOUT_MS`: time limit of one query, default 10000.
     pub db_timeout: Duration,
     /// `KEEP_ALIVE_SECS`: an idle stream gets an SSE comment this often,
@@ -190,6 +196,7 @@ impl Settings {
             grip_prefix: domain::channel_prefix(env.grip_prefix.as_deref())
                 .map_err(|e| ConfigError::new("GRIP_PREFIX", e.message))?,
             db_pool_size: config::number("DB_POOL_SIZE", env.db_pool_size, 1..=1024, 16)?,
+            rank_reads: config::number("RANK_READS", env.rank_reads, 1..=1024, 4)?,
             db_timeout: config::millis(
                 "DB_TIMEOUT_MS",
                 env.db_timeout_ms,
@@ -232,6 +239,7 @@ impl fmt::Debug for Settings {
             .field("database_url", &self.database_url)
             .field("grip_prefix", &self.grip_prefix)
             .field("db_pool_size", &self.db_pool_size)
+            .field("rank_reads", &self.rank_reads)
             .field("db_timeout", &self.db_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("recovery_timeout", &self.recovery_timeout)

@@ -55,6 +55,8 @@ pub enum ApiError {
     Unavailable(#[source] StoreError),
     #[error("the board's ranks are being brought up to date; try again shortly")]
     RanksBehind,
+    #[error("too many rank reads at once; try again shortly")]
+    Busy,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -89,6 +91,7 @@ impl ApiError {
             ApiError::ScoreOutOfRange => "score_out_of_range",
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::RanksBehind => "ranks_unavailable",
+            ApiError::Busy => "busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -140,7 +143,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::ScoreOutOfRange => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) | ApiError::RanksBehind => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::RanksBehind | ApiError::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -175,7 +180,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        if let ApiError::Unavailable(_) | ApiError::RanksBehind = self {
+        if let ApiError::Unavailable(_) | ApiError::RanksBehind | ApiError::Busy = self {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
         }
         // The rest of a body sent too slowly would still be on its way:

@@ -322,6 +322,11 @@ async fn list_players(
         (None, None) => PageStart::Top,
     };
     state.ready().await?;
+    // The first page's ranks are positions; the others are computed.
+    let _admitted = match start {
+        PageStart::Top => None,
+        _ => Some(state.rank_read().await?),
+    };
     let page = state
         .store
         .page(&board, start, limit)
@@ -357,6 +362,7 @@ async fn friends(state: Data<AppState>, board: BoardId, raw: &str) -> ApiResult 
         )));
     }
     state.ready().await?;
+    let _admitted = state.rank_read().await?;
     let ranked = state
         .store
         .players_ranked(&board, &ids)
@@ -475,6 +481,7 @@ async fn get_player(
     let (board, player) = (board_id(&path.0)?, player_id(&path.1)?);
     Query::parse(&req, &[])?;
     state.ready().await?;
+    let _admitted = state.rank_read().await?;
     let found = found(
         state.store.around(&board, &player, 0).await?,
         &board,
@@ -501,6 +508,7 @@ async fn around(
         Some(raw) => bounded_param("n", raw, 0, MAX_AROUND)?,
     };
     state.ready().await?;
+    let _admitted = state.rank_read().await?;
     let found = found(
         state.store.around(&board, &player, n).await?,
         &board,

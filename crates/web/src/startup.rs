@@ -68,6 +68,7 @@ impl Application {
                 signature: settings.grip_sig.clone(),
             },
             Metrics::new(),
+            settings.rank_reads,
         ));
         spawn_schema_setup(state.clone());
         let body = BodyConfig {

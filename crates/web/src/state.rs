@@ -2,6 +2,9 @@
 //! answer is computed from the database.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use store::Store;
 
@@ -15,15 +18,30 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set once the schema is known to exist.
     schema_ready: AtomicBool,
+    /// Admits the reads that compute ranks (`RANK_READS` at once).
+    rank_reads: Semaphore,
 }
 
+/// How long a rank read waits to be admitted before it is refused.
+const RANK_READ_WAIT: Duration = Duration::from_secs(2);
+
 impl AppState {
-    pub fn new(store: Store, streams: StreamSettings, metrics: Metrics) -> Self {
+    pub fn new(store: Store, streams: StreamSettings, metrics: Metrics, rank_reads: usize) -> Self {
         Self {
             store,
             streams,
             metrics,
             schema_ready: AtomicBool::new(false),
+            rank_reads: Semaphore::new(rank_reads.max(1)),
+        }
+    }
+
+    /// Waits for a place among the rank reads under way; 503 `busy` if
+    /// none frees up within two seconds. Writes never wait here.
+    pub async fn rank_read(&self) -> Result<SemaphorePermit<'_>, ApiError> {
+        match tokio::time::timeout(RANK_READ_WAIT, self.rank_reads.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(ApiError::Busy),
         }
     }
 
@@ -46,5 +64,42 @@ impl AppState {
             }
             Err(e) => Err(ApiError::Unavailable(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(rank_reads: usize) -> AppState {
+        let url = store::DatabaseUrl::parse("rethinkdb://127.0.0.1:1/test").expect("a valid URL");
+        AppState::new(
+            Store::new(url, store::PoolOptions::default()),
+            StreamSettings {
+                prefix: "lb-".into(),
+                keep_alive: Duration::from_secs(20),
+                recovery_timeout: Duration::from_secs(120),
+                signature: None,
+            },
+            Metrics::new(),
+            rank_reads,
+        )
+    }
+
+    #[tokio::test]
+    async fn rank_reads_past_the_limit_wait_then_are_refused() {
+        let state = state(2);
+        let a = state.rank_read().await.expect("first admitted");
+        let _b = state.rank_read().await.expect("second admitted");
+        // A third waits for a place: admitted as soon as one frees up...
+        let waiting = state.rank_read();
+        drop(a);
+        let third = waiting.await.expect("admitted once the first is done");
+        // ...and refused with `busy` when none does within two seconds.
+        let started = std::time::Instant::now();
+        assert!(matches!(state.rank_read().await, Err(ApiError::Busy)));
+        assert!(started.elapsed() >= RANK_READ_WAIT);
+        drop(third);
+        assert!(state.rank_read().await.is_ok());
     }
 }
