@@ -54,9 +54,6 @@ const CUT_PAGE: usize = 8192;
 const COUNTS_PER_QUERY: usize = 64;
 /// Recount queries per board per pass.
 const RECOUNTS_PER_PASS: usize = 8;
-/// Every board's chunks are recounted in turn, one chunk per board this
-/// often, so that an error nobody noticed does not last.
-const AUDIT_EVERY: Duration = Duration::from_secs(10);
 /// A chunk document no longer in the root is deleted this long after, once
 /// no reader can still be holding a root that names it.
 const CHUNK_GRACE: Duration = Duration::from_secs(10);
@@ -127,7 +124,8 @@ pub struct BoardRanks {
     /// have been counted twice: `[from, until]` by arrival.
     unsure: Option<(Instant, Instant)>,
     audit_next: usize,
-    audit_at: Option<Instant>,
+    /// Something happened since the last pass found nothing to do.
+    care: bool,
     /// Chunk documents to delete once their grace has passed.
     doomed: Vec<String>,
 }
@@ -159,7 +157,7 @@ impl BoardRanks {
             dirty: true,
             unsure: None,
             audit_next: 0,
-            audit_at: None,
+            care: true,
             doomed: Vec::new(),
         }
     }
@@ -210,7 +208,7 @@ impl BoardRanks {
             dirty: false,
             unsure: None,
             audit_next: 0,
-            audit_at: None,
+            care: true,
             doomed: Vec::new(),
         })
     }
@@ -284,6 +282,7 @@ impl BoardRanks {
             }
         }
         self.dirty = true;
+        self.care = true;
     }
 
     /// Puts every leaf in doubt (changes may have been missed).
@@ -293,6 +292,7 @@ impl BoardRanks {
                 leaf.doubt = true;
             }
         }
+        self.care = true;
     }
 
     /// Marks a read of the index sent at `sent` and answered at `done`:
@@ -301,6 +301,7 @@ impl BoardRanks {
     fn read_index(&mut self, sent: Instant, done: Instant) {
         let from = sent.checked_sub(SLACK).unwrap_or(sent);
         let until = done + HOLD;
+        self.care = true;
         self.unsure = Some(match self.unsure {
             Some((f, u)) if u >= from => (f.min(from), u.max(until)),
             _ => (from, until),
@@ -344,6 +345,7 @@ impl BoardRanks {
         self.chunks[c].dirty = true;
         self.generation += 1;
         self.dirty = true;
+        self.care = true;
     }
 
     /// Merges small leaves into their neighbours, then splits full chunks
@@ -456,17 +458,20 @@ impl BoardRanks {
         (chunks, root)
     }
 
-    /// The leaves of the next chunk to audit, if its turn has come.
-    fn audit(&mut self, now: Instant) {
-        if self.audit_at.is_some_and(|t| t > now) {
-            return;
-        }
-        self.audit_at = Some(now + AUDIT_EVERY);
+    /// Puts the leaves of this board's next chunk in doubt, in turn.
+    fn audit(&mut self) {
         let c = self.audit_next % self.chunks.len();
         self.audit_next = c + 1;
         for leaf in &mut self.chunks[c].leaves {
             leaf.doubt = true;
         }
+        self.care = true;
+    }
+
+    /// Whether a pass has anything to do: a change, a count in doubt, a
+    /// leaf to cut, something to write.
+    fn needs_care(&self) -> bool {
+        self.care || self.dirty
     }
 }
 
@@ -494,6 +499,8 @@ pub struct RankKeeper {
     doomed: Vec<(Instant, Vec<String>)>,
     /// Deleted boards whose digest is still to delete.
     gone: Vec<String>,
+    /// The boards whose turn to be audited is still to come.
+    audit_turns: VecDeque<String>,
     metrics: Metrics,
 }
 
@@ -519,6 +526,7 @@ impl RankKeeper {
                 recounts: Vec::new(),
                 doomed: Vec::new(),
                 gone: Vec::new(),
+                audit_turns: VecDeque::new(),
                 metrics,
             },
             tx,
@@ -625,6 +633,17 @@ impl RankKeeper {
         self.load_some().await;
         let now = Instant::now();
         self.take_recounts(now);
+        // One chunk of one board is recounted in turn every pass, so that an
+        // error nobody noticed does not last, at a cost that does not grow
+        // with the number of boards.
+        if self.audit_turns.is_empty() {
+            self.audit_turns = self.boards.keys().cloned().collect();
+        }
+        if let Some(board) = self.audit_turns.pop_front() {
+            if let Some(ranks) = self.boards.get_mut(&board) {
+                ranks.audit();
+            }
+        }
         let boards: Vec<String> = self.boards.keys().cloned().collect();
         for board in boards {
             if let Err(e) = self.keep(&board).await {
@@ -706,6 +725,7 @@ impl RankKeeper {
                 continue;
             };
             let current = ranks.generation == recount.generation;
+            ranks.care = true;
             for ((c, l), count) in recount.counts {
                 let Some(leaf) = ranks.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l)) else {
                     continue;
@@ -740,15 +760,16 @@ impl RankKeeper {
 
     /// Cuts, recounts, rebalances and writes one board.
     async fn keep(&mut self, board: &str) -> Result<(), StoreError> {
+        if !self.boards.get(board).is_some_and(BoardRanks::needs_care) {
+            return Ok(());
+        }
         // Cut every oversized leaf (a board read for the first time is one).
         while let Some(place) = self.boards.get(board).and_then(BoardRanks::oversized) {
             self.cut(board, place).await?;
         }
-        let now = Instant::now();
         let Some(ranks) = self.boards.get_mut(board) else {
             return Ok(());
         };
-        ranks.audit(now);
         ranks.rebalance();
         // Several recounts per pass, so that a new holder confirms a large
         // digest in seconds rather than at one query per tick.
@@ -757,7 +778,14 @@ impl RankKeeper {
                 break;
             }
         }
-        self.write(board).await
+        self.write(board).await?;
+        // Nothing more to do until something happens, unless counts are
+        // still in doubt (waiting for quiet, or for a recount's answer).
+        if let Some(ranks) = self.boards.get_mut(board) {
+            let waiting = ranks.leaves().any(|l| l.doubt || l.counting);
+            ranks.care = waiting || ranks.oversized().is_some();
+        }
+        Ok(())
     }
 
     /// Sends one recount of up to [`COUNTS_PER_QUERY`] leaves in doubt;
