@@ -2,6 +2,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use domain::{Board, BoardId, BoardSummary, Name, Player, PlayerId, Rules, ScoreDelta, Snapshot};
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -15,6 +16,8 @@ use crate::{DatabaseUrl, StoreError};
 
 /// Rows per answer when a query walks a whole table.
 const PAGE: usize = 1000;
+/// Ranks of one friends list read at once.
+pub const PARALLEL_RANKS: usize = 8;
 
 /// The leaderboard's queries, over a pool of connections.
 ///
@@ -437,7 +440,9 @@ impl Store {
 
     /// The given players of a board with their board-wide ranks: ranked
     /// players in rank order, then those not ranked yet; ids with no player
-    /// are left out. `None` if there is no board.
+    /// are left out. `None` if there is no board. The ranks are read in
+    /// parallel, at most [`PARALLEL_RANKS`] at once, each bounded as one
+    /// rank is.
     pub async fn players_ranked(
         &self,
         board: &BoardId,
@@ -446,41 +451,48 @@ impl Store {
         if players.is_empty() {
             return Ok(self.board_exists(board).await?.then(Ranked::default));
         }
-        let value = single(self.run(reql::players_ranked(board, players)).await?)?;
+        let value = single(self.run(reql::players_of(board, players)).await?)?;
         #[derive(Deserialize)]
         struct Row {
             board: Option<Value>,
             #[serde(default)]
             players: Vec<Value>,
-            #[serde(default)]
-            out_of: u64,
         }
         let row: Row = decode(value)?;
         if row.board.is_none() {
             return Ok(None);
         }
-        let mut found = Vec::with_capacity(row.players.len());
-        for doc in &row.players {
-            let mut player = player_view(doc)?;
-            if player.score.is_some() {
-                if let Some(at) = doc.get("at") {
-                    let at: At = decode(at.clone())?;
-                    player.rank = Some(at.rank()?);
-                }
+        let found = player_views(row.players)?;
+        let ranks: Vec<Result<Option<(u64, u64)>, StoreError>> =
+            futures::stream::iter(found.iter())
+                .map(|p| async move {
+                    let (Some(score), Ok(id)) = (p.score, PlayerId::parse(&p.id)) else {
+                        return Ok(None);
+                    };
+                    self.rank_of(board, &id, score).await
+                })
+                .buffered(PARALLEL_RANKS)
+                .collect()
+                .await;
+        let mut out_of = 0;
+        let mut ranked = Vec::with_capacity(found.len());
+        for (mut player, rank) in found.into_iter().zip(ranks) {
+            if let Some((rank, of)) = rank? {
+                player.rank = Some(rank);
+                out_of = out_of.max(of);
             }
-            found.push(player);
+            ranked.push(player);
         }
         // Ranked first, best first; the unranked after them, by id.
-        found.sort_by(|a, b| match (a.rank, b.rank) {
+        ranked.sort_by(|a, b| match (a.rank, b.rank) {
             (Some(x), Some(y)) => x.cmp(&y),
             (Some(_), None) => std::cmp::Ordering::Less,
             (None, Some(_)) => std::cmp::Ordering::Greater,
             (None, None) => a.id.cmp(&b.id),
         });
-        let deepest = found.iter().filter_map(|p| p.rank).max().unwrap_or(0);
         Ok(Some(Ranked {
-            players: found,
-            out_of: row.out_of.max(deepest),
+            players: ranked,
+            out_of,
         }))
     }
 

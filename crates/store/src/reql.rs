@@ -258,38 +258,26 @@ pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Command {
     }))
 }
 
-/// Given players of a board (their ids, at least one) with their ranks:
-/// `{board: <row or null>, players: [{..., at?}], out_of}`, `at` as
-/// [`ranks::rank_at`] gives it, absent for a player not ranked yet. Players
-/// that do not exist are left out. Bounded: a digest lookup and at most a
-/// leaf of the index per player.
-pub fn players_ranked(board: &BoardId, players: &[PlayerId]) -> Command {
+/// Given players of a board (their ids, at least one): `{board: <row or
+/// null>, players: [...]}`, the players that exist, in no particular order.
+/// Their ranks are read by [`rank_of`], one query each, in parallel: one
+/// query computing them all would take them one after another.
+pub fn players_of(board: &BoardId, players: &[PlayerId]) -> Command {
     let id = board.as_str().to_owned();
     let keys: Vec<String> = players.iter().map(|p| player_key(board, p)).collect();
-    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
-        let body = by_order(doc.clone(), |walk| {
-            let id = id.clone();
-            ranks::root_of(&id).do_(func!(|root| {
-                let with_rank = func!(|p| r.branch(
-                    p.clone().has_fields("score"),
-                    p.clone().merge(rjson!({
-                        "at": ranks::rank_at(&id, walk, root.clone(), p.clone().g("score"), p.clone().g("player")),
-                    })),
-                    p,
-                ));
-                rjson!({
-                    "board": doc.clone(),
-                    "players": r
-                        .table(PLAYERS)
-                        .get_all(r.args(keys.clone()))
-                        .without(IDEMPOTENCY_FIELD)
-                        .coerce_to("array")
-                        .map(with_rank),
-                    "out_of": ranks::ranked_count(root),
-                })
-            }))
-        });
-        r.branch(doc.clone(), body, rjson!({ "board": r.expr(Value::Null) }))
+    r.table(BOARDS).get(id).do_(func!(|doc| {
+        r.branch(
+            doc.clone(),
+            rjson!({
+                "board": doc.clone(),
+                "players": r
+                    .table(PLAYERS)
+                    .get_all(r.args(keys.clone()))
+                    .without(IDEMPOTENCY_FIELD)
+                    .coerce_to("array"),
+            }),
+            rjson!({ "board": r.expr(Value::Null) }),
+        )
     }))
 }
 

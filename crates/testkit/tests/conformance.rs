@@ -621,8 +621,8 @@ async fn rules_and_ranks(s: &mut Script) {
     )
     .await;
     s.case(
-        "players_ranked",
-        reql::players_ranked(
+        "players_of",
+        reql::players_of(
             &laps,
             &[
                 players[2].clone(),
@@ -745,8 +745,8 @@ async fn digests(s: &mut Script) {
     )
     .await;
     s.case(
-        "players_ranked through the digest",
-        reql::players_ranked(
+        "players_of, three of a board with a digest",
+        reql::players_of(
             &deep,
             &["p10", "p01", "p06"].map(|p| id(PlayerId::parse, p)),
         ),
