@@ -50,6 +50,9 @@ pub const HOLD: Duration = Duration::from_millis(100);
 const SLACK: Duration = Duration::from_millis(20);
 /// Keys read per query when a leaf is cut.
 const CUT_PAGE: usize = 8192;
+/// One chunk of one board is recounted this often, in turn: a board of
+/// 1,000,000 players (128 chunks) is checked whole every two minutes.
+const AUDIT_EVERY: Duration = Duration::from_secs(1);
 /// Leaves recounted per query.
 const COUNTS_PER_QUERY: usize = 64;
 /// Recount queries per board per pass.
@@ -501,6 +504,8 @@ pub struct RankKeeper {
     gone: Vec<String>,
     /// The boards whose turn to be audited is still to come.
     audit_turns: VecDeque<String>,
+    /// When the next chunk is audited.
+    audit_at: Option<Instant>,
     metrics: Metrics,
 }
 
@@ -527,6 +532,7 @@ impl RankKeeper {
                 doomed: Vec::new(),
                 gone: Vec::new(),
                 audit_turns: VecDeque::new(),
+                audit_at: None,
                 metrics,
             },
             tx,
@@ -636,12 +642,15 @@ impl RankKeeper {
         // One chunk of one board is recounted in turn every pass, so that an
         // error nobody noticed does not last, at a cost that does not grow
         // with the number of boards.
-        if self.audit_turns.is_empty() {
-            self.audit_turns = self.boards.keys().cloned().collect();
-        }
-        if let Some(board) = self.audit_turns.pop_front() {
-            if let Some(ranks) = self.boards.get_mut(&board) {
-                ranks.audit();
+        if self.audit_at.is_none_or(|t| t <= now) {
+            self.audit_at = Some(now + AUDIT_EVERY);
+            if self.audit_turns.is_empty() {
+                self.audit_turns = self.boards.keys().cloned().collect();
+            }
+            if let Some(board) = self.audit_turns.pop_front() {
+                if let Some(ranks) = self.boards.get_mut(&board) {
+                    ranks.audit();
+                }
             }
         }
         let boards: Vec<String> = self.boards.keys().cloned().collect();
@@ -726,6 +735,7 @@ impl RankKeeper {
             };
             let current = ranks.generation == recount.generation;
             ranks.care = true;
+            let (mut confirmed, mut corrected, mut aside) = (0, 0, 0);
             for ((c, l), count) in recount.counts {
                 let Some(leaf) = ranks.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l)) else {
                     continue;
@@ -734,13 +744,16 @@ impl RankKeeper {
                 // A change since the count was sent may or may not be in it.
                 let since = leaf.touched.is_some_and(|t| t + SLACK >= recount.sent);
                 if !current || since {
+                    aside += 1;
                     continue;
                 }
                 let count = count as i64;
                 if leaf.count == count {
                     // Confirmed: the count agrees with the index.
                     leaf.doubt = false;
+                    confirmed += 1;
                 } else {
+                    corrected += 1;
                     // Corrected, and still in doubt until a later count
                     // agrees: a change delivered late by the feed would
                     // otherwise stay counted twice.
@@ -755,6 +768,10 @@ impl RankKeeper {
                     ranks.dirty = true;
                 }
             }
+            log::trace!(
+                "recount of {:?}: {confirmed} confirmed, {corrected} corrected, {aside} set aside (same generation: {current})",
+                recount.board
+            );
         }
     }
 
