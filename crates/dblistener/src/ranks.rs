@@ -9,17 +9,17 @@
 //!   [`LEAF_TARGET`], reading that leaf's keys from the index;
 //! - merges leaves that shrank below [`LEAF_MIN`], and splits or merges
 //!   chunks;
-//! - recounts on the index the leaves whose counts are in doubt (after the
-//!   digest was loaded from the database, a feed was reopened, or a change
-//!   arrived while the board's index was being read), once no change has
-//!   touched them for [`QUIET`];
+//! - recounts on the index every leaf a change touched, and every leaf of a
+//!   digest loaded from the database or of a shard whose feed reopened,
+//!   once no change has touched it for [`QUIET`];
 //! - writes the root and the changed chunks of each changed board, under
 //!   the shard's tenure.
 //!
-//! A leaf's count is exact as long as every change since its last count was
-//! applied once; a count in doubt is recounted within about [`QUIET`] +
-//! [`HOLD`] + a tick of the board going quiet, which is the lag the README
-//! states. Memory: a few dozen bytes per leaf, a leaf per 64–128 players.
+//! While writes flow, the counts follow the changes; once a board is quiet,
+//! each leaf a change touched is recounted within about [`QUIET`] +
+//! [`HOLD`] + a tick, and a count that a late or doubled change left wrong
+//! is corrected then (and confirmed by a second count), which is the lag
+//! the README states. Memory: a few dozen bytes per leaf, a leaf per 64–128 players.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -123,9 +123,6 @@ pub struct BoardRanks {
     generation: u64,
     version: u64,
     dirty: bool,
-    /// Reads of the index under way or just done, during which changes may
-    /// have been counted twice: `[from, until]` by arrival.
-    unsure: Option<(Instant, Instant)>,
     audit_next: usize,
     /// Something happened since the last pass found nothing to do.
     care: bool,
@@ -158,7 +155,6 @@ impl BoardRanks {
             generation: 0,
             version: 0,
             dirty: true,
-            unsure: None,
             audit_next: 0,
             care: true,
             doomed: Vec::new(),
@@ -209,7 +205,6 @@ impl BoardRanks {
             generation: 0,
             version: root.v,
             dirty: false,
-            unsure: None,
             audit_next: 0,
             care: true,
             doomed: Vec::new(),
@@ -267,9 +262,6 @@ impl BoardRanks {
 
     /// Applies a player's move, which arrived at `at`.
     pub fn apply(&mut self, old: Option<&RankKey>, new: Option<&RankKey>, at: Instant) {
-        let unsure = self
-            .unsure
-            .is_some_and(|(from, until)| at >= from && at <= until);
         for (key, delta) in [(old, -1), (new, 1)] {
             let Some(key) = key else { continue };
             let place = self.locate(key);
@@ -278,11 +270,12 @@ impl BoardRanks {
                 leaf.count += delta;
             }
             leaf.touched = Some(at);
-            // A player deleted may be one of a board deleted and created
-            // again, whose feeds interleave: recount rather than trust.
-            if unsure || leaf.count < 0 || new.is_none() {
-                leaf.doubt = true;
-            }
+            // The delta keeps the count current while writes flow; the leaf
+            // is also recounted once it has been quiet for QUIET, so that a
+            // change the feed delivered late, or twice, or that belonged to
+            // a board deleted and created again, never stays counted wrong
+            // after the board is quiet. A recount costs at most a leaf.
+            leaf.doubt = true;
         }
         self.dirty = true;
         self.care = true;
@@ -298,18 +291,11 @@ impl BoardRanks {
         self.care = true;
     }
 
-    /// Marks a read of the index sent at `sent` and answered at `done`:
-    /// changes that arrive in between (with some slack either side) may be
-    /// in what it read.
-    fn read_index(&mut self, sent: Instant, done: Instant) {
+    /// Marks a read of the index sent at `sent`: a change already applied
+    /// that arrived shortly before it may be in what it read as well.
+    fn read_index(&mut self, sent: Instant) {
         let from = sent.checked_sub(SLACK).unwrap_or(sent);
-        let until = done + HOLD;
         self.care = true;
-        self.unsure = Some(match self.unsure {
-            Some((f, u)) if u >= from => (f.min(from), u.max(until)),
-            _ => (from, until),
-        });
-        // Changes already applied that arrived in that window.
         for chunk in &mut self.chunks {
             for leaf in &mut chunk.leaves {
                 if leaf.touched.is_some_and(|t| t >= from) {
@@ -837,7 +823,7 @@ impl RankKeeper {
             };
             match result {
                 Ok(counts) => {
-                    ranks.read_index(sent, done);
+                    ranks.read_index(sent);
                     self.metrics.rank_recounts.inc_by(counts.len() as u64);
                     self.recounts.push(Recount {
                         board: board.to_owned(),
@@ -917,7 +903,6 @@ impl RankKeeper {
                 *prev += last;
             }
         }
-        let done = Instant::now();
         self.metrics.rank_cuts.inc();
         let Some(ranks) = self.boards.get_mut(board) else {
             return Ok(());
@@ -926,7 +911,7 @@ impl RankKeeper {
             return Ok(());
         }
         ranks.cut(place, starts, counts);
-        ranks.read_index(sent, done);
+        ranks.read_index(sent);
         Ok(())
     }
 
@@ -1078,18 +1063,25 @@ mod tests {
         assert_eq!(ranks.total(), 1000);
         assert_eq!(ranks.oversized(), Some((0, 0)));
         assert_eq!(ranks.chunks[0].leaves[0].count, 164);
-        assert_eq!(ranks.doubtful(), 0, "plain moves are trusted");
+        assert_eq!(
+            ranks.doubtful(),
+            3,
+            "the leaves the moves left and entered wait for a recount"
+        );
     }
 
     #[test]
-    fn changes_during_a_read_of_the_index_are_in_doubt() {
+    fn every_changed_leaf_is_recounted_once_quiet() {
         let (mut ranks, _) = board(Walk::Up, 500, 64);
         let t0 = Instant::now();
-        ranks.read_index(t0, t0 + Duration::from_millis(5));
-        ranks.apply(None, Some(&key(3, "new")), t0 + Duration::from_millis(50));
+        ranks.apply(None, Some(&key(3, "new")), t0);
         assert_eq!(ranks.doubtful(), 1);
         ranks.apply(None, Some(&key(400, "later")), t0 + Duration::from_secs(5));
-        assert_eq!(ranks.doubtful(), 1);
+        assert_eq!(
+            ranks.doubtful(),
+            2,
+            "every changed leaf waits for a recount"
+        );
     }
 
     #[test]
