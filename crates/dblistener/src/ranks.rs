@@ -48,6 +48,11 @@ pub const HOLD: Duration = Duration::from_millis(100);
 /// Changes delivered this long before a read of the index was sent may
 /// already be in what it reads.
 const SLACK: Duration = Duration::from_millis(20);
+/// A leaf in doubt that never goes quiet is recounted this often anyway.
+const OVERDUE: Duration = Duration::from_secs(1);
+/// A recount that changes raced with is taken anyway when it differs from
+/// the leaf's count by more than this.
+const RACE_SLACK: i64 = 8;
 /// Keys read per query when a leaf is cut.
 const CUT_PAGE: usize = 8192;
 /// One chunk of one board is recounted this often, in turn: a board of
@@ -92,6 +97,8 @@ struct Leaf {
     touched: Option<Instant>,
     /// A recount of it is under way.
     counting: bool,
+    /// When its last recount was sent.
+    checked: Option<Instant>,
 }
 
 impl Leaf {
@@ -102,6 +109,7 @@ impl Leaf {
             doubt,
             touched: None,
             counting: false,
+            checked: None,
         }
     }
 }
@@ -405,7 +413,12 @@ impl BoardRanks {
                     return out;
                 }
                 let quiet = leaf.touched.is_none_or(|t| now.duration_since(t) >= QUIET);
-                if leaf.doubt && quiet && !leaf.counting && leaf.count != i64::MAX {
+                // A leaf that never goes quiet is still recounted now and
+                // then: a gross error must not wait for a pause.
+                let overdue = leaf
+                    .checked
+                    .is_none_or(|t| now.duration_since(t) >= OVERDUE);
+                if leaf.doubt && (quiet || overdue) && !leaf.counting && leaf.count != i64::MAX {
                     out.push(((c, l), (leaf.start.clone(), self.end_of((c, l)))));
                 }
             }
@@ -729,11 +742,24 @@ impl RankKeeper {
                 leaf.counting = false;
                 // A change since the count was sent may or may not be in it.
                 let since = leaf.touched.is_some_and(|t| t + SLACK >= recount.sent);
-                if !current || since {
+                let count = count as i64;
+                // A count that changes raced with may be off by those
+                // changes: set aside, unless it is far from the leaf's,
+                // which only a gross error explains.
+                let gross = (count - leaf.count).abs() > RACE_SLACK;
+                if !current || (since && !gross) {
                     aside += 1;
                     continue;
                 }
-                let count = count as i64;
+                if since {
+                    // Corrected, and still in doubt.
+                    leaf.count = count;
+                    ranks.chunks[c].dirty = true;
+                    ranks.dirty = true;
+                    corrected += 1;
+                    self.metrics.rank_corrections.inc();
+                    continue;
+                }
                 if leaf.count == count {
                     // Confirmed: the count agrees with the index.
                     leaf.doubt = false;
@@ -811,10 +837,12 @@ impl RankKeeper {
                 return Ok(false);
             }
             let (walk, generation) = (ranks.walk, ranks.generation);
-            for (c, l) in spans.iter().map(|(p, _)| *p) {
-                ranks.chunks[c].leaves[l].counting = true;
-            }
             let sent = Instant::now();
+            for (c, l) in spans.iter().map(|(p, _)| *p) {
+                let leaf = &mut ranks.chunks[c].leaves[l];
+                leaf.counting = true;
+                leaf.checked = Some(sent);
+            }
             let ranges: Vec<(RankKey, RankKey)> = spans.iter().map(|(_, s)| s.clone()).collect();
             let result = self.store.span_counts(board, walk, &ranges).await;
             let done = Instant::now();

@@ -634,8 +634,9 @@ fn with_rank(req: &HttpRequest) -> Result<bool, ApiError> {
 
 /// A score write's answer: the player as the write left it, and, when
 /// asked, the rank that score has now, out of how many, and the
-/// percentile. The rank is read in a second query, after the write; a
-/// player with no score (never on a write's answer) has none.
+/// percentile. The rank is read in a second query, after the write; it is
+/// left out when the board's digest cannot give it at once (the answer is
+/// still 200: the write is done).
 async fn write_answer(
     state: &AppState,
     board: &BoardId,
@@ -646,12 +647,17 @@ async fn write_answer(
         return Ok(serde_json::to_value(player).unwrap_or_default());
     };
     let id = player_id(&player.id)?;
-    match state.store.rank_of(board, &id, score).await? {
-        Some((rank, out_of)) => {
+    match state.store.rank_of(board, &id, score).await {
+        Ok(Some((rank, out_of))) => {
             player.rank = Some(rank);
             Ok(player_answer(&player, out_of))
         }
-        None => Err(ApiError::BoardNotFound(board.to_string())),
+        // The write is done: a rank the digest cannot give at once (its
+        // keeper is behind) is left out rather than turning the write's
+        // answer into an error that a client would retry.
+        Err(store::StoreError::RanksBehind) => Ok(serde_json::to_value(player).unwrap_or_default()),
+        Ok(None) => Err(ApiError::BoardNotFound(board.to_string())),
+        Err(e) => Err(e.into()),
     }
 }
 
