@@ -712,9 +712,8 @@ impl RankKeeper {
         let walk = Walk::of(doc.rules.order);
         if !fresh {
             if let Some(stored) = self.store.read_digest(board).await? {
+                // Every leaf of a stored digest starts in doubt.
                 if let Some(ranks) = BoardRanks::from_stored(walk, &stored, board) {
-                    let mut ranks = ranks;
-                    ranks.doubt_all();
                     return Ok(Some(ranks));
                 }
             }
