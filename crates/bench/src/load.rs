@@ -14,6 +14,14 @@ use crate::stats::{Samples, Summary};
 /// One client of a load run. Each client owns its connection, so no two
 /// operations share one.
 pub trait Client: Send + 'static {
+    /// Waits until the next operation is due, and answers when it was due:
+    /// a client that keeps a schedule measures each operation from its slot,
+    /// so one delayed behind a slow answer counts the delay too. A
+    /// closed-loop client is always due now.
+    fn due(&mut self) -> impl Future<Output = Instant> + Send + '_ {
+        std::future::ready(Instant::now())
+    }
+
     /// Performs operation number `seq` (unique across the run's clients).
     fn call(&mut self, seq: u64) -> impl Future<Output = anyhow::Result<()>> + Send + '_;
 }
@@ -22,7 +30,8 @@ pub trait Client: Send + 'static {
 /// answers take (open loop): each operation waits for its slot, `period`
 /// after the previous one's, and one that fell behind goes at once until it
 /// has caught up. So its throughput is the offered rate for as long as the
-/// server keeps up; its latencies include the wait and mean nothing.
+/// server keeps up, and each latency is measured from the operation's slot:
+/// the time a late answer made the next one wait counts against the server.
 pub struct Paced<C> {
     inner: C,
     period: Duration,
@@ -40,11 +49,15 @@ impl<C> Paced<C> {
 }
 
 impl<C: Client> Client for Paced<C> {
-    async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
+    async fn due(&mut self) -> Instant {
         let now = tokio::time::Instant::now();
         let slot = self.next.unwrap_or(now);
         self.next = Some(slot + self.period);
         tokio::time::sleep_until(slot).await;
+        slot.into_std()
+    }
+
+    async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
         self.inner.call(seq).await
     }
 }
@@ -102,7 +115,7 @@ pub async fn run<C: Client>(clients: Vec<C>, limit: Limit) -> LoadResult {
                     last_done: None,
                 };
                 loop {
-                    let began = Instant::now();
+                    let began = client.due().await;
                     if stop_at.is_some_and(|t| began >= t) {
                         break;
                     }
@@ -210,6 +223,15 @@ mod tests {
         // 50 slots in 250 ms, a tenth of them failing by design.
         let done = r.ops + r.errors as usize;
         assert!((45..=55).contains(&done), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_paced_client_that_falls_behind_counts_the_wait() {
+        // Slots every 10 ms, answers in 25: each operation starts later
+        // than its slot by more than the last, and its latency says so.
+        let clients = vec![Paced::new(Sleepy(Duration::from_millis(25)), 100.0)];
+        let r = run(clients, Limit::Count(8)).await;
+        assert!(r.latency.max_us >= 25_000.0 + 6.0 * 15_000.0, "{r:?}");
     }
 
     #[tokio::test]

@@ -128,12 +128,19 @@ impl TlsSettings {
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots);
-        let config = match &self.client {
+        let mut config = match &self.client {
             Some((cert, key)) => builder
                 .with_client_auth_cert(certificates_from_pem(cert)?, private_key_from_pem(key)?)
                 .map_err(|e| format!("client certificate {}: {e}", cert.path.display()))?,
             None => builder.with_no_client_auth(),
         };
+        // No session resumption: RethinkDB 2.4.4 started with
+        // `--driver-tls-ca` sets no session id context, so OpenSSL answers a
+        // resumed handshake with an `internal_error` alert, and a pool's
+        // second connection would fail where the first succeeded. Database
+        // connections live long; a full handshake each costs nothing that
+        // matters.
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(Arc::new(config))
     }
 }

@@ -453,3 +453,41 @@ async fn rank_parameters_are_checked_and_unknown_ones_refused() {
     let (status, _) = stack.get_json("/boards/none/players/?ids=a").await;
     assert_eq!(status, 404);
 }
+
+/// Boards made one after another, each player created and then given a
+/// score one request at a time (as the live page's own test does): every
+/// board gets its digest, with every player in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn boards_made_one_after_another_each_get_every_player_ranked() {
+    let stack = Stack::start().await.unwrap();
+    let mut boards = Vec::new();
+    for b in 0..8 {
+        let board = format!("seq{b}");
+        let (status, body) = stack
+            .post_json_answer("/boards/", json!({ "id": board, "order": "desc" }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let mut model = Model {
+            asc: false,
+            operator: "incr",
+            players: BTreeMap::new(),
+        };
+        for k in 0..40 {
+            let id = format!("{board}-p{k}");
+            create_players(&stack, &board, std::slice::from_ref(&id)).await;
+            let value = 400 - 10 * k as i64;
+            let (status, answer) = stack
+                .post_json_answer(
+                    &format!("/boards/{board}/players/{id}/score-add/"),
+                    json!({ "value": value }),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            model.players.insert(id, Some(value));
+        }
+        boards.push((board, model));
+    }
+    for (board, model) in &boards {
+        settle(&stack, board, model).await;
+    }
+}
