@@ -34,5 +34,5 @@ pub mod scram;
 mod tls;
 
 pub use conn::{ConnectOptions, Connection, Cursor};
-pub use error::Error;
+pub use error::{codes, Error};
 pub use tls::{certificates_from_pem, private_key_from_pem, provider, PemFile, TlsSettings};

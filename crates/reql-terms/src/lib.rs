@@ -208,6 +208,11 @@ impl r {
         Term::command(DB_CREATE, vec![name.into()])
     }
 
+    /// `r.dbDrop(name)`.
+    pub fn db_drop(self, name: impl Into<Term>) -> Term {
+        Term::command(DB_DROP, vec![name.into()])
+    }
+
     /// `r.tableCreate(name)`, in the connection's default database.
     pub fn table_create(self, name: impl Into<Term>) -> Term {
         Term::command(TABLE_CREATE, vec![name.into()])
@@ -627,13 +632,19 @@ mod tests {
 
     #[test]
     fn optional_arguments_go_in_the_third_place() {
-        let q = r.table("t").between(1, 2).opt("index", "i").opt("left_bound", "open");
+        let q = r
+            .table("t")
+            .between(1, 2)
+            .opt("index", "i")
+            .opt("left_bound", "open");
         assert_eq!(
             wire(q),
             json!([182, [[15, ["t"]], 1, 2], {"index": "i", "left_bound": "open"}])
         );
-        assert_eq!(wire(r.table("t").changes().opt("include_states", true)),
-            json!([152, [[15, ["t"]]], {"include_states": true}]));
+        assert_eq!(
+            wire(r.table("t").changes().opt("include_states", true)),
+            json!([152, [[15, ["t"]]], {"include_states": true}])
+        );
     }
 
     #[test]
@@ -643,7 +654,10 @@ mod tests {
         let outer = v[1][0][1][0].as_u64().unwrap();
         let inner = v[1][1][1][0][1][0][1][0].as_u64().unwrap();
         assert_ne!(outer, inner);
-        assert_eq!(v[1][1][1][0][1][1], json!([24, [[10, [inner]], [10, [outer]]]]));
+        assert_eq!(
+            v[1][1][1][0][1][1],
+            json!([24, [[10, [inner]], [10, [outer]]]])
+        );
     }
 
     #[test]

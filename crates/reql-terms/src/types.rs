@@ -35,6 +35,7 @@ pub const DELETE: u32 = 54;
 pub const REPLACE: u32 = 55;
 pub const INSERT: u32 = 56;
 pub const DB_CREATE: u32 = 57;
+pub const DB_DROP: u32 = 58;
 pub const TABLE_CREATE: u32 = 60;
 pub const FUNCALL: u32 = 64;
 pub const BRANCH: u32 = 65;
