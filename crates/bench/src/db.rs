@@ -12,26 +12,24 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use domain::{BoardId, PlayerId, ScoreDelta, MAX_SCORE};
+use reql_terms::{func, r, term, Term};
 use serde_json::{json, Value};
 use store::DatabaseUrl;
-use unreql::cmd::connect::Options;
-use unreql::cmd::options::{ReturnChanges, UpdateOptions};
-use unreql::{func, r, rjson, Command, Session};
+use testkit::DbSession as Session;
 
 use crate::load::Client;
 
 /// Opens one driver connection to `url`'s database.
 pub async fn connect(url: &DatabaseUrl) -> anyhow::Result<Session> {
-    r.connect(
-        Options::new()
-            .host(url.host.clone())
-            .port(url.port)
-            .user(url.user.clone())
-            .password(url.password().to_owned())
-            .db(url.db.clone()),
+    Session::connect(
+        &url.host,
+        url.port,
+        &url.user,
+        url.password(),
+        Some(&url.db),
     )
     .await
-    .with_context(|| format!("connect to the database at {}:{}", url.host, url.port))
+    .with_context(|| format!("connect to the database {}", url.db))
 }
 
 /// A player document as `Store::create_player` writes it (with any score),
@@ -57,7 +55,7 @@ pub fn player_ids(prefix: &str, n: usize) -> anyhow::Result<Vec<PlayerId>> {
 /// Inserts `docs` in one query; fails if any was refused.
 pub async fn insert(session: &Session, table: &str, docs: Vec<Value>) -> anyhow::Result<()> {
     let n = docs.len();
-    let result: Value = r.table(table.to_owned()).insert(docs).exec(session).await?;
+    let result = session.one(&r.table(table).insert(docs)).await?;
     anyhow::ensure!(
         result["errors"].as_u64() == Some(0) && result["inserted"].as_u64() == Some(n as u64),
         "insert of {n} documents: {result}"
@@ -110,10 +108,10 @@ pub fn boards_with_players(
 
 /// Adds 1 to the score of each player of `keys` (document keys), in one
 /// query.
-pub fn add_one(keys: Vec<String>) -> unreql::Command {
+pub fn add_one(keys: Vec<String>) -> Term {
     r.table(store::PLAYERS)
-        .get_all(r.args(keys))
-        .update(func!(|p| rjson!({"score": p.g("score").add(1)})))
+        .get_all(keys)
+        .update(func!(|p| term!({"score": p.g("score").add(1)})))
 }
 
 /// A load client adding 1 to `batch` players per query, straight in the
@@ -135,7 +133,7 @@ impl Client for BatchUpdateClient {
         let keys: Vec<String> = (0..self.batch)
             .map(|i| self.keys[(start + i) % n].clone())
             .collect();
-        let result: Value = add_one(keys).exec(&self.session).await?;
+        let result = self.session.one(&add_one(keys)).await?;
         anyhow::ensure!(
             result["replaced"].as_u64() == Some(self.batch as u64)
                 && result["errors"].as_u64() == Some(0),
@@ -165,7 +163,7 @@ impl Client for UpdateClient {
         } else {
             store::reql::score_update_unread(&self.board, player, ScoreDelta::ONE, None)
         };
-        let result: Value = term.exec(&self.session).await?;
+        let result = self.session.one(&term).await?;
         anyhow::ensure!(result["replaced"].as_u64() == Some(1), "update: {result}");
         Ok(())
     }
@@ -177,21 +175,19 @@ impl Client for UpdateClient {
 /// as it was before boards had rules (reset periods) and idempotency keys,
 /// kept here as a baseline, not used by the store: the store's terms against
 /// this one, in the same run, are what the rules and the board read cost.
-pub fn bare_increment(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Command {
+pub fn bare_increment(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> Term {
     let d = delta.get();
     r.table(store::PLAYERS)
         .get(store::player_key(board, player))
-        .update(r.with_opt(
-            func!(|p| {
-                let score = p.g("score").add(d);
-                r.branch(
-                    score.clone().gt(MAX_SCORE).or(score.clone().lt(-MAX_SCORE)),
-                    r.error(store::reql::OUT_OF_RANGE),
-                    rjson!({ "score": score }),
-                )
-            }),
-            UpdateOptions::new().return_changes(ReturnChanges::Bool(true)),
-        ))
+        .update(func!(|p| {
+            let score = p.g("score").add(d);
+            r.branch(
+                score.clone().gt(MAX_SCORE).or(score.clone().lt(-MAX_SCORE)),
+                r.error(store::reql::OUT_OF_RANGE),
+                term!({ "score": score }),
+            )
+        }))
+        .opt("return_changes", true)
 }
 
 /// A load client sending [`bare_increment`] (+1) straight to the database,
@@ -205,8 +201,9 @@ pub struct BareUpdateClient {
 impl Client for BareUpdateClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
         let player = &self.players[seq as usize % self.players.len()];
-        let result: Value = bare_increment(&self.board, player, ScoreDelta::ONE)
-            .exec(&self.session)
+        let result = self
+            .session
+            .one(&bare_increment(&self.board, player, ScoreDelta::ONE))
             .await?;
         anyhow::ensure!(result["replaced"].as_u64() == Some(1), "update: {result}");
         Ok(())
@@ -222,8 +219,9 @@ pub struct TopClient {
 
 impl Client for TopClient {
     async fn call(&mut self, _seq: u64) -> anyhow::Result<()> {
-        let top: Vec<Value> = store::top_players_query(self.board.as_str(), 5)
-            .exec_to_vec(&self.session)
+        let top = self
+            .session
+            .run(&store::top_players_query(self.board.as_str(), 5))
             .await?;
         anyhow::ensure!(
             top.len() == self.expect,
@@ -251,7 +249,7 @@ impl Client for InsertClient {
 /// Deletes a board's rank digest, so that the worker builds it afresh.
 pub async fn delete_digest(url: &DatabaseUrl, board: &str) -> anyhow::Result<()> {
     let session = connect(url).await?;
-    let _: Value = store::ranks::delete_digest(board).exec(&session).await?;
+    session.one(&store::ranks::delete_digest(board)).await?;
     Ok(())
 }
 
@@ -259,7 +257,7 @@ pub async fn delete_digest(url: &DatabaseUrl, board: &str) -> anyhow::Result<()>
 mod tests {
     use super::*;
 
-    fn wire(cmd: &Command) -> String {
+    fn wire(cmd: &Term) -> String {
         serde_json::to_string(cmd).expect("a term serialises")
     }
 

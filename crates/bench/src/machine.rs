@@ -171,7 +171,7 @@ fn crate_versions() -> Value {
     let wanted = [
         "actix-web",
         "tokio",
-        "unreql",
+        "reql-client",
         "reqwest",
         "hyper",
         "serde_json",
@@ -295,7 +295,7 @@ mod tests {
     #[test]
     fn knows_the_crates_on_the_path() {
         let v = crate_versions();
-        assert!(v["unreql"].as_str().unwrap().starts_with("0."));
+        assert!(v["reql-client"].as_str().unwrap().starts_with("0."));
         assert!(v["actix-web"].is_string());
     }
 }

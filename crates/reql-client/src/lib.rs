@@ -1,6 +1,6 @@
 //! A RethinkDB client connection on tokio alone.
 //!
-//! The store builds its query terms with `unreql`'s builder and sends them
+//! The store builds its query terms with `reql-terms` and sends them
 //! here, serialised as JSON. One [`Connection`] carries many queries at once:
 //! each query has a token of its own, a writer task sends the frames of every
 //! query as they come, and a reader task hands each answer to the query that
@@ -18,7 +18,7 @@
 //! # async fn demo() -> Result<(), reql_client::Error> {
 //! use reql_client::{Connection, ConnectOptions};
 //! let conn = Connection::connect(&ConnectOptions::new("localhost", 28015)).await?;
-//! // r.expr(1).add(2), as unreql serialises it.
+//! // r.expr(1).add(2) in its wire form, as `reql-terms` builds it.
 //! let term = serde_json::json!([24, [1, 2]]);
 //! let values = conn.run(&term, &serde_json::json!({})).await?;
 //! assert_eq!(values, [serde_json::json!(3)]);
@@ -34,5 +34,5 @@ pub mod scram;
 mod tls;
 
 pub use conn::{ConnectOptions, Connection, Cursor};
-pub use error::Error;
+pub use error::{codes, Error};
 pub use tls::{certificates_from_pem, private_key_from_pem, provider, PemFile, TlsSettings};

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::Stream;
+use reql_terms::Term;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use unreql::Command;
 
 use crate::ranks::RankKey;
 use crate::{Store, StoreError, BOARDS, PLAYERS};
@@ -153,7 +153,7 @@ impl Store {
         ])
     }
 
-    fn open_feeds(&self, feeds: [(Command, &'static str, &'static str); 2]) -> BoardChanges {
+    fn open_feeds(&self, feeds: [(Term, &'static str, &'static str); 2]) -> BoardChanges {
         let (tx, rx) = mpsc::channel(1024);
         let (ready_tx, mut ready_rx) = mpsc::channel::<()>(2);
         let mut tasks = Vec::new();

@@ -11,7 +11,7 @@
 //!   the same connections and yields the ids of the boards each change
 //!   touches.
 //!
-//! Query terms are built with `unreql`'s builder and sent, as JSON, through
+//! Query terms are built with `reql-terms` and sent, as JSON, through
 //! `reql-client`. Each query runs to completion in a task of its own (an HTTP
 //! client hanging up cannot cancel it); one that times out is stopped on the
 //! server, and its connection goes on serving the others.

@@ -3,9 +3,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reql_client::{ConnectOptions, Connection, Cursor};
+use reql_terms::{r, Term};
 use serde_json::Value;
 use service::Backoff;
-use unreql::Command;
 
 use crate::schema::SchemaOptions;
 use crate::{DatabaseUrl, Endpoint, StoreError};
@@ -158,7 +158,7 @@ impl Pool {
             .collect();
         Self {
             hosts: Hosts::new(url.hosts.clone()),
-            global_optargs: serde_json::json!({ "db": unreql::r.db(url.db.clone()) }),
+            global_optargs: serde_json::json!({ "db": r.db(url.db.clone()) }),
             tls,
             url,
             options,
@@ -250,7 +250,7 @@ impl Pool {
 
     /// Starts `query` on a pooled connection and returns its cursor, e.g.
     /// for a changefeed, with the host it went to.
-    pub(crate) async fn cursor(&self, query: &Command) -> Result<(usize, Cursor), StoreError> {
+    pub(crate) async fn cursor(&self, query: &Term) -> Result<(usize, Cursor), StoreError> {
         let (host, conn) = self.connection().await?;
         let cursor = conn
             .query(query, &self.global_optargs)
@@ -272,7 +272,7 @@ impl Pool {
     /// The query runs in a task of its own so that it always completes (or
     /// times out and is stopped) even if the caller's future is dropped,
     /// e.g. because an HTTP client went away.
-    pub(crate) async fn run(self: &Arc<Self>, query: Command) -> Result<Vec<Value>, StoreError> {
+    pub(crate) async fn run(self: &Arc<Self>, query: Term) -> Result<Vec<Value>, StoreError> {
         let pool = Arc::clone(self);
         let work = async move { pool.run_here(query).await };
         let task = match &self.options.runtime {
@@ -283,7 +283,7 @@ impl Pool {
             .map_err(|e| StoreError::Query(format!("query task failed: {e}")))?
     }
 
-    async fn run_here(&self, query: Command) -> Result<Vec<Value>, StoreError> {
+    async fn run_here(&self, query: Term) -> Result<Vec<Value>, StoreError> {
         let limit = self.options.query_timeout;
         let outcome = tokio::time::timeout(limit, async {
             let (host, cursor) = self.cursor(&query).await?;
@@ -304,8 +304,8 @@ impl Pool {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
+    use reql_terms::term;
     use tokio::net::{TcpListener, TcpStream};
-    use unreql::{r, rjson};
 
     use super::*;
 
@@ -400,13 +400,13 @@ mod tests {
         let queries: Vec<_> = (0..64)
             .map(|i| {
                 let pool = Arc::clone(&pool);
-                tokio::spawn(async move { pool.run(r.table("t").insert(rjson!({"id": i}))).await })
+                tokio::spawn(async move { pool.run(r.table("t").insert(term!({"id": i}))).await })
             })
             .collect();
         for query in queries {
             query.await.expect("task").expect("insert");
         }
-        let count = pool.run(r.table("t").count(())).await.expect("count");
+        let count = pool.run(r.table("t").count()).await.expect("count");
         assert_eq!(count, [serde_json::json!(64)]);
         assert_eq!(
             server.connections_opened(),
@@ -422,28 +422,25 @@ mod tests {
         pool.run(r.table_create("t"))
             .await
             .expect("create the table");
-        pool.run(r.table("t").count(())).await.expect("count");
+        pool.run(r.table("t").count()).await.expect("count");
         assert_eq!(server.connections_opened(), 2);
 
         // A changefeed never ends, so collecting it times out, and is stopped.
         for _ in 0..3 {
             let err = pool
-                .run(r.table("t").changes(()))
+                .run(r.table("t").changes())
                 .await
                 .expect_err("the changefeed cannot be collected in time");
             assert!(err.is_unavailable(), "{err}");
             assert!(err.to_string().contains("timed out"), "{err}");
         }
         // A caller that goes away before the answer.
-        let cancelled = tokio::time::timeout(
-            Duration::from_millis(50),
-            pool.run(r.table("t").changes(())),
-        )
-        .await;
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(50), pool.run(r.table("t").changes())).await;
         assert!(cancelled.is_err(), "the caller gave up first");
 
         for i in 0..10 {
-            pool.run(r.table("t").insert(rjson!({"id": i})))
+            pool.run(r.table("t").insert(term!({"id": i})))
                 .await
                 .expect("insert");
         }
@@ -472,7 +469,7 @@ mod tests {
         // has seen the close; the one after it reconnects.
         let mut ok = false;
         for _ in 0..20 {
-            if pool.run(r.table("t").count(())).await.is_ok() {
+            if pool.run(r.table("t").count()).await.is_ok() {
                 ok = true;
                 break;
             }

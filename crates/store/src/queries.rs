@@ -3,10 +3,10 @@ use std::sync::{Arc, Mutex};
 
 use domain::{Board, BoardId, BoardSummary, Name, Player, PlayerId, Rules, ScoreDelta, Snapshot};
 use futures::StreamExt;
+use reql_terms::Term;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use unreql::Command;
 
 use crate::pool::{Pool, PoolOptions};
 use crate::reql::{
@@ -298,7 +298,7 @@ impl Store {
         &self.pool
     }
 
-    pub(crate) async fn run(&self, query: Command) -> Result<Vec<Value>, StoreError> {
+    pub(crate) async fn run(&self, query: Term) -> Result<Vec<Value>, StoreError> {
         self.pool.run(query).await
     }
 
@@ -944,7 +944,7 @@ impl Store {
         }
     }
 
-    async fn write(&self, query: Command) -> Result<WriteResult, StoreError> {
+    async fn write(&self, query: Term) -> Result<WriteResult, StoreError> {
         decode(single(self.run(query).await?)?)
     }
 }

@@ -23,10 +23,9 @@
 //! so every key has a leaf. A board whose digest is not written yet reads
 //! as one leaf from the top.
 
+use reql_terms::{func, r, term, Term};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use unreql::cmd::options::{BetweenOptions, InsertOptions, Status};
-use unreql::{func, r, rjson, Command};
 
 use crate::queries::single;
 use crate::reql::{Walk, IDEMPOTENCY_FIELD};
@@ -116,8 +115,8 @@ pub fn chunk_id(board: &str, k: u64) -> String {
 
 /// `[board, score, "<board>:<player>"]`: a key of the `[board, score, id]`
 /// index. `score` and `player` are terms.
-fn index_key(board: &str, score: Command, player: Command) -> Command {
-    rjson!([
+fn index_key(board: &str, score: Term, player: Term) -> Term {
+    term!([
         board.to_owned(),
         score,
         r.expr(format!("{board}:")).add(player)
@@ -127,70 +126,59 @@ fn index_key(board: &str, score: Command, player: Command) -> Command {
 /// The players of `board` from the key `from` (inclusive) to the key `to`
 /// (exclusive, or the end of the board), in `walk` order: one range of the
 /// `[board, score, id]` index. Keys are `(score, player)` terms.
-pub(crate) fn span(
-    board: &str,
-    walk: Walk,
-    from: (Command, Command),
-    to: Option<(Command, Command)>,
-) -> Command {
+pub(crate) fn span(board: &str, walk: Walk, from: (Term, Term), to: Option<(Term, Term)>) -> Term {
     let from = index_key(board, from.0, from.1);
     let to = to.map(|(s, p)| index_key(board, s, p));
-    let (lower, upper, options) = match walk {
-        Walk::Up => (
-            from,
-            to.unwrap_or_else(|| rjson!([board.to_owned(), r.maxval()])),
-            BetweenOptions::new().index(BOARD_RANK_INDEX.to_owned()),
-        ),
-        Walk::Down => (
-            to.unwrap_or_else(|| rjson!([board.to_owned(), r.minval()])),
-            from,
-            BetweenOptions::new()
-                .index(BOARD_RANK_INDEX.to_owned())
-                .left_bound(Status::Open)
-                .right_bound(Status::Closed),
-        ),
+    let range = |lower, upper| {
+        r.table(PLAYERS)
+            .between(lower, upper)
+            .opt("index", BOARD_RANK_INDEX)
     };
-    r.table(PLAYERS)
-        .between(lower, upper, r.with_opt((), options))
+    match walk {
+        Walk::Up => range(
+            from,
+            to.unwrap_or_else(|| term!([board.to_owned(), r.maxval()])),
+        ),
+        Walk::Down => range(
+            to.unwrap_or_else(|| term!([board.to_owned(), r.minval()])),
+            from,
+        )
+        .opt("left_bound", "open")
+        .opt("right_bound", "closed"),
+    }
 }
 
 /// [`span`] in `walk` order, from the index (nothing sorted in memory).
-pub(crate) fn ordered(walk: Walk, span: Command) -> Command {
-    span.order_by(match walk {
-        Walk::Up => r.index(r.asc(BOARD_RANK_INDEX)),
-        Walk::Down => r.index(r.desc(BOARD_RANK_INDEX)),
+pub(crate) fn ordered(walk: Walk, span: Term) -> Term {
+    span.order_by_index(match walk {
+        Walk::Up => r.asc(BOARD_RANK_INDEX),
+        Walk::Down => r.desc(BOARD_RANK_INDEX),
     })
 }
 
 /// The players strictly after the key (`score`, `player`) in `walk` order.
-pub(crate) fn after_key(board: &str, walk: Walk, score: Command, player: Command) -> Command {
+pub(crate) fn after_key(board: &str, walk: Walk, score: Term, player: Term) -> Term {
     let key = index_key(board, score, player);
-    let (lower, upper, options) = match walk {
+    let range = |lower, upper| {
+        r.table(PLAYERS)
+            .between(lower, upper)
+            .opt("index", BOARD_RANK_INDEX)
+    };
+    let (bound, range) = match walk {
         Walk::Up => (
-            key,
-            rjson!([board.to_owned(), r.maxval()]),
-            BetweenOptions::new()
-                .index(BOARD_RANK_INDEX.to_owned())
-                .left_bound(Status::Open),
+            "left_bound",
+            range(key, term!([board.to_owned(), r.maxval()])),
         ),
         Walk::Down => (
-            rjson!([board.to_owned(), r.minval()]),
-            key,
-            BetweenOptions::new()
-                .index(BOARD_RANK_INDEX.to_owned())
-                .right_bound(Status::Open),
+            "right_bound",
+            range(term!([board.to_owned(), r.minval()]), key),
         ),
     };
-    ordered(
-        walk,
-        r.table(PLAYERS)
-            .between(lower, upper, r.with_opt((), options)),
-    )
-    .without(IDEMPOTENCY_FIELD)
+    ordered(walk, range.opt(bound, "open")).without([IDEMPOTENCY_FIELD])
 }
 
 /// Whether the digest key `start` is at or ahead of `key` in `walk` order.
-fn at_or_ahead(walk: Walk, start: Command, key: Command) -> Command {
+fn at_or_ahead(walk: Walk, start: Term, key: Term) -> Term {
     match walk {
         Walk::Up => start.le(key),
         Walk::Down => start.ge(key),
@@ -199,20 +187,20 @@ fn at_or_ahead(walk: Walk, start: Command, key: Command) -> Command {
 
 /// A board's digest root, read in the query: the root document, or, for a
 /// board without one, a root of one empty chunk starting at the top.
-pub(crate) fn root_of(board: &str) -> Command {
+pub(crate) fn root_of(board: &str) -> Term {
     r.table(RANKS).get(board.to_owned())
 }
 
 /// The chunks of a root (a term that may be null), or one chunk from the
 /// top with no document.
-fn chunks_of(board: &str, walk: Walk, root: Command) -> Command {
+fn chunks_of(board: &str, walk: Walk, root: Term) -> Term {
     let top = RankKey::top(walk);
     root.g("c")
-        .default(rjson!([[[top.0, top.1], 0, format!("{board}#none")]]))
+        .default(term!([[[top.0, top.1], 0, format!("{board}#none")]]))
 }
 
 /// The players ranked on a board, from its digest (0 without one).
-pub(crate) fn ranked_count(root: Command) -> Command {
+pub(crate) fn ranked_count(root: Term) -> Term {
     root.g("n").default(0)
 }
 
@@ -220,16 +208,16 @@ pub(crate) fn ranked_count(root: Command) -> Command {
 /// id]` of the root) that `keep` holds true of; the leaves are in rank
 /// order, so this is the leaf a key or a rank falls in. A chunk whose
 /// document is gone reads as one leaf.
-fn last_leaf(chunk: Command, keep: impl Fn(Command) -> Command) -> Command {
+fn last_leaf(chunk: Term, keep: impl Fn(Term) -> Term) -> Term {
     let leaves = r
         .table(RANKS)
         .get(chunk.clone().nth(2))
         .g("l")
-        .default(rjson!([]))
+        .default(term!([]))
         .filter(func!(|e| keep(e)));
     r.branch(
         leaves.clone().is_empty(),
-        rjson!([chunk.nth(0), 0]),
+        term!([chunk.nth(0), 0]),
         leaves.nth(-1),
     )
 }
@@ -238,14 +226,8 @@ fn last_leaf(chunk: Command, keep: impl Fn(Command) -> Command) -> Command {
 /// the players ahead of the key's leaf (`base`), and those from the leaf's
 /// start to the key counted on the index, at most [`LIVE_CAP`] + 1. The
 /// key's rank is `base + live + 1` when `live` is within the cap.
-pub(crate) fn rank_at(
-    board: &str,
-    walk: Walk,
-    root: Command,
-    score: Command,
-    player: Command,
-) -> Command {
-    let key = rjson!([score.clone(), player.clone()]);
+pub(crate) fn rank_at(board: &str, walk: Walk, root: Term, score: Term, player: Term) -> Term {
+    let key = term!([score.clone(), player.clone()]);
     let board_owned = board.to_owned();
     chunks_of(board, walk, root)
         .filter(func!(|e| at_or_ahead(walk, e.nth(0), key.clone())))
@@ -261,8 +243,8 @@ pub(crate) fn rank_at(
                     Some((score.clone(), player.clone())),
                 )
                 .limit(crate::reql::limit_arg(LIVE_CAP as usize + 1))
-                .count(());
-                rjson!({
+                .count();
+                term!({
                     "base": chunk.clone().nth(1).add(leaf.nth(1)),
                     "live": live,
                 })
@@ -273,7 +255,7 @@ pub(crate) fn rank_at(
 /// `{base, from: [score, player], skip}`: where the player at `rank` is:
 /// `skip` players after the start `from` of its leaf, which has `base`
 /// players ahead of it.
-fn rank_place(board: &str, walk: Walk, root: Command, rank: u64) -> Command {
+fn rank_place(board: &str, walk: Walk, root: Term, rank: u64) -> Term {
     let ahead = rank.saturating_sub(1);
     chunks_of(board, walk, root)
         .filter(func!(|e| e.nth(1).le(ahead)))
@@ -283,7 +265,7 @@ fn rank_place(board: &str, walk: Walk, root: Command, rank: u64) -> Command {
             let leaf = last_leaf(chunk.clone(), |e| cum.clone().add(e.nth(1)).le(ahead));
             leaf.do_(func!(|leaf| {
                 let base = chunk.clone().nth(1).add(leaf.clone().nth(1));
-                rjson!({
+                term!({
                     "from": leaf.nth(0),
                     "skip": r.expr(ahead).sub(base),
                 })
@@ -294,13 +276,7 @@ fn rank_place(board: &str, walk: Walk, root: Command, rank: u64) -> Command {
 /// A page of `limit` players starting at rank `rank`: `{skip, players}`,
 /// where `players` is empty when `skip` is over [`LIVE_CAP`] (the keeper is
 /// behind, nothing was walked).
-pub(crate) fn page_at_rank(
-    board: &str,
-    walk: Walk,
-    root: Command,
-    rank: u64,
-    limit: usize,
-) -> Command {
+pub(crate) fn page_at_rank(board: &str, walk: Walk, root: Term, rank: u64, limit: usize) -> Term {
     let board_owned = board.to_owned();
     let limit = crate::reql::limit_arg(limit);
     rank_place(board, walk, root, rank).do_(func!(|place| {
@@ -312,11 +288,11 @@ pub(crate) fn page_at_rank(
         )
         .skip(skip.clone())
         .limit(limit)
-        .without(IDEMPOTENCY_FIELD)
+        .without([IDEMPOTENCY_FIELD])
         .coerce_to("array");
-        rjson!({
+        term!({
             "skip": skip.clone(),
-            "players": r.branch(skip.gt(LIVE_CAP), rjson!([]), players),
+            "players": r.branch(skip.gt(LIVE_CAP), term!([]), players),
         })
     }))
 }
@@ -324,14 +300,14 @@ pub(crate) fn page_at_rank(
 // ------------------------------------------------------------ the keeper
 
 /// A board's digest: its root and its chunks, `{root, chunks}`.
-pub fn read_digest(board: &str) -> Command {
+pub fn read_digest(board: &str) -> Term {
     r.table(RANKS).get(board.to_owned()).do_(func!(|root| {
-        rjson!({
+        term!({
             "root": root.clone(),
             "chunks": r.branch(
                 root.clone(),
                 root.g("c").map(func!(|c| r.table(RANKS).get(c.nth(2)))),
-                rjson!([]),
+                term!([]),
             ),
         })
     }))
@@ -340,27 +316,24 @@ pub fn read_digest(board: &str) -> Command {
 /// Writes digest documents (chunks before their root: a reader that finds a
 /// root finds its chunks). Soft durability: a digest lost in a crash is
 /// rebuilt by the next keeper.
-pub fn write_digest(docs: Vec<Value>) -> Command {
-    r.table(RANKS).insert(
-        r.with_opt(
-            docs,
-            InsertOptions::new()
-                .conflict(unreql::cmd::options::Conflict::Replace)
-                .durability(unreql::cmd::options::Durability::Soft),
-        ),
-    )
+pub fn write_digest(docs: Vec<Value>) -> Term {
+    r.table(RANKS)
+        .insert(docs)
+        .opt("conflict", "replace")
+        .opt("durability", "soft")
 }
 
 /// Deletes digest documents by id.
-pub fn delete_digest_docs(ids: Vec<String>) -> Command {
-    r.table(RANKS).get_all(r.args(ids)).delete(())
+pub fn delete_digest_docs(ids: Vec<String>) -> Term {
+    r.table(RANKS).get_all(ids).delete()
 }
 
 /// Deletes every digest document of a board.
-pub fn delete_digest(board: &str) -> Command {
+pub fn delete_digest(board: &str) -> Term {
     r.table(RANKS)
-        .get_all(r.with_opt(board.to_owned(), r.index(RANKS_BOARD_INDEX)))
-        .delete(())
+        .get_all([board.to_owned()])
+        .opt("index", RANKS_BOARD_INDEX)
+        .delete()
 }
 
 /// The keys of at most `limit` players of `board` in `walk` order from
@@ -371,7 +344,7 @@ pub fn span_keys(
     from: &RankKey,
     to: Option<&RankKey>,
     limit: usize,
-) -> Command {
+) -> Term {
     ordered(
         walk,
         span(
@@ -382,13 +355,13 @@ pub fn span_keys(
         ),
     )
     .limit(crate::reql::limit_arg(limit))
-    .map(func!(|p| rjson!([p.clone().g("score"), p.g("player")])))
+    .map(func!(|p| term!([p.clone().g("score"), p.g("player")])))
     .coerce_to("array")
 }
 
 /// How many players each span `[from, to)` of `board` holds, in one query:
 /// an array of counts in the order of `spans`.
-pub fn span_counts(board: &str, walk: Walk, spans: &[(RankKey, RankKey)]) -> Command {
+pub fn span_counts(board: &str, walk: Walk, spans: &[(RankKey, RankKey)]) -> Term {
     let data: Vec<Value> = spans
         .iter()
         .map(|(from, to)| serde_json::json!([from.0, from.1, to.0, to.1]))
@@ -401,7 +374,7 @@ pub fn span_counts(board: &str, walk: Walk, spans: &[(RankKey, RankKey)]) -> Com
             (sp.clone().nth(0), sp.clone().nth(1)),
             Some((sp.clone().nth(2), sp.nth(3))),
         )
-        .count(())))
+        .count()))
         .coerce_to("array")
 }
 

@@ -6,12 +6,8 @@
 //! against what a real RethinkDB 2.4.4 recorded.
 
 use domain::{BoardId, Order, PlayerId, ScoreDelta, MAX_SCORE, TOP_N};
+use reql_terms::{func, r, term, Term};
 use serde_json::Value;
-use unreql::cmd::options::{
-    BetweenOptions, ChangesOptions, Conflict, IdentifierFormat, InsertOptions, ReturnChanges,
-    Status, TableOptions, UpdateOptions,
-};
-use unreql::{func, r, rjson, Command};
 
 use std::ops::Range;
 
@@ -20,7 +16,6 @@ use crate::{
     SchemaOptions, BOARDS, BOARD_INDEX, BOARD_PREV_INDEX, BOARD_RANK_INDEX, BOARD_SCORE_INDEX,
     LEASES, PERIODS, PERIOD_INDEX, PLAYERS, RESET_DUE_INDEX, SLOT_INDEX,
 };
-use unreql::cmd::options::{ReconfigureOptions, Replicas, TableCreateOptions};
 
 /// RethinkDB's system database.
 pub const SYSTEM_DB: &str = "rethinkdb";
@@ -50,18 +45,18 @@ pub fn player_key(board: &BoardId, player: &PlayerId) -> String {
 // ------------------------------------------------------------------ reads
 
 /// The readiness probe: a count of the players table.
-pub fn ping() -> Command {
-    r.table(PLAYERS).count(())
+pub fn ping() -> Term {
+    r.table(PLAYERS).count()
 }
 
 /// The top `n` players of a board, read from the `[board, score]` index in
 /// descending order: O(log N + n) whatever the table's size. Equal scores
 /// come out in descending player-id order, the index's own tie-break, so every
 /// reader sees the same order.
-pub fn top_players_query(board: &str, n: usize) -> Command {
+pub fn top_players_query(board: &str, n: usize) -> Term {
     in_rank_order(board, Walk::Down)
         .limit(limit_arg(n))
-        .without(IDEMPOTENCY_FIELD)
+        .without([IDEMPOTENCY_FIELD])
 }
 
 /// A board and its top players under its own rules, in one round trip:
@@ -69,16 +64,16 @@ pub fn top_players_query(board: &str, n: usize) -> Command {
 /// picks the direction the `[board, score]` index is read in (one index
 /// serves both orders) and `rules.top` how many; a board without rules
 /// reads as `desc`, 5.
-pub fn snapshot(board: &BoardId) -> Command {
+pub fn snapshot(board: &BoardId) -> Term {
     let id = board.as_str().to_owned();
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
         let top = doc.clone().g("rules").g("top").default(TOP_N as u64);
         let players = by_order(doc.clone(), |dir| {
             ranked(&id, dir).limit(top.clone()).coerce_to("array")
         });
-        rjson!({
+        term!({
             "board": doc.clone(),
-            "players": r.branch(doc, players, rjson!([])),
+            "players": r.branch(doc, players, term!([])),
         })
     }))
 }
@@ -111,7 +106,7 @@ impl Walk {
 
 /// `if_asc` or `if_desc` built for the order stored in the board document
 /// `doc` (a term), chosen by the server: `r.branch` evaluates one branch.
-fn by_order(doc: Command, build: impl Fn(Walk) -> Command) -> Command {
+fn by_order(doc: Term, build: impl Fn(Walk) -> Term) -> Term {
     r.branch(
         doc.g("rules").g("order").default("desc").eq("asc"),
         build(Walk::of(Order::Asc)),
@@ -123,26 +118,23 @@ fn by_order(doc: Command, build: impl Fn(Walk) -> Command) -> Command {
 /// index (a stream: nothing is sorted in memory). The players' recent
 /// idempotency keys stay in the database: a board read would otherwise carry
 /// up to 64 of them per player.
-pub fn ranked(board: &str, walk: Walk) -> Command {
-    in_rank_order(board, walk).without(IDEMPOTENCY_FIELD)
+pub fn ranked(board: &str, walk: Walk) -> Term {
+    in_rank_order(board, walk).without([IDEMPOTENCY_FIELD])
 }
 
 /// A board's whole `[board, score]` index range, walked in `walk` order.
-fn in_rank_order(board: &str, walk: Walk) -> Command {
+fn in_rank_order(board: &str, walk: Walk) -> Term {
     let index = match walk {
-        Walk::Up => r.index(r.asc(BOARD_SCORE_INDEX)),
-        Walk::Down => r.index(r.desc(BOARD_SCORE_INDEX)),
+        Walk::Up => r.asc(BOARD_SCORE_INDEX),
+        Walk::Down => r.desc(BOARD_SCORE_INDEX),
     };
     r.table(PLAYERS)
         .between(
-            rjson!([board.to_owned(), r.minval()]),
-            rjson!([board.to_owned(), r.maxval()]),
-            r.with_opt(
-                (),
-                BetweenOptions::new().index(BOARD_SCORE_INDEX.to_owned()),
-            ),
+            term!([board.to_owned(), r.minval()]),
+            term!([board.to_owned(), r.maxval()]),
         )
-        .order_by(index)
+        .opt("index", BOARD_SCORE_INDEX)
+        .order_by_index(index)
 }
 
 /// A player with its rank, and up to `n` players on each side of it in rank
@@ -151,7 +143,7 @@ fn in_rank_order(board: &str, walk: Walk) -> Command {
 /// `{player: null}`. One round trip, bounded whatever the player's depth:
 /// the rank comes from the board's digest and at most a leaf of the index,
 /// the neighbours from `n` index entries on each side.
-pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
+pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Term {
     let id = board.as_str().to_owned();
     let key = player_key(board, player);
     let n = limit_arg(n);
@@ -162,9 +154,9 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
             let pid = p.clone().g("player");
             by_order(doc.clone(), |walk| {
                 ranks::root_of(&id).do_(func!(|root| {
-                    rjson!({
+                    term!({
                         "board": doc.clone(),
-                        "player": p.clone().without(IDEMPOTENCY_FIELD),
+                        "player": p.clone().without([IDEMPOTENCY_FIELD]),
                         "at": ranks::rank_at(&id, walk, root.clone(), score.clone(), pid.clone()),
                         "out_of": ranks::ranked_count(root),
                         "above": ranks::after_key(&id, walk.reverse(), score.clone(), pid.clone())
@@ -179,18 +171,18 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Command {
         }));
         // A player with no score yet (on a `set` or `best` board) has no
         // rank.
-        let unranked = me.clone().do_(func!(|p| rjson!({
+        let unranked = me.clone().do_(func!(|p| term!({
             "board": doc.clone(),
-            "player": p.without(IDEMPOTENCY_FIELD),
+            "player": p.without([IDEMPOTENCY_FIELD]),
         })));
         r.branch(
             doc.clone(),
             r.branch(
                 me.clone(),
                 r.branch(me.has_fields("score"), body, unranked),
-                rjson!({ "board": doc.clone(), "player": r.expr(Value::Null) }),
+                term!({ "board": doc.clone(), "player": r.expr(Value::Null) }),
             ),
-            rjson!({ "board": r.expr(Value::Null) }),
+            term!({ "board": r.expr(Value::Null) }),
         )
     }))
 }
@@ -211,13 +203,13 @@ pub enum PageStart {
 /// the page's first player as [`ranks::rank_at`] does (null on the first
 /// page and on an empty one), or, from a rank, `{board, players, out_of,
 /// skip}` (see [`ranks::page_at_rank`]). Bounded whatever the depth.
-pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Command {
+pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Term {
     let id = board.as_str().to_owned();
     let limit_n = limit_arg(limit);
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
         let body = by_order(doc.clone(), |walk| {
             ranks::root_of(&id).do_(func!(|root| match &start {
-                PageStart::Top => rjson!({
+                PageStart::Top => term!({
                     "board": doc.clone(),
                     "players": ranked(&id, walk).limit(limit_n).coerce_to("array"),
                     "out_of": ranks::ranked_count(root.clone()),
@@ -228,7 +220,7 @@ pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Command {
                         .coerce_to("array")
                         .do_(func!(|list| {
                             let first = list.clone().nth(0);
-                            rjson!({
+                            term!({
                                 "board": doc.clone(),
                                 "players": list.clone(),
                                 "out_of": ranks::ranked_count(root.clone()),
@@ -247,14 +239,14 @@ pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Command {
                         }))
                 }
                 PageStart::Rank(rank) => {
-                    ranks::page_at_rank(&id, walk, root.clone(), *rank, limit).merge(rjson!({
+                    ranks::page_at_rank(&id, walk, root.clone(), *rank, limit).merge(term!({
                         "board": doc.clone(),
                         "out_of": ranks::ranked_count(root.clone()),
                     }))
                 }
             }))
         });
-        r.branch(doc.clone(), body, rjson!({ "board": r.expr(Value::Null) }))
+        r.branch(doc.clone(), body, term!({ "board": r.expr(Value::Null) }))
     }))
 }
 
@@ -262,33 +254,33 @@ pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Command {
 /// null>, players: [...]}`, the players that exist, in no particular order.
 /// Their ranks are read by [`rank_of`], one query each, in parallel: one
 /// query computing them all would take them one after another.
-pub fn players_of(board: &BoardId, players: &[PlayerId]) -> Command {
+pub fn players_of(board: &BoardId, players: &[PlayerId]) -> Term {
     let id = board.as_str().to_owned();
     let keys: Vec<String> = players.iter().map(|p| player_key(board, p)).collect();
     r.table(BOARDS).get(id).do_(func!(|doc| {
         r.branch(
             doc.clone(),
-            rjson!({
+            term!({
                 "board": doc.clone(),
                 "players": r
                     .table(PLAYERS)
-                    .get_all(r.args(keys.clone()))
-                    .without(IDEMPOTENCY_FIELD)
+                    .get_all(keys.clone())
+                    .without([IDEMPOTENCY_FIELD])
                     .coerce_to("array"),
             }),
-            rjson!({ "board": r.expr(Value::Null) }),
+            term!({ "board": r.expr(Value::Null) }),
         )
     }))
 }
 
 /// The rank the key (`score`, `player`) has on a board: `{at, out_of}`
 /// (`at` as [`ranks::rank_at`] gives it), or null if there is no board.
-pub fn rank_of(board: &BoardId, score: i64, player: &PlayerId) -> Command {
+pub fn rank_of(board: &BoardId, score: i64, player: &PlayerId) -> Term {
     let id = board.as_str().to_owned();
     let pid = player.as_str().to_owned();
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
         let body = by_order(doc.clone(), |walk| {
-            ranks::root_of(&id).do_(func!(|root| rjson!({
+            ranks::root_of(&id).do_(func!(|root| term!({
                 "at": ranks::rank_at(&id, walk, root.clone(), r.expr(score), r.expr(pid.clone())),
                 "out_of": ranks::ranked_count(root),
             })))
@@ -298,55 +290,53 @@ pub fn rank_of(board: &BoardId, score: i64, player: &PlayerId) -> Command {
 }
 
 /// Boards in id order, at most `limit`, after the board `after` if given.
-pub fn boards_page(after: Option<&str>, limit: usize) -> Command {
+pub fn boards_page(after: Option<&str>, limit: usize) -> Term {
     let boards = match after {
         None => r.table(BOARDS),
-        Some(after) => r.table(BOARDS).between(
-            after.to_owned(),
-            r.maxval(),
-            r.with_opt((), BetweenOptions::new().left_bound(Status::Open)),
-        ),
+        Some(after) => r
+            .table(BOARDS)
+            .between(after.to_owned(), r.maxval())
+            .opt("left_bound", "open"),
     };
-    boards.order_by(r.index("id")).limit(limit_arg(limit))
+    boards.order_by_index("id").limit(limit_arg(limit))
 }
 
 /// A board's row, or null.
-pub fn get_board(board: &BoardId) -> Command {
+pub fn get_board(board: &BoardId) -> Term {
     r.table(BOARDS).get(board.to_string())
 }
 
 /// A player's row, or null.
-pub fn get_player(board: &BoardId, player: &PlayerId) -> Command {
+pub fn get_player(board: &BoardId, player: &PlayerId) -> Term {
     r.table(PLAYERS).get(player_key(board, player))
 }
 
 // ----------------------------------------------------------------- writes
 
 /// Inserts a board document, returning the change.
-pub fn insert_board(doc: Value) -> Command {
-    r.table(BOARDS)
-        .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into())))
+pub fn insert_board(doc: Value) -> Term {
+    r.table(BOARDS).insert(doc).opt("return_changes", true)
 }
 
 /// Inserts a player document, returning the change.
-pub fn insert_player(doc: Value) -> Command {
-    r.table(PLAYERS)
-        .insert(r.with_opt(doc, InsertOptions::new().return_changes(true.into())))
+pub fn insert_player(doc: Value) -> Term {
+    r.table(PLAYERS).insert(doc).opt("return_changes", true)
 }
 
-pub fn delete_board(board: &BoardId) -> Command {
-    r.table(BOARDS).get(board.to_string()).delete(())
+pub fn delete_board(board: &BoardId) -> Term {
+    r.table(BOARDS).get(board.to_string()).delete()
 }
 
 /// Deletes every player of a board, through the `board` index.
-pub fn delete_board_players(board: &BoardId) -> Command {
+pub fn delete_board_players(board: &BoardId) -> Term {
     r.table(PLAYERS)
-        .get_all(r.with_opt(board.to_string(), r.index(BOARD_INDEX)))
-        .delete(())
+        .get_all([board.to_string()])
+        .opt("index", BOARD_INDEX)
+        .delete()
 }
 
-pub fn delete_player(board: &BoardId, player: &PlayerId) -> Command {
-    r.table(PLAYERS).get(player_key(board, player)).delete(())
+pub fn delete_player(board: &BoardId, player: &PlayerId) -> Term {
+    r.table(PLAYERS).get(player_key(board, player)).delete()
 }
 
 /// The player document's field holding its recent idempotency keys:
@@ -422,19 +412,19 @@ pub fn score_update(
     player: &PlayerId,
     delta: ScoreDelta,
     idempotency: Option<Idempotency<'_>>,
-) -> Command {
+) -> Term {
     let d = delta.get();
     let changes = match idempotency {
-        None => ReturnChanges::Bool(true),
-        Some(_) => ReturnChanges::Always,
+        None => Term::from(true),
+        Some(_) => Term::from("always"),
     };
     let key = player_key(board, player);
     r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
         let update = |periods: Periods| {
-            r.table(PLAYERS).get(key.clone()).update(r.with_opt(
-                scoring(periods, add(d), idempotency),
-                UpdateOptions::new().return_changes(changes),
-            ))
+            r.table(PLAYERS)
+                .get(key.clone())
+                .update(scoring(periods, add(d), idempotency))
+                .opt("return_changes", changes.clone())
         };
         by_reset(
             doc.clone(),
@@ -456,29 +446,27 @@ pub fn score_update_unread(
     player: &PlayerId,
     delta: ScoreDelta,
     idempotency: Option<Idempotency<'_>>,
-) -> Command {
+) -> Term {
     let changes = match idempotency {
-        None => ReturnChanges::Bool(true),
-        Some(_) => ReturnChanges::Always,
+        None => Term::from(true),
+        Some(_) => Term::from("always"),
     };
     r.table(PLAYERS)
         .get(player_key(board, player))
-        .update(r.with_opt(
-            scoring(Periods::Unread, add(delta.get()), idempotency),
-            UpdateOptions::new().return_changes(changes),
-        ))
+        .update(scoring(Periods::Unread, add(delta.get()), idempotency))
+        .opt("return_changes", changes)
 }
 
 /// Adds `d` to a player's score; a player with no score yet (on a `set` or
 /// `best` board) starts at 0.
-fn add(d: i64) -> impl Fn(Command) -> Command + Clone {
-    move |p: Command| p.g("score").default(0).add(d)
+fn add(d: i64) -> impl Fn(Term) -> Term + Clone {
+    move |p: Term| p.g("score").default(0).add(d)
 }
 
 /// What a score write knows of its board's periods.
 enum Periods {
     /// The board, read in the same query, resets: this is its document.
-    Of(Command),
+    Of(Term),
     /// The board, read in the same query, does not reset.
     None,
     /// The board was not read: taken not to reset, and a player that has a
@@ -490,7 +478,7 @@ enum Periods {
 /// board that never resets has no period to look at, and a smaller function
 /// is cheaper for the database to evaluate in the write's critical section.
 /// A board that is gone counts as one that does not reset.
-fn by_reset(doc: Command, resetting: Command, plain: Command) -> Command {
+fn by_reset(doc: Term, resetting: Term, plain: Term) -> Term {
     r.branch(
         doc.clone().type_of().eq("OBJECT"),
         r.branch(doc.has_fields("period"), resetting, plain.clone()),
@@ -510,13 +498,13 @@ pub fn score_submit(
     player: &PlayerId,
     value: i64,
     idempotency: Option<Idempotency<'_>>,
-) -> Command {
+) -> Term {
     let key = player_key(board, player);
     r.table(BOARDS).get(board.to_string()).do_(func!(|doc| {
         let rules = doc.clone().g("rules");
         let operator = rules.clone().g("operator").default("incr");
         let order = rules.g("order").default("desc");
-        let next = move |p: Command| {
+        let next = move |p: Term| {
             let s = p.clone().g("score");
             r.branch(
                 operator.clone().eq("set").or(p.has_fields("score").not()),
@@ -533,10 +521,10 @@ pub fn score_submit(
             )
         };
         let update = |periods: Periods| {
-            r.table(PLAYERS).get(key.clone()).update(r.with_opt(
-                scoring(periods, next.clone(), idempotency),
-                UpdateOptions::new().return_changes(ReturnChanges::Always),
-            ))
+            r.table(PLAYERS)
+                .get(key.clone())
+                .update(scoring(periods, next.clone(), idempotency))
+                .opt("return_changes", "always")
         };
         by_reset(
             doc.clone(),
@@ -556,11 +544,11 @@ pub fn score_submit(
 /// the new period starts it.
 fn scoring(
     periods: Periods,
-    next: impl Fn(Command) -> Command,
+    next: impl Fn(Term) -> Term,
     idempotency: Option<Idempotency<'_>>,
-) -> Command {
-    let out_of_range = |score: Command| score.clone().gt(MAX_SCORE).or(score.lt(-MAX_SCORE));
-    let guarded = |p: Command, body: Command| match periods {
+) -> Term {
+    let out_of_range = |score: Term| score.clone().gt(MAX_SCORE).or(score.lt(-MAX_SCORE));
+    let guarded = |p: Term, body: Term| match periods {
         Periods::Unread => r.branch(p.has_fields("period"), r.error(BOARD_RESETS), body),
         _ => body,
     };
@@ -571,7 +559,7 @@ fn scoring(
             let body = r.branch(
                 out_of_range(score.clone()),
                 r.error(OUT_OF_RANGE),
-                rjson!({ "score": score }).merge(period),
+                term!({ "score": score }).merge(period),
             );
             guarded(p, body)
         }),
@@ -583,11 +571,11 @@ fn scoring(
                 let recent = p
                     .clone()
                     .g(IDEMPOTENCY_FIELD)
-                    .default(rjson!([]))
+                    .default(term!([]))
                     .filter(func!(|e| e.g("at").gt(cutoff)));
                 let (current, period) = period_move(&periods, p.clone());
                 let score = next(current.clone());
-                let entry = rjson!({
+                let entry = term!({
                     "k": key.clone(),
                     "at": now_millis,
                     "score": score.clone(),
@@ -595,17 +583,17 @@ fn scoring(
                 });
                 let list = recent.clone().append(entry);
                 let bounded = r.branch(
-                    list.clone().count(()).gt(kept),
-                    list.clone().skip(list.clone().count(()).sub(kept)),
+                    list.clone().count().gt(kept),
+                    list.clone().skip(list.clone().count().sub(kept)),
                     list,
                 );
                 let body = r.branch(
                     recent.contains(func!(|e| e.g("k").eq(key.clone()))),
-                    rjson!({}),
+                    term!({}),
                     r.branch(
                         out_of_range(score.clone()),
                         r.error(OUT_OF_RANGE),
-                        rjson!({ "score": score, "idem": bounded }).merge(period),
+                        term!({ "score": score, "idem": bounded }).merge(period),
                     ),
                 );
                 guarded(p, body)
@@ -616,14 +604,14 @@ fn scoring(
 
 /// The database's clock in milliseconds since the epoch (see
 /// [`db_now_ms`]).
-fn now_ms() -> Command {
+fn now_ms() -> Term {
     r.now().to_epoch_time().mul(1000)
 }
 
 /// The period a write at the database's `now` belongs to on the board
 /// `doc`: the board's period, or the next one once its end has passed
 /// (before the worker has switched the board over).
-fn write_period(doc: Command) -> Command {
+fn write_period(doc: Term) -> Term {
     let period = doc.g("period");
     r.branch(
         now_ms().ge(period.clone().g("end")),
@@ -639,9 +627,9 @@ fn write_period(doc: Command) -> Command {
 /// write must also store: `period`, and `prev: {n, score}` keeping the
 /// earlier period's score for its archive. On a board that does not reset,
 /// `p` itself and nothing more.
-fn period_move(periods: &Periods, p: Command) -> (Command, Command) {
+fn period_move(periods: &Periods, p: Term) -> (Term, Term) {
     let Periods::Of(doc) = periods else {
-        return (p, rjson!({}));
+        return (p, term!({}));
     };
     let doc = doc.clone();
     let by_clock = write_period(doc.clone());
@@ -654,17 +642,17 @@ fn period_move(periods: &Periods, p: Command) -> (Command, Command) {
     let moved = mine.clone().lt(target.clone());
     let fresh = r.branch(
         doc.g("rules").g("operator").default("incr").eq("incr"),
-        rjson!({ "score": 0 }),
-        rjson!({}),
+        term!({ "score": 0 }),
+        term!({}),
     );
     let current = r.branch(moved.clone(), fresh, p.clone());
     let fields = r.branch(
         moved,
-        rjson!({
+        term!({
             "period": target.clone(),
-            "prev": p.pluck("score").merge(rjson!({ "n": mine })),
+            "prev": p.pluck(["score"]).merge(term!({ "n": mine })),
         }),
-        rjson!({ "period": target }),
+        term!({ "period": target }),
     );
     (current, fields)
 }
@@ -674,21 +662,14 @@ fn period_move(periods: &Periods, p: Command) -> (Command, Command) {
 /// The boards whose reset is due by the database's clock, or whose last
 /// reset is unfinished: `{now, boards: [{id, slot, rules, period, archiving?}]}`.
 /// Only boards that reset are in the index, and only due ones are read.
-pub fn due_resets() -> Command {
-    rjson!({
+pub fn due_resets() -> Term {
+    term!({
         "now": now_ms(),
         "boards": r
             .table(BOARDS)
-            .between(
-                r.minval(),
-                now_ms(),
-                r.with_opt(
-                    (),
-                    BetweenOptions::new()
-                        .index(RESET_DUE_INDEX.to_owned())
-                        .right_bound(Status::Closed),
-                ),
-            )
+            .between(r.minval(), now_ms())
+            .opt("index", RESET_DUE_INDEX)
+            .opt("right_bound", "closed")
             .coerce_to("array"),
     })
 }
@@ -697,9 +678,10 @@ pub fn due_resets() -> Command {
 /// `next_end`), marking period `n` as being archived, if the board is still
 /// in period `n`, its end has passed and no reset is unfinished. One atomic
 /// update; whoever runs it second changes nothing.
-pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Command {
-    r.table(BOARDS).get(board.to_owned()).update(r.with_opt(
-        func!(|doc| {
+pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Term {
+    r.table(BOARDS)
+        .get(board.to_owned())
+        .update(func!(|doc| {
             r.branch(
                 doc.clone()
                     .g("period")
@@ -707,38 +689,37 @@ pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Command {
                     .eq(n)
                     .and(doc.clone().has_fields("archiving").not())
                     .and(now_ms().ge(end)),
-                rjson!({
+                term!({
                     "period": { "n": n + 1, "start": end, "end": next_end },
                     "archiving": { "n": n, "start": doc.g("period").g("start"), "end": end },
                 }),
-                rjson!({}),
+                term!({}),
             )
-        }),
-        UpdateOptions::new().return_changes(ReturnChanges::Always),
-    ))
+        }))
+        .opt("return_changes", "always")
 }
 
 /// Moves every player of `board` still in period `n` (or in none) into
 /// period `n + 1`: `prev` keeps its period-`n` score, its score starts again
 /// (0 on an `incr` board, none on the others). Idempotent, and the same
 /// move a write makes.
-pub fn move_players(board: &str, n: u64, incr: bool) -> Command {
+pub fn move_players(board: &str, n: u64, incr: bool) -> Term {
     r.table(PLAYERS)
-        .get_all(r.with_opt(board.to_owned(), r.index(BOARD_INDEX)))
+        .get_all([board.to_owned()]).opt("index", BOARD_INDEX)
         .replace(func!(|p| {
             let fresh = if incr {
-                rjson!({ "score": 0 })
+                term!({ "score": 0 })
             } else {
-                rjson!({})
+                term!({})
             };
             r.branch(
                 p.clone().g("period").default(n).le(n),
                 p.clone()
-                    .without(r.args(["score", "prev"]))
+                    .without(["score", "prev"])
                     .merge(fresh)
-                    .merge(rjson!({
+                    .merge(term!({
                         "period": n + 1,
-                        "prev": p.clone().pluck("score").merge(rjson!({ "n": p.clone().g("period").default(n) })),
+                        "prev": p.clone().pluck(["score"]).merge(term!({ "n": p.clone().g("period").default(n) })),
                     })),
                 p,
             )
@@ -747,58 +728,60 @@ pub fn move_players(board: &str, n: u64, incr: bool) -> Command {
 
 /// The standings of a board's finished period `n` from the players' `prev`
 /// scores: its top `top` in rank order and how many players had a score.
-pub fn period_standings(board: &str, n: u64, walk: Walk, top: usize) -> Command {
-    let range = r.table(PLAYERS).between(
-        rjson!([board.to_owned(), n, r.minval()]),
-        rjson!([board.to_owned(), n, r.maxval()]),
-        r.with_opt((), BetweenOptions::new().index(BOARD_PREV_INDEX.to_owned())),
-    );
+pub fn period_standings(board: &str, n: u64, walk: Walk, top: usize) -> Term {
+    let range = r
+        .table(PLAYERS)
+        .between(
+            term!([board.to_owned(), n, r.minval()]),
+            term!([board.to_owned(), n, r.maxval()]),
+        )
+        .opt("index", BOARD_PREV_INDEX);
     let index = match walk {
-        Walk::Up => r.index(r.asc(BOARD_PREV_INDEX)),
-        Walk::Down => r.index(r.desc(BOARD_PREV_INDEX)),
+        Walk::Up => r.asc(BOARD_PREV_INDEX),
+        Walk::Down => r.desc(BOARD_PREV_INDEX),
     };
-    rjson!({
+    term!({
         "top": range
             .clone()
-            .order_by(index)
+            .order_by_index(index)
             .limit(limit_arg(top))
-            .pluck(r.args(["player", "name", "prev"]))
+            .pluck(["player", "name", "prev"])
             .coerce_to("array"),
-        "players": range.count(()),
+        "players": range.count(),
     })
 }
 
 /// Archives a finished period; a second insert of the same period fails as
 /// a duplicate and changes nothing.
-pub fn insert_period(doc: Value) -> Command {
+pub fn insert_period(doc: Value) -> Term {
     r.table(PERIODS).insert(doc)
 }
 
 /// Marks a board's reset of period `n` finished.
-pub fn finish_reset(board: &str, n: u64) -> Command {
+pub fn finish_reset(board: &str, n: u64) -> Term {
     r.table(BOARDS)
         .get(board.to_owned())
         .replace(func!(|doc| r.branch(
             doc.clone().g("archiving").g("n").default(-1).eq(n),
-            doc.clone().without("archiving"),
+            doc.clone().without(["archiving"]),
             doc,
         )))
 }
 
 /// A board's finished periods, newest first, at most `limit`.
-pub fn periods(board: &BoardId, limit: usize) -> Command {
+pub fn periods(board: &BoardId, limit: usize) -> Term {
     r.table(PERIODS)
         .between(
-            rjson!([board.to_string(), r.minval()]),
-            rjson!([board.to_string(), r.maxval()]),
-            r.with_opt((), BetweenOptions::new().index(PERIOD_INDEX.to_owned())),
+            term!([board.to_string(), r.minval()]),
+            term!([board.to_string(), r.maxval()]),
         )
-        .order_by(r.index(r.desc(PERIOD_INDEX)))
+        .opt("index", PERIOD_INDEX)
+        .order_by_index(r.desc(PERIOD_INDEX))
         .limit(limit_arg(limit))
 }
 
 /// One finished period of a board, or null.
-pub fn period(board: &BoardId, n: u64) -> Command {
+pub fn period(board: &BoardId, n: u64) -> Term {
     r.table(PERIODS).get(format!("{board}:{n}"))
 }
 
@@ -806,203 +789,193 @@ pub fn period(board: &BoardId, n: u64) -> Command {
 
 /// `rethinkdb.db_config` rows of databases named `db` (more than one only
 /// after concurrent creations on a cluster).
-pub fn db_config_named(db: &str) -> Command {
+pub fn db_config_named(db: &str) -> Term {
     r.db(SYSTEM_DB)
         .table("db_config")
-        .filter(rjson!({ "name": db.to_owned() }))
+        .filter(term!({ "name": db.to_owned() }))
 }
 
 /// How many tables the database with this id holds.
-pub fn table_count_of_db_id(id: &str) -> Command {
+pub fn table_count_of_db_id(id: &str) -> Term {
     r.db(SYSTEM_DB)
-        .table(r.with_opt(
-            "table_config",
-            TableOptions::new().identifier_format(IdentifierFormat::Uuid),
-        ))
-        .filter(rjson!({ "db": id.to_owned() }))
-        .count(())
+        .table("table_config")
+        .opt("identifier_format", "uuid")
+        .filter(term!({ "db": id.to_owned() }))
+        .count()
 }
 
 /// `{id, name, indexes}` of every table of `db`, from `rethinkdb.table_config`,
 /// which shows a name held twice as two rows (`tableList` shows it once).
-pub fn table_config_of(db: &str) -> Command {
+pub fn table_config_of(db: &str) -> Term {
     r.db(SYSTEM_DB)
         .table("table_config")
-        .filter(rjson!({ "db": db.to_owned() }))
-        .pluck(r.args(["id", "name", "indexes"]))
+        .filter(term!({ "db": db.to_owned() }))
+        .pluck(["id", "name", "indexes"])
 }
 
 /// Drops the table with this id: RethinkDB's documented repair of a name
 /// held by two tables.
-pub fn delete_table_config(id: &str) -> Command {
+pub fn delete_table_config(id: &str) -> Term {
     r.db(SYSTEM_DB)
         .table("table_config")
         .get(id.to_owned())
-        .delete(())
+        .delete()
 }
 
 /// Drops the database with this id and its tables.
-pub fn delete_db_config(id: &str) -> Command {
+pub fn delete_db_config(id: &str) -> Term {
     r.db(SYSTEM_DB)
         .table("db_config")
         .get(id.to_owned())
-        .delete(())
+        .delete()
 }
 
-pub fn db_create(db: &str) -> Command {
+pub fn db_create(db: &str) -> Term {
     r.db_create(db.to_owned())
 }
 
-pub fn table_create(db: &str, table: &str) -> Command {
+pub fn table_create(db: &str, table: &str) -> Term {
     r.db(db.to_owned()).table_create(table.to_owned())
 }
 
 /// Creates a table with `layout`'s replicas and shards. The default layout
 /// is exactly [`table_create`], with no options: the term recorded in the
 /// conformance golden file, and what a single server accepts.
-pub fn table_create_laid_out(db: &str, table: &str, layout: SchemaOptions) -> Command {
+pub fn table_create_laid_out(db: &str, table: &str, layout: SchemaOptions) -> Term {
     if layout == SchemaOptions::default() {
         return table_create(db, table);
     }
-    r.db(db.to_owned()).table_create(
-        r.with_opt(
-            table.to_owned(),
-            TableCreateOptions::new()
-                .replicas(Replicas::Int(layout.replicas))
-                .shards(layout.shards),
-        ),
-    )
+    r.db(db.to_owned())
+        .table_create(table.to_owned())
+        .opt("replicas", u32::from(layout.replicas))
+        .opt("shards", u32::from(layout.shards))
 }
 
 /// Sets a table's replicas and shards (RethinkDB moves the data itself).
-pub fn table_reconfigure(db: &str, table: &str, layout: SchemaOptions) -> Command {
-    r.db(db.to_owned()).table(table.to_owned()).reconfigure(
-        r.with_opt(
-            (),
-            ReconfigureOptions::new()
-                .replicas(i64::from(layout.replicas))
-                .shards(i64::from(layout.shards)),
-        ),
-    )
+pub fn table_reconfigure(db: &str, table: &str, layout: SchemaOptions) -> Term {
+    r.db(db.to_owned())
+        .table(table.to_owned())
+        .reconfigure()
+        .opt("replicas", i64::from(layout.replicas))
+        .opt("shards", i64::from(layout.shards))
 }
 
 /// Waits until a table is ready for reads and writes.
-pub fn table_wait(db: &str, table: &str) -> Command {
-    r.db(db.to_owned()).table(table.to_owned()).wait(())
+pub fn table_wait(db: &str, table: &str) -> Term {
+    r.db(db.to_owned()).table(table.to_owned()).wait()
 }
 
 /// Creates the players' compound `[board, score]` index.
-pub fn create_board_score_index(db: &str) -> Command {
-    r.db(db.to_owned()).table(PLAYERS).index_create(r.args((
+pub fn create_board_score_index(db: &str) -> Term {
+    r.db(db.to_owned()).table(PLAYERS).index_create_fn(
         BOARD_SCORE_INDEX,
         func!(|doc| [doc.clone().g("board"), doc.g("score")]),
-    )))
+    )
 }
 
 /// Creates index `index` of `table`, as the schema defines it.
-pub fn create_index(db: &str, table: &str, index: &str) -> Command {
+pub fn create_index(db: &str, table: &str, index: &str) -> Term {
     let t = r.db(db.to_owned()).table(table.to_owned());
     match index {
         BOARD_SCORE_INDEX => create_board_score_index(db),
-        BOARD_RANK_INDEX => t.index_create(r.args((
+        BOARD_RANK_INDEX => t.index_create_fn(
             BOARD_RANK_INDEX,
             func!(|doc| [doc.clone().g("board"), doc.clone().g("score"), doc.g("id")]),
-        ))),
-        BOARD_PREV_INDEX => t.index_create(r.args((
+        ),
+        BOARD_PREV_INDEX => t.index_create_fn(
             BOARD_PREV_INDEX,
             func!(|doc| [
                 doc.clone().g("board"),
                 doc.clone().g("prev").g("n"),
                 doc.g("prev").g("score")
             ]),
-        ))),
-        PERIOD_INDEX => t.index_create(r.args((
+        ),
+        PERIOD_INDEX => t.index_create_fn(
             PERIOD_INDEX,
             func!(|doc| [doc.clone().g("board"), doc.g("number")]),
-        ))),
-        RESET_DUE_INDEX => t.index_create(r.args((
+        ),
+        RESET_DUE_INDEX => t.index_create_fn(
             RESET_DUE_INDEX,
             func!(|doc| r.branch(
                 doc.clone().has_fields("archiving"),
                 0,
                 doc.g("period").g("end")
             )),
-        ))),
+        ),
         other => create_simple_index(db, table, other),
     }
 }
 
 /// Creates the players' simple `board` index.
-pub fn create_board_index(db: &str) -> Command {
+pub fn create_board_index(db: &str) -> Term {
     create_simple_index(db, PLAYERS, BOARD_INDEX)
 }
 
 /// Creates a simple index on the field of the same name.
-pub fn create_simple_index(db: &str, table: &str, field: &str) -> Command {
+pub fn create_simple_index(db: &str, table: &str, field: &str) -> Term {
     r.db(db.to_owned())
         .table(table.to_owned())
         .index_create(field.to_owned())
 }
 
 /// Waits until every index of the players table is built.
-pub fn players_index_wait(db: &str) -> Command {
+pub fn players_index_wait(db: &str) -> Term {
     index_wait(db, PLAYERS)
 }
 
 /// Waits until every index of a table is built.
-pub fn index_wait(db: &str, table: &str) -> Command {
-    r.db(db.to_owned()).table(table.to_owned()).index_wait(())
+pub fn index_wait(db: &str, table: &str) -> Term {
+    r.db(db.to_owned()).table(table.to_owned()).index_wait()
 }
 
 // ------------------------------------------------------------------ feeds
 
 /// The changefeed of a whole table, with `{state: "ready"}` once it is open.
-pub fn table_changes(table: &'static str) -> Command {
-    r.table(table)
-        .changes(r.with_opt((), ChangesOptions::new().include_states(true)))
+pub fn table_changes(table: &'static str) -> Term {
+    r.table(table).changes().opt("include_states", true)
 }
 
 /// The documents of `table` whose `slot` is in `slots`, through the `slot`
 /// index: `getAll(slot, ..., {index: "slot"})`.
-fn in_slots(table: &'static str, slots: Range<u16>) -> Command {
+fn in_slots(table: &'static str, slots: Range<u16>) -> Term {
     let keys: Vec<u16> = slots.collect();
-    r.table(table)
-        .get_all(r.with_opt(r.args(keys), r.index(SLOT_INDEX)))
+    r.table(table).get_all(keys).opt("index", SLOT_INDEX)
 }
 
 /// The changefeed of the documents of `table` in `slots` (one worker
 /// shard), with `{state: "ready"}` once it is open. The server sends only
 /// these documents' changes: no whole-table feed is read and filtered.
-pub fn slot_changes(table: &'static str, slots: Range<u16>) -> Command {
-    in_slots(table, slots).changes(r.with_opt((), ChangesOptions::new().include_states(true)))
+pub fn slot_changes(table: &'static str, slots: Range<u16>) -> Term {
+    in_slots(table, slots).changes().opt("include_states", true)
 }
 
 /// The ids of the boards in `slots`, as a stream (no array limit).
-pub fn board_ids_in_slots(slots: Range<u16>) -> Command {
+pub fn board_ids_in_slots(slots: Range<u16>) -> Term {
     in_slots(BOARDS, slots).g("id")
 }
 
 // ------------------------------------------------------------- migration
 
 /// Sets a board's `slot` if it is not already `slot`.
-pub fn set_board_slot(board: &str, slot: u16) -> Command {
+pub fn set_board_slot(board: &str, slot: u16) -> Term {
     r.table(BOARDS)
         .get(board.to_owned())
         .update(func!(|doc| r.branch(
             doc.g(SLOT_FIELD).default(r.expr(-1)).eq(slot),
-            rjson!({}),
-            rjson!({ "slot": slot }),
+            term!({}),
+            term!({ "slot": slot }),
         )))
 }
 
 /// Sets the `slot` of a board's players that lack it (or hold another).
-pub fn set_players_slot(board: &str, slot: u16) -> Command {
+pub fn set_players_slot(board: &str, slot: u16) -> Term {
     r.table(PLAYERS)
-        .get_all(r.with_opt(board.to_owned(), r.index(BOARD_INDEX)))
+        .get_all([board.to_owned()])
+        .opt("index", BOARD_INDEX)
         .update(func!(|doc| r.branch(
             doc.g(SLOT_FIELD).default(r.expr(-1)).eq(slot),
-            rjson!({}),
-            rjson!({ "slot": slot }),
+            term!({}),
+            term!({ "slot": slot }),
         )))
 }
 
@@ -1026,15 +999,15 @@ pub const SLOT_MIGRATION_ID: &str = "migration:slot";
 /// The database's clock in milliseconds since the epoch. Every lease time
 /// is on this one clock (`r.now()` is fixed once per query, so update
 /// functions using it stay atomic), never on a worker's.
-fn db_now_ms() -> Command {
+fn db_now_ms() -> Term {
     r.now().to_epoch_time().mul(1000)
 }
 
 /// Every lease and the layout with its members' heartbeats, with the
 /// database's time: `{now: ms, rows: [...]}`. The table holds a row per
 /// shard and a few more, so it is small.
-pub fn lease_table() -> Command {
-    rjson!({
+pub fn lease_table() -> Term {
+    term!({
         "now": db_now_ms(),
         "rows": r.table(LEASES).coerce_to("array"),
     })
@@ -1042,7 +1015,7 @@ pub fn lease_table() -> Command {
 
 /// Inserts a free lease for each shard that has none (existing ones are
 /// left alone: the inserts of those fail as duplicates).
-pub fn seed_leases(shards: Range<u16>) -> Command {
+pub fn seed_leases(shards: Range<u16>) -> Term {
     let docs: Vec<Value> = shards
         .map(|k| serde_json::json!({ "id": lease_id(k), "holder": null, "epoch": 0, "expires": 0 }))
         .collect();
@@ -1055,9 +1028,9 @@ pub fn seed_leases(shards: Range<u16>) -> Command {
 /// or when no other member is still alive, which makes it `shards`; it
 /// leaves the document unchanged when live members hold another layout.
 /// Expired members are dropped on the way.
-pub fn join_layout(worker: &str, shards: u16, ttl_ms: u64) -> Command {
+pub fn join_layout(worker: &str, shards: u16, ttl_ms: u64) -> Term {
     let worker = worker.to_owned();
-    let me = rjson!({ "id": worker.clone(), "expires": db_now_ms().add(ttl_ms) });
+    let me = term!({ "id": worker.clone(), "expires": db_now_ms().add(ttl_ms) });
     r.table(LEASES).get(LAYOUT_ID).replace(func!(|doc| {
         let others = doc.clone().g("members").filter(func!(|m| m
             .clone()
@@ -1066,13 +1039,13 @@ pub fn join_layout(worker: &str, shards: u16, ttl_ms: u64) -> Command {
             .and(m.g("id").ne(worker.clone()))));
         r.branch(
             doc.clone().type_of().eq("NULL"),
-            rjson!({ "id": LAYOUT_ID, "shards": shards, "members": [me.clone()] }),
+            term!({ "id": LAYOUT_ID, "shards": shards, "members": [me.clone()] }),
             r.branch(
                 doc.clone()
                     .g("shards")
                     .eq(shards)
                     .or(others.clone().is_empty()),
-                rjson!({ "id": LAYOUT_ID, "shards": shards, "members": others.append(me.clone()) }),
+                term!({ "id": LAYOUT_ID, "shards": shards, "members": others.append(me.clone()) }),
                 doc,
             ),
         )
@@ -1080,9 +1053,9 @@ pub fn join_layout(worker: &str, shards: u16, ttl_ms: u64) -> Command {
 }
 
 /// Removes `worker` from the layout's members, as it stops.
-pub fn leave_layout(worker: &str) -> Command {
+pub fn leave_layout(worker: &str) -> Term {
     let worker = worker.to_owned();
-    r.table(LEASES).get(LAYOUT_ID).update(func!(|doc| rjson!({
+    r.table(LEASES).get(LAYOUT_ID).update(func!(|doc| term!({
         "members": doc.g("members").filter(func!(|m| m.g("id").ne(worker.clone()))),
     })))
 }
@@ -1090,10 +1063,11 @@ pub fn leave_layout(worker: &str) -> Command {
 /// Takes a shard's lease if it is free or expired: holder `worker`, the
 /// epoch one higher, expiring `ttl_ms` from now. One atomic conditional
 /// update; the answer's change shows who holds it afterwards.
-pub fn take_lease(shard: u16, worker: &str, ttl_ms: u64) -> Command {
+pub fn take_lease(shard: u16, worker: &str, ttl_ms: u64) -> Term {
     let worker = worker.to_owned();
-    r.table(LEASES).get(lease_id(shard)).update(r.with_opt(
-        func!(|lease| {
+    r.table(LEASES)
+        .get(lease_id(shard))
+        .update(func!(|lease| {
             r.branch(
                 lease
                     .clone()
@@ -1101,64 +1075,60 @@ pub fn take_lease(shard: u16, worker: &str, ttl_ms: u64) -> Command {
                     .type_of()
                     .eq("NULL")
                     .or(lease.clone().g("expires").le(db_now_ms())),
-                rjson!({
+                term!({
                     "holder": worker.clone(),
                     "epoch": lease.g("epoch").add(1),
                     "expires": db_now_ms().add(ttl_ms),
                 }),
-                rjson!({}),
+                term!({}),
             )
-        }),
-        UpdateOptions::new().return_changes(ReturnChanges::Always),
-    ))
+        }))
+        .opt("return_changes", "always")
 }
 
 /// Extends the leases `worker` holds among `shards` and that have not
 /// expired, to `ttl_ms` from now; others are left as they are.
-pub fn renew_leases(shards: &[u16], worker: &str, ttl_ms: u64) -> Command {
+pub fn renew_leases(shards: &[u16], worker: &str, ttl_ms: u64) -> Term {
     let ids: Vec<String> = shards.iter().map(|&k| lease_id(k)).collect();
     let worker = worker.to_owned();
-    r.table(LEASES).get_all(r.args(ids)).update(r.with_opt(
-        func!(|lease| {
+    r.table(LEASES)
+        .get_all(ids)
+        .update(func!(|lease| {
             r.branch(
                 lease
                     .clone()
                     .g("holder")
                     .eq(worker.clone())
                     .and(lease.g("expires").gt(db_now_ms())),
-                rjson!({ "expires": db_now_ms().add(ttl_ms) }),
-                rjson!({}),
+                term!({ "expires": db_now_ms().add(ttl_ms) }),
+                term!({}),
             )
-        }),
-        UpdateOptions::new().return_changes(ReturnChanges::Always),
-    ))
+        }))
+        .opt("return_changes", "always")
 }
 
 /// Frees the leases `worker` holds among `shards`, so that another worker
 /// can take them at once.
-pub fn release_leases(shards: &[u16], worker: &str) -> Command {
+pub fn release_leases(shards: &[u16], worker: &str) -> Term {
     let ids: Vec<String> = shards.iter().map(|&k| lease_id(k)).collect();
     let worker = worker.to_owned();
-    r.table(LEASES)
-        .get_all(r.args(ids))
-        .update(func!(|lease| r.branch(
-            lease.g("holder").eq(worker.clone()),
-            rjson!({ "holder": r.expr(Value::Null), "expires": 0 }),
-            rjson!({}),
-        )))
+    r.table(LEASES).get_all(ids).update(func!(|lease| r.branch(
+        lease.g("holder").eq(worker.clone()),
+        term!({ "holder": r.expr(Value::Null), "expires": 0 }),
+        term!({}),
+    )))
 }
 
 /// Reads the slot migration's marker (null until it has run).
-pub fn slot_migration_marker() -> Command {
+pub fn slot_migration_marker() -> Term {
     r.table(LEASES).get(SLOT_MIGRATION_ID)
 }
 
 /// Marks the slot migration done.
-pub fn mark_slot_migration() -> Command {
-    r.table(LEASES).insert(r.with_opt(
-        rjson!({ "id": SLOT_MIGRATION_ID, "at": db_now_ms() }),
-        InsertOptions::new().conflict(Conflict::Replace),
-    ))
+pub fn mark_slot_migration() -> Term {
+    r.table(LEASES)
+        .insert(term!({ "id": SLOT_MIGRATION_ID, "at": db_now_ms() }))
+        .opt("conflict", "replace")
 }
 
 #[cfg(test)]

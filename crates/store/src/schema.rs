@@ -434,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_default_layout_sends_the_plain_table_create() {
-        let term = |c: unreql::Command| serde_json::to_value(&c).expect("serialises");
+        let term = |c: reql_terms::Term| serde_json::to_value(&c).expect("serialises");
         assert_eq!(
             term(reql::table_create_laid_out(
                 "lb",

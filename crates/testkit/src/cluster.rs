@@ -8,11 +8,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::TryStreamExt;
+use reql_terms::{r, term, Term};
 use serde_json::Value;
-use unreql::r;
 
-use crate::{free_port, ManagedProcess};
+use crate::{free_port, DbSession, ManagedProcess};
 
 /// One node of a [`RethinkCluster`].
 pub struct ClusterNode {
@@ -53,7 +52,7 @@ impl RethinkCluster {
         for i in 0..n {
             loop {
                 let seen = cluster
-                    .query(i, r.db("rethinkdb").table("server_status").count(()))
+                    .query(i, r.db("rethinkdb").table("server_status").count())
                     .await
                     .ok()
                     .and_then(|v| v.first().and_then(Value::as_u64));
@@ -84,17 +83,14 @@ impl RethinkCluster {
     }
 
     /// A driver session to node `i`.
-    pub async fn session(&self, i: usize) -> anyhow::Result<unreql::Session> {
-        let options = unreql::cmd::connect::Options::new()
-            .host("127.0.0.1")
-            .port(self.nodes[i].driver_port);
-        Ok(r.connect(options).await?)
+    pub async fn session(&self, i: usize) -> anyhow::Result<DbSession> {
+        DbSession::connect("127.0.0.1", self.nodes[i].driver_port, "admin", "", None).await
     }
 
     /// Runs `q` on a connection of its own to node `i`.
-    pub async fn query(&self, i: usize, q: unreql::Command) -> anyhow::Result<Vec<Value>> {
+    pub async fn query(&self, i: usize, q: Term) -> anyhow::Result<Vec<Value>> {
         let session = self.session(i).await?;
-        Ok(q.run::<_, Value>(&session).try_collect().await?)
+        Ok(session.run(&q).await?)
     }
 
     /// The index of the node that is the primary replica of the first
@@ -105,7 +101,7 @@ impl RethinkCluster {
                 via,
                 r.db("rethinkdb")
                     .table("table_status")
-                    .filter(unreql::rjson!({"db": db.to_owned(), "name": table.to_owned()})),
+                    .filter(term!({"db": db, "name": table})),
             )
             .await?;
         let name = rows

@@ -246,6 +246,7 @@ impl Database {
 
     /// A driver session straight to this server, with `db` as its default
     /// database, for a test's own queries and checks.
+    #[cfg(feature = "unreql")]
     pub async fn session(&self, db: &str) -> anyhow::Result<unreql::Session> {
         use unreql::cmd::connect::Options;
         let (host, port) = self.host_port();
@@ -257,6 +258,14 @@ impl Database {
             .password(password)
             .db(db.to_owned());
         Ok(unreql::r.connect(options).await?)
+    }
+
+    /// A connection straight to this server, with `db` as its default
+    /// database.
+    pub async fn open_session(&self, db: &str) -> anyhow::Result<crate::DbSession> {
+        let (host, port) = self.host_port();
+        let (user, password) = self.credentials();
+        crate::DbSession::connect(&host, port, &user, &password, Some(db)).await
     }
 
     /// `DATABASE_URL` for database `db` on this server.
@@ -347,18 +356,10 @@ impl Database {
                 .build()
                 .ok()?;
             rt.block_on(async move {
-                use unreql::cmd::connect::Options;
-                let session = unreql::r
-                    .connect(
-                        Options::new()
-                            .host(host)
-                            .port(port)
-                            .user(user)
-                            .password(password),
-                    )
+                let session = crate::DbSession::connect(&host, port, &user, &password, None)
                     .await
                     .ok()?;
-                let _: Option<serde_json::Value> = unreql::r.db_drop(db).exec(&session).await.ok();
+                session.run(&reql_terms::r.db_drop(db)).await.ok()?;
                 Some(())
             })
         })

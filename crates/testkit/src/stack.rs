@@ -281,6 +281,7 @@ impl Stack {
 
     /// A driver session straight to this stack's database, for checking
     /// what was written.
+    #[cfg(feature = "unreql")]
     pub async fn db_session(&self) -> unreql::Session {
         self.db
             .session(&self.db_name)
@@ -477,14 +478,17 @@ impl Stack {
     /// The holder of each shard's lease, read from the database
     /// (`None`: free, or expired on the database's clock).
     pub async fn lease_holders(&self) -> std::collections::BTreeMap<u16, Option<String>> {
-        let session = self.db_session().await;
-        let now_and_rows: serde_json::Value = unreql::r
-            .expr(serde_json::json!({}))
-            .merge(unreql::rjson!({
-                "now": unreql::r.now().to_epoch_time().mul(1000),
-                "rows": unreql::r.table("leases").coerce_to("array"),
+        use reql_terms::{r, term};
+        let session = self
+            .db
+            .open_session(&self.db_name)
+            .await
+            .expect("connect to the database");
+        let now_and_rows = session
+            .one(&term!({
+                "now": r.now().to_epoch_time().mul(1000),
+                "rows": r.table("leases").coerce_to("array"),
             }))
-            .exec(&session)
             .await
             .expect("read the leases");
         let now = now_and_rows["now"].as_f64().unwrap_or(0.0);

@@ -7,9 +7,9 @@
 
 use std::time::{Duration, Instant};
 
+use reql_terms::{r, term};
 use store::{DatabaseUrl, NewBoard, PoolOptions, SchemaOptions, Store};
 use testkit::{rethinkdb_binary, RethinkCluster, TempDir};
-use unreql::r;
 
 /// `[replicas per shard]` of each of the database's tables, by name.
 async fn layout(cluster: &RethinkCluster, node: usize, db: &str) -> Vec<(String, Vec<usize>)> {
@@ -18,7 +18,7 @@ async fn layout(cluster: &RethinkCluster, node: usize, db: &str) -> Vec<(String,
             node,
             r.db("rethinkdb")
                 .table("table_config")
-                .filter(unreql::rjson!({"db": db.to_owned()})),
+                .filter(term!({"db": db})),
         )
         .await
         .expect("table_config");

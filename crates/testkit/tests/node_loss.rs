@@ -234,10 +234,10 @@ async fn losing_the_players_primary_loses_and_doubles_nothing() {
     let stored = cluster
         .query(
             survivor,
-            unreql::r
+            reql_terms::r
                 .db(stack.db_name.clone())
                 .table(store::PLAYERS)
-                .get_all(unreql::r.args(PLAYERS.map(|p| format!("{BOARD}:{p}"))))
+                .get_all(PLAYERS.map(|p| format!("{BOARD}:{p}")))
                 .pluck(["player", "score"]),
         )
         .await

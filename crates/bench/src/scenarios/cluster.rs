@@ -9,10 +9,10 @@
 //! Needs a real `rethinkdb` (`RETHINKDB_BIN`, or on `PATH`); without one it
 //! says so in one line and measures nothing.
 
+use reql_terms::{r as reql, term};
 use serde::Serialize;
 use serde_json::json;
 use testkit::{rethinkdb_binary, RethinkCluster, StackOptions, TempDir};
-use unreql::r as reql;
 
 use super::e2e::{fan_out, fan_out_header, fan_out_row, FanOut};
 use super::{check, load_row, PathResult, LOAD_HEADER};
@@ -117,12 +117,10 @@ async fn players_layout(bench: &Bench) -> anyhow::Result<Vec<usize>> {
     let rows = cluster
         .query(
             0,
-            reql.db("rethinkdb")
-                .table("table_config")
-                .filter(unreql::rjson!({
-                    "db": bench.db_url.db.clone(),
-                    "name": store::PLAYERS,
-                })),
+            reql.db("rethinkdb").table("table_config").filter(term!({
+                "db": bench.db_url.db.clone(),
+                "name": store::PLAYERS,
+            })),
         )
         .await?;
     let shards = rows

@@ -8,12 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::BoardId;
-use futures::StreamExt;
-use serde_json::{json, Value};
+use reql_terms::r as reql;
+use serde_json::json;
 use store::{DatabaseUrl, PoolOptions, Store};
 use testkit::{Database, TempDir};
-use unreql::cmd::options::ChangesOptions;
-use unreql::r as reql;
 
 use super::{check, load_row, PathResult, LOAD_HEADER};
 use crate::cli::Config;
@@ -56,7 +54,7 @@ async fn measure(
         .ensure_schema()
         .await?;
     let mut table = Table::new(
-        "The database alone, through the driver (unreql)",
+        "The database alone, through the driver (reql-client)",
         &LOAD_HEADER,
     );
     let mut results: Vec<PathResult> = Vec::new();
@@ -182,10 +180,11 @@ async fn changefeed_latency(
 ) -> anyhow::Result<crate::stats::Summary> {
     let writer = db::connect(url).await?;
     let listener = db::connect(url).await?;
-    let mut feed = reql
+    let feed = reql
         .table(store::PLAYERS)
-        .changes(reql.with_opt((), ChangesOptions::new().include_states(true)))
-        .run::<_, Value>(listener.connection()?);
+        .changes()
+        .opt("include_states", true);
+    let mut feed = listener.feed(&feed)?;
     // The first item says the feed is ready.
     let ready = tokio::time::timeout(Duration::from_secs(10), feed.next()).await?;
     anyhow::ensure!(
@@ -195,11 +194,13 @@ async fn changefeed_latency(
     let mut samples = Samples::with_capacity(rounds);
     for round in 0..rounds {
         let sent = Instant::now();
-        let _: Value = reql
-            .table(store::PLAYERS)
-            .get(key.to_owned())
-            .update(json!({"score": round as i64 + 1_000_000_000}))
-            .exec(&writer)
+        writer
+            .one(
+                &reql
+                    .table(store::PLAYERS)
+                    .get(key)
+                    .update(json!({"score": round as i64 + 1_000_000_000})),
+            )
             .await?;
         loop {
             let change = tokio::time::timeout(Duration::from_secs(10), feed.next())

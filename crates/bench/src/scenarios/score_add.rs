@@ -79,9 +79,9 @@ impl CpuMeter {
 }
 
 /// The path of the bare increment, in the tables and the JSON.
-pub const BARE_PATH: &str = "database, bare increment (unreql)";
+pub const BARE_PATH: &str = "database, bare increment (reql-client)";
 /// The path of the store's term that reads the board.
-pub const READ_PATH: &str = "database, board read (unreql)";
+pub const READ_PATH: &str = "database, board read (reql-client)";
 
 /// What the rules, the board read and the origin cost, as ratios of figures
 /// taken at one concurrency in the same run: the store's term (on a board
@@ -283,7 +283,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         let (r, cpu) = store_term(bench, config, &board, &player_ids, c, &pids, false).await?;
         check(config, "database update", &r)?;
         let term_db_cpu = cpu.get("database").copied();
-        let serving = push(&mut table, "database (unreql)", r.clone(), cpu);
+        let serving = push(&mut table, "database (reql-client)", r.clone(), cpu);
         let term = r.clone();
         if c == 1 {
             db_c1 = Some((r, serving));

@@ -251,7 +251,7 @@ async fn held_shards(bench: &Bench, worker: &WorkerHandle) -> anyhow::Result<Vec
 /// since; then nothing may move, with nothing dirty, for `quiet`.
 async fn wait_idle(
     bench: &Bench,
-    session: &unreql::Session,
+    session: &testkit::DbSession,
     boards: &Boards,
     quiet: Duration,
     within: Duration,
@@ -270,7 +270,7 @@ async fn wait_idle(
         before.push(progress(w).await?);
     }
     let keys: Vec<String> = boards.probes.iter().map(|(_, key)| key.clone()).collect();
-    let _: serde_json::Value = db::add_one(keys).exec(session).await?;
+    session.one(&db::add_one(keys)).await?;
     let mut last = None;
     let mut quiet_since = Instant::now();
     loop {
