@@ -34,7 +34,7 @@ mod wire;
 
 pub use error::ServerError;
 pub use server::{Config, Server};
-pub use tls::server_config as tls_config;
+pub use tls::{server_config as tls_config, DriverTls};
 
 /// The line printed to stdout once the port is bound; scripts read the port from it.
 pub fn listening_line(port: u16) -> String {

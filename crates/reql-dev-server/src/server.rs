@@ -41,7 +41,7 @@ pub struct Config {
     /// two tables of that name, as on RethinkDB 2.4.4; zero turns the hazard off.
     pub table_create_window: std::time::Duration,
     /// TLS on the driver port (see [`crate::tls_config`]); plain TCP without.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<crate::DriverTls>,
 }
 
 impl Default for Config {
@@ -82,7 +82,7 @@ pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
     auth: Arc<Auth>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    tls: Option<(tokio_rustls::TlsAcceptor, bool)>,
 }
 
 fn server_id(dir: Option<&std::path::Path>) -> Uuid {
@@ -131,7 +131,12 @@ impl Server {
                 table_create_window: config.table_create_window,
             }),
             auth: Arc::new(Auth::new(&password)),
-            tls: config.tls.map(tokio_rustls::TlsAcceptor::from),
+            tls: config.tls.map(|t| {
+                (
+                    tokio_rustls::TlsAcceptor::from(t.config),
+                    t.client_certificates,
+                )
+            }),
         })
     }
 
@@ -161,10 +166,20 @@ impl Server {
                             None => {
                                 connections.spawn(crate::protocol::serve(stream, shared, auth));
                             }
-                            Some(acceptor) => {
+                            Some((acceptor, client_certificates)) => {
                                 let accept = acceptor.accept(stream);
+                                let client_certificates = *client_certificates;
                                 connections.spawn(async move {
                                     match accept.await {
+                                        Ok(stream)
+                                            if client_certificates
+                                                && stream.get_ref().1.handshake_kind()
+                                                    == Some(rustls::HandshakeKind::Resumed) =>
+                                        {
+                                            log::info!(
+                                                "TLS handshake with {peer} failed: a resumed session, where client certificates are required (RethinkDB 2.4.4 answers internal_error)"
+                                            );
+                                        }
                                         Ok(stream) => crate::protocol::serve(stream, shared, auth).await,
                                         // As RethinkDB, the server logs a refused
                                         // client and goes on.

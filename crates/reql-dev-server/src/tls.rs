@@ -9,13 +9,24 @@ use reql_client::{certificates_from_pem, private_key_from_pem, provider, PemFile
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
+/// The driver port's TLS.
+#[derive(Clone)]
+pub struct DriverTls {
+    pub config: Arc<ServerConfig>,
+    /// Whether clients must present a certificate (`--driver-tls-ca`). As
+    /// RethinkDB 2.4.4 then sets no session id context, OpenSSL refuses a
+    /// resumed session there with `internal_error`; the dev server refuses
+    /// it too, so that a client which resumes fails here as it would there.
+    pub client_certificates: bool,
+}
+
 /// The rustls configuration of the driver port; the error is one line
 /// naming the file at fault.
 pub fn server_config(
     cert: &Path,
     key: &Path,
     client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, String> {
+) -> Result<DriverTls, String> {
     let chain = certificates_from_pem(&PemFile::read(cert)?)?;
     let key = private_key_from_pem(&PemFile::read(key)?)?;
     let builder = ServerConfig::builder_with_provider(provider())
@@ -40,5 +51,8 @@ pub fn server_config(
     let config = builder
         .with_single_cert(chain, key)
         .map_err(|e| format!("{}: {e}", cert.display()))?;
-    Ok(Arc::new(config))
+    Ok(DriverTls {
+        config: Arc::new(config),
+        client_certificates: client_ca.is_some(),
+    })
 }
