@@ -34,7 +34,7 @@ pub use leases::{LeaseRow, LeaseTable, MigrationReport};
 pub use pool::PoolOptions;
 pub use queries::{
     Around, CreatedBoard, DueResets, Lookup, NewBoard, NewPlayer, Page, Ranked, Store,
-    StoredPeriod, Submitted,
+    StoredPeriod, Submitted, PARALLEL_RANKS,
 };
 pub use schema::SchemaOptions;
 // The query terms the store sends, for the benchmark to measure the database

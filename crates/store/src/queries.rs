@@ -440,13 +440,14 @@ impl Store {
 
     /// The given players of a board with their board-wide ranks: ranked
     /// players in rank order, then those not ranked yet; ids with no player
-    /// are left out. `None` if there is no board. The ranks are read in
-    /// parallel, at most [`PARALLEL_RANKS`] at once, each bounded as one
-    /// rank is.
+    /// are left out. `None` if there is no board. The ranks are read
+    /// `parallel` at once (at least one, at most [`PARALLEL_RANKS`]), each
+    /// bounded as one rank is.
     pub async fn players_ranked(
         &self,
         board: &BoardId,
         players: &[PlayerId],
+        parallel: usize,
     ) -> Result<Option<Ranked>, StoreError> {
         if players.is_empty() {
             return Ok(self.board_exists(board).await?.then(Ranked::default));
@@ -471,7 +472,7 @@ impl Store {
                     };
                     self.rank_of(board, &id, score).await
                 })
-                .buffered(PARALLEL_RANKS)
+                .buffered(parallel.clamp(1, PARALLEL_RANKS))
                 .collect()
                 .await;
         let mut out_of = 0;

@@ -362,10 +362,14 @@ async fn friends(state: Data<AppState>, board: BoardId, raw: &str) -> ApiResult 
         )));
     }
     state.ready().await?;
-    let _admitted = state.rank_read().await?;
+    // Each rank is a query of its own: the read takes a place per query
+    // it keeps in flight, so `RANK_READS` bounds rank queries, not requests.
+    let (_admitted, parallel) = state
+        .rank_reads(ids.len().min(store::PARALLEL_RANKS))
+        .await?;
     let ranked = state
         .store
-        .players_ranked(&board, &ids)
+        .players_ranked(&board, &ids, parallel)
         .await?
         .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
     let missing: Vec<&str> = ids

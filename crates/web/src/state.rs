@@ -18,8 +18,10 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Set once the schema is known to exist.
     schema_ready: AtomicBool,
-    /// Admits the reads that compute ranks (`RANK_READS` at once).
+    /// Admits the database queries that compute ranks (`RANK_READS` at
+    /// once).
     rank_reads: Semaphore,
+    rank_reads_max: usize,
 }
 
 /// How long a rank read waits to be admitted before it is refused.
@@ -33,14 +35,26 @@ impl AppState {
             metrics,
             schema_ready: AtomicBool::new(false),
             rank_reads: Semaphore::new(rank_reads.max(1)),
+            rank_reads_max: rank_reads.max(1),
         }
     }
 
-    /// Waits for a place among the rank reads under way; 503 `busy` if
+    /// Waits for a place among the rank queries under way; 503 `busy` if
     /// none frees up within two seconds. Writes never wait here.
     pub async fn rank_read(&self) -> Result<SemaphorePermit<'_>, ApiError> {
-        match tokio::time::timeout(RANK_READ_WAIT, self.rank_reads.acquire()).await {
-            Ok(Ok(permit)) => Ok(permit),
+        self.rank_reads(1).await.map(|(permit, _)| permit)
+    }
+
+    /// Waits for up to `wanted` places at once, for a read that sends that
+    /// many rank queries side by side (friends); the places it got, never
+    /// more than `RANK_READS`, are how many queries it may have in flight.
+    pub async fn rank_reads(
+        &self,
+        wanted: usize,
+    ) -> Result<(SemaphorePermit<'_>, usize), ApiError> {
+        let n = wanted.clamp(1, self.rank_reads_max);
+        match tokio::time::timeout(RANK_READ_WAIT, self.rank_reads.acquire_many(n as u32)).await {
+            Ok(Ok(permit)) => Ok((permit, n)),
             _ => Err(ApiError::Busy),
         }
     }
@@ -101,5 +115,19 @@ mod tests {
         assert!(started.elapsed() >= RANK_READ_WAIT);
         drop(third);
         assert!(state.rank_read().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_read_of_many_ranks_takes_at_most_every_place() {
+        let state = state(3);
+        let (all, n) = state.rank_reads(8).await.expect("admitted");
+        assert_eq!(n, 3);
+        // Every place is taken: a single rank read waits, then is refused.
+        assert!(matches!(state.rank_read().await, Err(ApiError::Busy)));
+        drop(all);
+        let (_one, n) = state.rank_reads(1).await.expect("admitted");
+        assert_eq!(n, 1);
+        let (_two, n) = state.rank_reads(2).await.expect("the other two");
+        assert_eq!(n, 2);
     }
 }

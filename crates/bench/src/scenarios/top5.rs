@@ -69,6 +69,9 @@ pub struct RankedResult {
     /// `rank`, `around`, `page after` or `first page`.
     pub read: String,
     pub rank: usize,
+    /// The database server's CPU time per read (µs), when its process is
+    /// on this machine.
+    pub db_cpu_us: Option<f64>,
     #[serde(flatten)]
     pub result: LoadResult,
 }
@@ -221,7 +224,16 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     );
     let mut ranks_table = Table::new(
         "Rank, around-me and pages by board size and rank (origin, c=1)",
-        &["players", "read", "rank", "reads", "mean", "p50", "p99"],
+        &[
+            "players",
+            "read",
+            "rank",
+            "reads",
+            "mean",
+            "p50",
+            "p99",
+            "database CPU per read",
+        ],
     );
     let mut results: Vec<SizeResult> = Vec::new();
     let mut loaded = 0;
@@ -282,6 +294,7 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
                 fmt_us(r.result.latency.mean_us),
                 fmt_us(r.result.latency.p50_us),
                 fmt_us(r.result.latency.p99_us),
+                r.db_cpu_us.map_or("-".into(), fmt_us),
             ]);
         }
         table.row(vec![
@@ -345,14 +358,24 @@ async fn ranked_reads(
     let ranks: Vec<usize> = RANKS.iter().copied().filter(|r| *r <= size).collect();
     let mut out = Vec::new();
     let port = bench.origin_port();
+    let db_pid = crate::machine::listener_pid(bench.db_url.port);
     let measure = |read: &str, rank: usize, path: String| {
         let read = read.to_owned();
         async move {
             let requests = Arc::new(vec![Request::get_json(port, &path)]);
             let clients = HttpClient::many(1, port, requests, 200).await?;
+            let cpu_before = db_pid.and_then(crate::machine::cpu_time);
             let result = load::run(clients, Limit::Count(reads_at(rank, config.top5_reads))).await;
+            let db_cpu_us = cpu_before
+                .zip(db_pid.and_then(crate::machine::cpu_time))
+                .map(|(a, b)| (b - a).as_secs_f64() * 1e6 / result.ops.max(1) as f64);
             check(config, &format!("{read} at rank {rank}"), &result)?;
-            anyhow::Ok(RankedResult { read, rank, result })
+            anyhow::Ok(RankedResult {
+                read,
+                rank,
+                db_cpu_us,
+                result,
+            })
         }
     };
     out.push(
