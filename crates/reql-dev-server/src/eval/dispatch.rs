@@ -91,7 +91,16 @@ impl<'a> Evaluator<'a> {
                     }
                 }
                 if groupable(*ty) {
-                    let first = self.eval(&args[0])?;
+                    let first = match self.eval(&args[0]) {
+                        Err(e) if e.is_read_time() => {
+                            // RethinkDB meets this error only when the
+                            // stream is read, after the term has checked
+                            // its own arguments.
+                            self.check_args_before_read(*ty, &args)?;
+                            return Err(e);
+                        }
+                        first => first?,
+                    };
                     if let Val::Grouped(groups) = first {
                         let mut out = Vec::with_capacity(groups.len());
                         for (k, v) in groups {
@@ -132,6 +141,29 @@ impl<'a> Evaluator<'a> {
             }
         }
         Ok(Cow::Owned(out))
+    }
+
+    /// The checks of a term's own arguments that come before its sequence is
+    /// read.
+    fn check_args_before_read(&mut self, ty: u32, args: &[Term]) -> Result<()> {
+        match ty {
+            tt::NTH => {
+                let i = self.int32(&args[1])?;
+                if i < -1 {
+                    return Err(super::transform::stream_index_error(i));
+                }
+            }
+            tt::LIMIT => {
+                let n = self.int32(&args[1])?;
+                super::transform::count_arg(ty, n)?;
+            }
+            tt::SKIP => {
+                let n = self.int(&args[1])?;
+                super::transform::count_arg(ty, n)?;
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// Terms that do not take a sequence first.
