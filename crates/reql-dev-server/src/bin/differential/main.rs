@@ -54,6 +54,9 @@ struct Args {
     /// Print every query as it is sent
     #[arg(long)]
     verbose: bool,
+    /// Leave each seed's database on both servers, to look into a divergence
+    #[arg(long)]
+    keep: bool,
 }
 
 fn parse_seeds(s: &str) -> Result<RangeInclusive<u64>, String> {
@@ -183,7 +186,7 @@ async fn run_seed(
     real_port: u16,
     seed: u64,
     ops: usize,
-    verbose: bool,
+    (verbose, keep): (bool, bool),
 ) -> anyhow::Result<Tally> {
     let dev = Side::connect(dev_port).await.context("dev server")?;
     let real = Side::connect(real_port).await.context("real server")?;
@@ -206,7 +209,9 @@ async fn run_seed(
         let op = workload.next();
         apply(&dev, &real, &op, &mut tally, verbose).await?;
     }
-    apply(&dev, &real, &workload.teardown(), &mut tally, verbose).await?;
+    if !keep {
+        apply(&dev, &real, &workload.teardown(), &mut tally, verbose).await?;
+    }
     Ok(tally)
 }
 
@@ -234,7 +239,14 @@ async fn main() -> anyhow::Result<ExitCode> {
     };
     let mut failed = false;
     for seed in args.seeds.clone() {
-        let tally = run_seed(dev_port, real_port, seed, args.ops, args.verbose).await?;
+        let tally = run_seed(
+            dev_port,
+            real_port,
+            seed,
+            args.ops,
+            (args.verbose, args.keep),
+        )
+        .await?;
         println!(
             "{} ops, {} divergences (seed {seed})",
             tally.ops, tally.divergences
