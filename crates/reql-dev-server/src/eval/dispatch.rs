@@ -95,8 +95,16 @@ impl<'a> Evaluator<'a> {
                         Err(e) if e.is_read_time() => {
                             // RethinkDB meets this error only when the
                             // stream is read, after the term has checked
-                            // its own arguments.
-                            self.check_args_before_read(*ty, &args)?;
+                            // its own arguments; `limit(0)` never reads it.
+                            if self.check_args_before_read(*ty, &args)? == Reads::Nothing {
+                                use super::seq::{Seq, SeqKind, Source};
+                                let empty = Seq::new(
+                                    Source::Items(Vec::new().into_iter()),
+                                    SeqKind::Selection,
+                                    self.ctx.clone(),
+                                );
+                                return Ok(Val::Seq(Box::new(empty)));
+                            }
                             return Err(e);
                         }
                         first => first?,
@@ -145,7 +153,7 @@ impl<'a> Evaluator<'a> {
 
     /// The checks of a term's own arguments that come before its sequence is
     /// read.
-    fn check_args_before_read(&mut self, ty: u32, args: &[Term]) -> Result<()> {
+    fn check_args_before_read(&mut self, ty: u32, args: &[Term]) -> Result<Reads> {
         match ty {
             tt::NTH => {
                 let i = self.int32(&args[1])?;
@@ -155,7 +163,9 @@ impl<'a> Evaluator<'a> {
             }
             tt::LIMIT => {
                 let n = self.int32(&args[1])?;
-                super::transform::count_arg(ty, n)?;
+                if super::transform::count_arg(ty, n)? == 0 {
+                    return Ok(Reads::Nothing);
+                }
             }
             tt::SKIP => {
                 let n = self.int(&args[1])?;
@@ -163,7 +173,7 @@ impl<'a> Evaluator<'a> {
             }
             _ => {}
         }
-        Ok(())
+        Ok(Reads::Stream)
     }
 
     /// Terms that do not take a sequence first.
@@ -280,4 +290,11 @@ impl<'a> Evaluator<'a> {
             _ => Err(ReqlError::internal(format!("term {ty} dispatched wrongly"))),
         }
     }
+}
+
+/// Whether a term reads the stream it is given.
+#[derive(PartialEq, Eq)]
+enum Reads {
+    Stream,
+    Nothing,
 }
