@@ -23,7 +23,7 @@ use anyhow::Context;
 use clap::Parser;
 use serde_json::Value;
 
-use compare::{canonical_feed, canonical_order, differences, normalize};
+use compare::{canonical_feed, canonical_order, differences, fold_top_n, normalize};
 use run::Side;
 use workload::{Op, Query, Workload};
 
@@ -163,6 +163,7 @@ async fn apply(
             tokio::join!(drain(dev, dev_feed, &mut d), drain(real, real_feed, &mut r));
             let (mut d, mut r) = (normalize(d), normalize(r));
             for answer in [&mut d, &mut r] {
+                fold_top_n(answer, pk);
                 if let Some(Value::Array(items)) = answer.get_mut("items") {
                     canonical_feed(items, pk);
                 }
