@@ -159,6 +159,11 @@ impl FeedKind {
 /// shows.
 pub type Transform = Box<dyn FnMut(&Datum) -> Result<Option<Datum>> + Send>;
 
+/// Turns one change into the changes a feed reports. A `getAll` feed
+/// reports a change once for each of its keys the document has, as
+/// RethinkDB does, so a key given twice reports it twice.
+pub type Split = Box<dyn Fn(FeedMsg) -> Vec<FeedMsg> + Send>;
+
 pub struct FeedSource {
     rx: mpsc::UnboundedReceiver<FeedMsg>,
     backlog: Backlog,
@@ -166,6 +171,7 @@ pub struct FeedSource {
     opts: FeedOpts,
     primary_key: String,
     transform: Transform,
+    split: Option<Split>,
     raw: VecDeque<FeedMsg>,
     ready: VecDeque<Datum>,
     error: Option<ReqlError>,
@@ -203,10 +209,16 @@ impl FeedSource {
             opts,
             primary_key,
             transform,
+            split: None,
             raw: VecDeque::new(),
             ready: VecDeque::new(),
             error: None,
         }
+    }
+
+    /// Reports each change as `split` makes it into several.
+    pub fn split_changes(&mut self, split: Split) {
+        self.split = Some(split);
     }
 
     /// Queues the documents of the first batch: states and initial values.
@@ -307,6 +319,10 @@ impl FeedSource {
             }
             msgs = out;
         }
+        let msgs: Vec<FeedMsg> = match &self.split {
+            Some(split) => msgs.into_iter().flat_map(split).collect(),
+            None => msgs,
+        };
         for m in msgs {
             match self.render(m) {
                 Ok(Some(d)) => self.ready.push_back(d),
