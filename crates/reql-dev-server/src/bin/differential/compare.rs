@@ -2,7 +2,20 @@
 
 use serde_json::{Map, Value};
 
-use crate::workload::Order;
+/// How an answer may be compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The server defines the order.
+    Exact,
+    /// RethinkDB gives no order (a table scan, `getAll`, a multi-document
+    /// `returnChanges`): items are compared as a multiset.
+    Unordered,
+    /// A write over an unordered selection. Its changes are a multiset, and
+    /// its `first_error` names whichever failing document the shards
+    /// answered for first, which varies from run to run on RethinkDB: with
+    /// more than one error it is only checked to be one of them.
+    Scan,
+}
 
 /// Where two answers differ: the path into the answer and both values.
 pub struct Difference {

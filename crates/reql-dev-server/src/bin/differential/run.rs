@@ -36,6 +36,27 @@ fn error_answer(frame: &Value) -> Value {
     })
 }
 
+/// One query's answer frames as they are compared: an atom's value, a
+/// stream's notes and items over all of its batches, or an error's type
+/// and message (the items before an error are dropped: RethinkDB may send
+/// some batches first).
+pub fn summarize(frames: &[Value]) -> Value {
+    let Some(last) = frames.last() else {
+        return json!({ "timeout": true });
+    };
+    match last["t"].as_i64().unwrap_or(0) {
+        SUCCESS_ATOM => json!({ "t": 1, "r": last["r"].get(0).cloned().unwrap_or(Value::Null) }),
+        SUCCESS_SEQUENCE | SUCCESS_PARTIAL => {
+            let mut items = Vec::new();
+            for frame in frames {
+                extend_items(&mut items, frame);
+            }
+            json!({ "t": "stream", "n": frames[0].get("n").cloned().unwrap_or(Value::Null), "items": items })
+        }
+        _ => error_answer(last),
+    }
+}
+
 fn extend_items(items: &mut Vec<Value>, frame: &Value) {
     if let Some(r) = frame["r"].as_array() {
         items.extend(r.iter().cloned());
@@ -57,31 +78,18 @@ impl Side {
 
     /// Reads a query's answer to its end, asking for every batch.
     pub async fn finish(&self, mut answers: Answers) -> Value {
-        let mut items = Vec::new();
-        let mut notes = None;
+        let mut frames = Vec::new();
         let answer = loop {
             let Some(frame) = answers.next(ANSWER_WAIT).await else {
                 break json!({ "timeout": true });
             };
-            let t = frame["t"].as_i64().unwrap_or(0);
-            if notes.is_none() {
-                notes = Some(frame.get("n").cloned().unwrap_or(Value::Null));
+            let partial = frame["t"].as_i64() == Some(SUCCESS_PARTIAL);
+            frames.push(frame);
+            if !partial {
+                break summarize(&frames);
             }
-            match t {
-                SUCCESS_ATOM => {
-                    break json!({ "t": 1, "r": frame["r"].get(0).cloned().unwrap_or(Value::Null) })
-                }
-                SUCCESS_PARTIAL => {
-                    extend_items(&mut items, &frame);
-                    if self.queries.continue_(answers.token).await.is_err() {
-                        break json!({ "broken": true });
-                    }
-                }
-                SUCCESS_SEQUENCE => {
-                    extend_items(&mut items, &frame);
-                    break json!({ "t": "stream", "n": notes, "items": items });
-                }
-                _ => break error_answer(&frame),
+            if self.queries.continue_(answers.token).await.is_err() {
+                break json!({ "broken": true });
             }
         };
         self.queries.forget(answers.token);

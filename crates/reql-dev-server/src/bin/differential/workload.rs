@@ -11,22 +11,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+pub use crate::compare::Order;
 use crate::terms::{self, array, asc, datum, desc, func, id, maxval, minval, obj, top, var, T};
-
-/// How an answer may be compared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Order {
-    /// The server defines the order.
-    Exact,
-    /// RethinkDB gives no order (a table scan, `getAll`, a multi-document
-    /// `returnChanges`): items are compared as a multiset.
-    Unordered,
-    /// A write over an unordered selection. Its changes are a multiset, and
-    /// its `first_error` names whichever failing document the shards
-    /// answered for first, which varies from run to run on RethinkDB: with
-    /// more than one error it is only checked to be one of them.
-    Scan,
-}
 
 #[derive(Clone, Debug)]
 pub struct Query {
