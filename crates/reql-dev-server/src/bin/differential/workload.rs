@@ -622,15 +622,15 @@ impl Workload {
                 } else {
                     ("tmp2", "tmp")
                 };
-                let to = if self.rng.gen_ratio(1, 4) {
-                    "score"
+                // Onto an index that exists only without `overwrite`: on
+                // RethinkDB a read right after an overwriting rename may
+                // not find the index yet.
+                let (to, opts) = if self.rng.gen_ratio(1, 4) {
+                    ("score", vec![])
+                } else if self.rng.gen_ratio(1, 3) {
+                    (to, vec![("overwrite", datum(json!(true)))])
                 } else {
-                    to
-                };
-                let opts = if self.rng.gen_ratio(1, 3) {
-                    vec![("overwrite", datum(json!(true)))]
-                } else {
-                    vec![]
+                    (to, vec![])
                 };
                 q(tbl.call(id::INDEX_RENAME, "indexRename", vec![s(from), s(to)], opts))
             }
