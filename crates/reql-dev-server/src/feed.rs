@@ -299,7 +299,13 @@ impl FeedSource {
     }
 
     fn process_raw(&mut self) {
-        let mut msgs: Vec<FeedMsg> = self.raw.drain(..).collect();
+        // Split first: squashing then folds the copies a `getAll` feed
+        // makes of one change into one, as RethinkDB does.
+        let raw = self.raw.drain(..);
+        let mut msgs: Vec<FeedMsg> = match &self.split {
+            Some(split) => raw.flat_map(split).collect(),
+            None => raw.collect(),
+        };
         if self.opts.squash != Squash::Off {
             // Later changes to a document fold into its first pending change.
             let mut out: Vec<FeedMsg> = Vec::with_capacity(msgs.len());
@@ -319,10 +325,6 @@ impl FeedSource {
             }
             msgs = out;
         }
-        let msgs: Vec<FeedMsg> = match &self.split {
-            Some(split) => msgs.into_iter().flat_map(split).collect(),
-            None => msgs,
-        };
         for m in msgs {
             match self.render(m) {
                 Ok(Some(d)) => self.ready.push_back(d),

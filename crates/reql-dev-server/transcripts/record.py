@@ -53,6 +53,10 @@ def cases():
          t.insert([{"id": "p%d" % i} for i in reversed(range(20))]), {}),
         ("r.table('t').insert([{id: 'p1'}, {id: null}], {returnChanges: 'always'})  // an invalid key comes first",
          t.insert([{"id": "p1"}, {"id": None}], return_changes="always"), {"unordered": True}),
+        ("r.table('t').insert([{id: 'p1'}, {id: r.minval}], {returnChanges: 'always'})  // turned away in the table",
+         t.insert([{"id": "p1"}, {"id": r.minval}], return_changes="always"), {}),
+        ("r.table('t').insert([{id: 'p3'}, {id: 'p1'}, {id: 'zz', score: 1}], {returnChanges: 'always'})  // changes in document order",
+         t.insert([{"id": "p3"}, {"id": "p1"}, {"id": "zz", "score": 1}], return_changes="always"), {}),
         ("r.table('t').insert([{id: 'p1'}, {id: 'c', score: 30}, 7], {returnChanges: 'always'})",
          t.insert([{"id": "p1"}, {"id": "c", "score": 30}, 7], return_changes="always"), {"unordered": True}),
         # returnChanges: 'always' reports what did not change.

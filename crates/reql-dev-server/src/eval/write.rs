@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::seq::merge_values;
 use super::{ops, table_of, Evaluator, FuncLike, FuncVal, Single, Val};
-use crate::datum::{primary_key_bytes, shard_of, Datum, Obj};
+use crate::datum::{primary_key_bytes, shard_of, Datum, Obj, SHARDS};
 use crate::error::{ReqlError, Result};
 use crate::storage::{Durability, Table, TableWriter};
 use crate::term::Term;
@@ -240,20 +240,28 @@ impl Evaluator<'_> {
         // to the table's eight hash shards, which answer in shard order.
         // Which duplicate a batch's `first_error` names follows from that.
         let mut valid = Vec::with_capacity(docs.len());
+        // Its changes, though, come in the order of the documents.
+        let mut changes: Vec<(usize, Datum)> = Vec::new();
         for (position, doc) in docs.into_iter().enumerate() {
             match prepare_insert(&pk, doc, &mut stats.generated) {
                 Ok((shard, key, doc)) => valid.push((shard, position, key, doc)),
-                Err(msg) => rejected.error_on(None, msg),
+                Err(msg) => {
+                    rejected.error_on(None, msg);
+                    changes.extend(rejected.changes.drain(..).map(|c| (position, c)));
+                }
             }
         }
         valid.sort_by_key(|(shard, position, ..)| (*shard, *position));
         for chunk in valid.chunks(LOCK_CHUNK) {
             let mut w = table.writer();
-            for (_, _, key, doc) in chunk {
+            for (_, position, key, doc) in chunk {
                 self.insert_one(&mut w, &pk, key, doc, &conflict, durability, &mut stats)?;
+                changes.extend(stats.changes.drain(..).map(|c| (*position, c)));
             }
             self.finish(&w);
         }
+        changes.sort_by_key(|(position, _)| *position);
+        stats.changes = changes.into_iter().map(|(_, c)| c).collect();
         stats.absorb_rejected(rejected);
         Ok(Val::Datum(stats.into_datum(touched)))
     }
@@ -584,6 +592,11 @@ fn prepare_insert(
             (id, Datum::object(o))
         }
     };
+    if doc.has_extrema() {
+        // RethinkDB turns these away only in the table, after the other
+        // documents (`r.minval` and `r.maxval` cannot be written to disk).
+        return Ok((SHARDS, key, doc));
+    }
     let bytes = primary_key_bytes(&key).map_err(|e| e.message().to_owned())?;
     Ok((shard_of(&bytes), key, doc))
 }
