@@ -72,6 +72,13 @@ impl ReqlError {
         }
     }
 
+    /// Errors RethinkDB raises only when a stream is read, not when the
+    /// stream is made: a missing secondary index.
+    pub fn is_read_time(&self) -> bool {
+        matches!(self, ReqlError::Runtime(ErrorType::OpFailed, m)
+            if m.starts_with("Index `") && m.contains("` was not found on table `"))
+    }
+
     /// Errors that `default` and `filter`'s implicit default swallow.
     pub fn is_non_existence(&self) -> bool {
         matches!(self, ReqlError::Runtime(ErrorType::NonExistence, _))

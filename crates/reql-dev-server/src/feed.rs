@@ -159,6 +159,11 @@ impl FeedKind {
 /// shows.
 pub type Transform = Box<dyn FnMut(&Datum) -> Result<Option<Datum>> + Send>;
 
+/// Turns one change into the changes a feed reports. A `getAll` feed
+/// reports a change once for each of its keys the document has, as
+/// RethinkDB does, so a key given twice reports it twice.
+pub type Split = Box<dyn Fn(FeedMsg) -> Vec<FeedMsg> + Send>;
+
 pub struct FeedSource {
     rx: mpsc::UnboundedReceiver<FeedMsg>,
     backlog: Backlog,
@@ -166,6 +171,7 @@ pub struct FeedSource {
     opts: FeedOpts,
     primary_key: String,
     transform: Transform,
+    split: Option<Split>,
     raw: VecDeque<FeedMsg>,
     ready: VecDeque<Datum>,
     error: Option<ReqlError>,
@@ -203,10 +209,16 @@ impl FeedSource {
             opts,
             primary_key,
             transform,
+            split: None,
             raw: VecDeque::new(),
             ready: VecDeque::new(),
             error: None,
         }
+    }
+
+    /// Reports each change as `split` makes it into several.
+    pub fn split_changes(&mut self, split: Split) {
+        self.split = Some(split);
     }
 
     /// Queues the documents of the first batch: states and initial values.
@@ -287,7 +299,13 @@ impl FeedSource {
     }
 
     fn process_raw(&mut self) {
-        let mut msgs: Vec<FeedMsg> = self.raw.drain(..).collect();
+        // Split first: squashing then folds the copies a `getAll` feed
+        // makes of one change into one, as RethinkDB does.
+        let raw = self.raw.drain(..);
+        let mut msgs: Vec<FeedMsg> = match &self.split {
+            Some(split) => raw.flat_map(split).collect(),
+            None => raw.collect(),
+        };
         if self.opts.squash != Squash::Off {
             // Later changes to a document fold into its first pending change.
             let mut out: Vec<FeedMsg> = Vec::with_capacity(msgs.len());

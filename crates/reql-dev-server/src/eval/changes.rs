@@ -8,7 +8,8 @@ use super::{ops, Evaluator, Single, Val};
 use crate::datum::Datum;
 use crate::error::{ReqlError, Result};
 use crate::feed::{
-    Backlog, FeedKind, FeedOpts, FeedSource, Squash, SubKind, TopN, Transform, DEFAULT_QUEUE_SIZE,
+    Backlog, FeedKind, FeedMsg, FeedOpts, FeedSource, Squash, SubKind, TopN, Transform,
+    DEFAULT_QUEUE_SIZE,
 };
 use crate::storage::{ScanSpec, Table};
 use crate::term::Term;
@@ -168,6 +169,11 @@ fn range_feed(
     };
     let pk = table.primary_key.clone();
     let want_initial = opts.include_initial;
+    // A `getAll` feed reports each change once per matching key.
+    let (keys, key_def) = match &scope {
+        Scope::Keys(_, keys) => (Some(keys.clone()), def.clone()),
+        Scope::Range(_) => (None, None),
+    };
     let init_scope = match &scope {
         Scope::Range(spec) => Scope::Range(ScanSpec {
             desc: false,
@@ -217,7 +223,35 @@ fn range_feed(
     } else {
         None
     };
-    let mut f = FeedSource::new(rx, backlog, FeedKind::Range, opts, pk, transform);
+    let mut f = FeedSource::new(rx, backlog, FeedKind::Range, opts, pk.clone(), transform);
+    if let Some(keys) = keys {
+        let has = move |d: &Datum, k: &Datum| match &key_def {
+            None => d.get(&pk) == Some(k),
+            Some(def) => def.keys_of(d).contains(k),
+        };
+        // Each key the old value matches and each one the new value
+        // matches stands for one message; RethinkDB pairs them up into
+        // changes as far as they go, and reports the rest as removals or
+        // additions.
+        f.split_changes(Box::new(move |m| match m {
+            FeedMsg::Change { old, new } => {
+                let matches = |v: &Option<Datum>| match v {
+                    Some(d) => keys.iter().filter(|k| has(d, k)).count(),
+                    None => 0,
+                };
+                let (olds, news) = (matches(&old), matches(&new));
+                let mut out = Vec::with_capacity(olds.max(news));
+                for i in 0..olds.max(news) {
+                    out.push(FeedMsg::Change {
+                        old: if i < olds { old.clone() } else { None },
+                        new: if i < news { new.clone() } else { None },
+                    });
+                }
+                out
+            }
+            other => vec![other],
+        }));
+    }
     f.start(initial);
     Ok(f)
 }

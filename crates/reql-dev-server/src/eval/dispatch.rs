@@ -91,7 +91,24 @@ impl<'a> Evaluator<'a> {
                     }
                 }
                 if groupable(*ty) {
-                    let first = self.eval(&args[0])?;
+                    let first = match self.eval(&args[0]) {
+                        Err(e) if e.is_read_time() => {
+                            // RethinkDB meets this error only when the
+                            // stream is read, after the term has checked
+                            // its own arguments; `limit(0)` never reads it.
+                            if self.check_args_before_read(*ty, &args)? == Reads::Nothing {
+                                use super::seq::{Seq, SeqKind, Source};
+                                let empty = Seq::new(
+                                    Source::Items(Vec::new().into_iter()),
+                                    SeqKind::Selection,
+                                    self.ctx.clone(),
+                                );
+                                return Ok(Val::Seq(Box::new(empty)));
+                            }
+                            return Err(e);
+                        }
+                        first => first?,
+                    };
                     if let Val::Grouped(groups) = first {
                         let mut out = Vec::with_capacity(groups.len());
                         for (k, v) in groups {
@@ -132,6 +149,31 @@ impl<'a> Evaluator<'a> {
             }
         }
         Ok(Cow::Owned(out))
+    }
+
+    /// The checks of a term's own arguments that come before its sequence is
+    /// read.
+    fn check_args_before_read(&mut self, ty: u32, args: &[Term]) -> Result<Reads> {
+        match ty {
+            tt::NTH => {
+                let i = self.int32(&args[1])?;
+                if i < -1 {
+                    return Err(super::transform::stream_index_error(i));
+                }
+            }
+            tt::LIMIT => {
+                let n = self.int32(&args[1])?;
+                if super::transform::count_arg(ty, n)? == 0 {
+                    return Ok(Reads::Nothing);
+                }
+            }
+            tt::SKIP => {
+                let n = self.int(&args[1])?;
+                super::transform::count_arg(ty, n)?;
+            }
+            _ => {}
+        }
+        Ok(Reads::Stream)
     }
 
     /// Terms that do not take a sequence first.
@@ -248,4 +290,11 @@ impl<'a> Evaluator<'a> {
             _ => Err(ReqlError::internal(format!("term {ty} dispatched wrongly"))),
         }
     }
+}
+
+/// Whether a term reads the stream it is given.
+#[derive(PartialEq, Eq)]
+enum Reads {
+    Stream,
+    Nothing,
 }

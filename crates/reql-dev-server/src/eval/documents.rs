@@ -110,7 +110,13 @@ impl Evaluator<'_> {
         }
         let single = match &first {
             Val::Datum(d @ Datum::Object(_)) => Some(d.clone()),
-            Val::Single(s) => Some(s.doc.clone().unwrap_or(Datum::Null)),
+            Val::Single(s) => match &s.doc {
+                Some(d) => Some(d.clone()),
+                None => return Err(seq::not_object_or_sequence("merge", &Datum::Null)),
+            },
+            Val::Datum(d) if !matches!(d, Datum::Array(_)) => {
+                return Err(seq::not_object_or_sequence("merge", d))
+            }
             _ => None,
         };
         if let Some(mut cur) = single {

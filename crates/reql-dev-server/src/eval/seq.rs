@@ -163,10 +163,22 @@ pub fn pluck(doc: &Datum, paths: &[Datum]) -> Result<Datum> {
             }
             Ok(Datum::object(out))
         }
-        other => Err(ReqlError::logic(format!(
-            "Cannot perform pluck on a non-object non-sequence `{}`.",
-            other.pretty()
-        ))),
+        other => Err(not_object_or_sequence("pluck", other)),
+    }
+}
+
+/// RethinkDB's error for an object operation on a value that is neither an
+/// object nor a sequence. On `null` (a missing document, say) it is a
+/// missing value, which `default` catches.
+pub fn not_object_or_sequence(op: &str, d: &Datum) -> ReqlError {
+    let msg = format!(
+        "Cannot perform {op} on a non-object non-sequence `{}`.",
+        d.pretty()
+    );
+    if d.is_null() {
+        ReqlError::missing(msg)
+    } else {
+        ReqlError::logic(msg)
     }
 }
 
@@ -196,19 +208,13 @@ pub fn without(doc: &Datum, paths: &[Datum]) -> Result<Datum> {
             }
             Ok(Datum::object(out))
         }
-        other => Err(ReqlError::logic(format!(
-            "Cannot perform without on a non-object non-sequence `{}`.",
-            other.pretty()
-        ))),
+        other => Err(not_object_or_sequence("without", other)),
     }
 }
 
 pub fn has_fields(doc: &Datum, paths: &[Datum]) -> Result<bool> {
     let Some(o) = doc.as_obj() else {
-        return Err(ReqlError::logic(format!(
-            "Cannot perform has_fields on a non-object non-sequence `{}`.",
-            doc.pretty()
-        )));
+        return Err(not_object_or_sequence("has_fields", doc));
     };
     let mut fields = Vec::new();
     field_paths(paths, &mut fields)?;

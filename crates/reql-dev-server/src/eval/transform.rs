@@ -181,13 +181,7 @@ impl Evaluator<'_> {
         } else {
             self.int(&args[1])?
         };
-        if n < 0 {
-            return Err(ReqlError::logic(format!(
-                "{} takes a non-negative argument (got {n})",
-                if ty == LIMIT { "LIMIT" } else { "SKIP" }
-            )));
-        }
-        let n = n as usize;
+        let n = count_arg(ty, n)?;
         if let Val::Datum(Datum::Str(_)) = first {
             return Err(ReqlError::logic("Cannot convert STRING to SEQUENCE"));
         }
@@ -248,6 +242,9 @@ impl Evaluator<'_> {
                     .ok_or_else(|| ops::out_of_bounds(i))
             }
             other => {
+                if i < -1 {
+                    return Err(stream_index_error(i));
+                }
                 let mut s = self.seq(other)?;
                 if i < 0 {
                     let all = s.collect()?;
@@ -353,4 +350,20 @@ fn slice_bounds(
         b = a;
     }
     (a as usize, b as usize)
+}
+
+/// The count `limit` or `skip` (`ty`) was given, which may not be negative.
+pub(super) fn count_arg(ty: u32, n: i64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| {
+        ReqlError::logic(format!(
+            "{} takes a non-negative argument (got {n})",
+            if ty == tt::LIMIT { "LIMIT" } else { "SKIP" }
+        ))
+    })
+}
+
+/// `nth(i)` on a stream counts from the end only for -1: the stream is not
+/// kept in memory.
+pub(super) fn stream_index_error(i: i64) -> ReqlError {
+    ReqlError::logic(format!("Cannot use an index < -1 ({i}) on a stream."))
 }

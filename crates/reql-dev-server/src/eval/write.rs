@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::seq::merge_values;
 use super::{ops, table_of, Evaluator, FuncLike, FuncVal, Single, Val};
-use crate::datum::{primary_key_bytes, Datum, Obj};
+use crate::datum::{primary_key_bytes, shard_of, Datum, Obj, SHARDS};
 use crate::error::{ReqlError, Result};
 use crate::storage::{Durability, Table, TableWriter};
 use crate::term::Term;
@@ -30,7 +30,7 @@ struct Stats {
     changes: Vec<Datum>,
     want_changes: bool,
     /// `return_changes: "always"`: documents left unchanged, skipped or
-    /// failed get a change too (so far only `update` reports them).
+    /// failed get a change too.
     always_changes: bool,
 }
 
@@ -67,22 +67,38 @@ impl Stats {
         }
     }
 
-    /// An `update` of `doc` that failed with `msg`.
-    fn error_on(&mut self, doc: &Datum, msg: impl Into<String>) {
+    /// A write that failed with `msg` on `doc` (`None`: on a key with no
+    /// document, or on a document that never reached the table).
+    fn error_on(&mut self, doc: Option<&Datum>, msg: impl Into<String>) {
         let msg = msg.into();
         if self.always_changes {
+            let doc = doc.cloned().unwrap_or(Datum::Null);
             let mut o = Obj::new();
             o.insert("error".into(), Datum::from(msg.clone()));
             o.insert("new_val".into(), doc.clone());
-            o.insert("old_val".into(), doc.clone());
+            o.insert("old_val".into(), doc);
             self.changes.push(Datum::object(o));
         }
         self.error(msg);
     }
 
-    fn into_datum(self) -> Datum {
+    /// Adds the results of documents rejected before the write reached the
+    /// table. RethinkDB merges these first, and a merge keeps the first
+    /// `first_error` it has, so theirs wins; their changes come last.
+    fn absorb_rejected(&mut self, rejected: Stats) {
+        self.errors += rejected.errors;
+        if rejected.first_error.is_some() {
+            self.first_error = rejected.first_error;
+        }
+        self.changes.extend(rejected.changes);
+    }
+
+    /// The write result. `touched`: whether any document was addressed; a
+    /// write on an empty selection has no `changes` field on RethinkDB, even
+    /// when they were asked for.
+    fn into_datum(self, touched: bool) -> Datum {
         let mut o = Obj::new();
-        if self.want_changes {
+        if self.want_changes && touched {
             o.insert("changes".into(), Datum::array(self.changes));
         }
         o.insert("deleted".into(), Datum::from(self.deleted));
@@ -205,6 +221,12 @@ impl Evaluator<'_> {
         let durability = self.durability(t, &table)?;
         let mut stats = Stats {
             want_changes: self.return_changes(t)?,
+            always_changes: self.always_changes(t)?,
+            ..Stats::default()
+        };
+        let mut rejected = Stats {
+            want_changes: stats.want_changes,
+            always_changes: stats.always_changes,
             ..Stats::default()
         };
         let docs = match self.eval(&args[1])? {
@@ -212,51 +234,52 @@ impl Evaluator<'_> {
             Val::Single(Single { doc: Some(d), .. }) => vec![d],
             other => self.ctx.to_array(other)?,
         };
+        let touched = !docs.is_empty();
         let pk = table.primary_key.clone();
-        for chunk in docs.chunks(LOCK_CHUNK) {
+        // RethinkDB checks every document first, then hands the valid ones
+        // to the table's eight hash shards, which answer in shard order.
+        // Which duplicate a batch's `first_error` names follows from that.
+        let mut valid = Vec::with_capacity(docs.len());
+        // Its changes, though, come in the order of the documents.
+        let mut changes: Vec<(usize, Datum)> = Vec::new();
+        for (position, doc) in docs.into_iter().enumerate() {
+            match prepare_insert(&pk, doc, &mut stats.generated) {
+                Ok((shard, key, doc)) => valid.push((shard, position, key, doc)),
+                Err(msg) => {
+                    rejected.error_on(None, msg);
+                    changes.extend(rejected.changes.drain(..).map(|c| (position, c)));
+                }
+            }
+        }
+        valid.sort_by_key(|(shard, position, ..)| (*shard, *position));
+        for chunk in valid.chunks(LOCK_CHUNK) {
             let mut w = table.writer();
-            for doc in chunk {
-                self.insert_one(&mut w, &pk, doc, &conflict, durability, &mut stats)?;
+            for (_, position, key, doc) in chunk {
+                self.insert_one(&mut w, &pk, key, doc, &conflict, durability, &mut stats)?;
+                changes.extend(stats.changes.drain(..).map(|c| (*position, c)));
             }
             self.finish(&w);
         }
-        Ok(Val::Datum(stats.into_datum()))
+        changes.sort_by_key(|(position, _)| *position);
+        stats.changes = changes.into_iter().map(|(_, c)| c).collect();
+        stats.absorb_rejected(rejected);
+        Ok(Val::Datum(stats.into_datum(touched)))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn insert_one(
         &mut self,
         w: &mut TableWriter<'_>,
         pk: &str,
+        key: &Datum,
         doc: &Datum,
         conflict: &Conflict,
         durability: Durability,
         stats: &mut Stats,
     ) -> Result<()> {
-        let Datum::Object(fields) = doc else {
-            stats.error(format!(
-                "Expected type OBJECT but found {}.",
-                doc.type_name()
-            ));
-            return Ok(());
-        };
-        let mut doc = doc.clone();
-        let key = match fields.get(pk) {
-            Some(k) => k.clone(),
-            None => {
-                let id = Datum::from(uuid::Uuid::new_v4().to_string());
-                let mut o = (**fields).clone();
-                o.insert(pk.to_string(), id.clone());
-                doc = Datum::object(o);
-                stats.generated.push(id.clone());
-                id
-            }
-        };
-        if let Err(e) = primary_key_bytes(&key) {
-            stats.error(e.message());
-            return Ok(());
-        }
+        let (key, doc) = (key.clone(), doc.clone());
         if doc.has_extrema() {
-            stats.error("Cannot convert `r.minval` to JSON.");
+            stats.error_on(None, "`r.minval` and `r.maxval` cannot be written to disk.");
             return Ok(());
         }
         let Some(old) = w.get(&key).cloned() else {
@@ -267,11 +290,12 @@ impl Evaluator<'_> {
         };
         let new = match conflict {
             Conflict::Error => {
-                stats.error(format!(
+                let msg = format!(
                     "Duplicate primary key `{pk}`:\n{}\n{}",
                     old.pretty(),
                     doc.pretty()
-                ));
+                );
+                stats.error_on(Some(&old), msg);
                 return Ok(());
             }
             Conflict::Replace => doc,
@@ -279,7 +303,7 @@ impl Evaluator<'_> {
             Conflict::Func(f) => match f.call_datum(&[key.clone(), old.clone(), doc]) {
                 Ok(v) => v,
                 Err(e) => {
-                    stats.error(e.message());
+                    stats.error_on(Some(&old), e.message());
                     return Ok(());
                 }
             },
@@ -308,24 +332,24 @@ impl Evaluator<'_> {
             Datum::Object(o) => {
                 match o.get(pk) {
                     None => {
-                        stats.error(missing_pk(pk, &new));
+                        stats.error_on(Some(&old), missing_pk(pk, &new));
                         return Ok(());
                     }
                     Some(k) if k != key => {
-                        stats.error(pk_changed(pk, &old, &new));
+                        stats.error_on(Some(&old), pk_changed(pk, &old, &new));
                         return Ok(());
                     }
                     _ => {}
                 }
                 if new == old {
-                    stats.unchanged += 1;
+                    stats.unchanged_doc(&old);
                 } else {
                     w.put(key, Some(new.clone()), durability)?;
                     stats.replaced += 1;
                     stats.change(Some(old), Some(new));
                 }
             }
-            other => stats.error(not_object(other)),
+            other => stats.error_on(Some(&old), not_object(other)),
         }
         Ok(())
     }
@@ -388,11 +412,13 @@ impl Evaluator<'_> {
                 return Err(not_deterministic());
             }
         }
+        let single = matches!(target, Val::Single(_));
         let (table, keys) = self.write_targets(target)?;
+        let touched = single || !keys.is_empty();
         let durability = self.durability(t, &table)?;
         let mut stats = Stats {
             want_changes: self.return_changes(t)?,
-            always_changes: is_update && self.always_changes(t)?,
+            always_changes: self.always_changes(t)?,
             ..Stats::default()
         };
         let pk = table.primary_key.clone();
@@ -441,7 +467,7 @@ impl Evaluator<'_> {
                     let patch = match result {
                         Ok(p) => p,
                         Err(e) => {
-                            stats.error_on(&old, e.message());
+                            stats.error_on(Some(&old), e.message());
                             continue;
                         }
                     };
@@ -450,12 +476,12 @@ impl Evaluator<'_> {
                         continue;
                     }
                     if patch.as_obj().is_none() || patch.ptype().is_some() {
-                        stats.error_on(&old, not_object(&patch));
+                        stats.error_on(Some(&old), not_object(&patch));
                         continue;
                     }
                     let new = merge_values(&old, &patch);
                     if new.get(&pk) != old.get(&pk) {
-                        stats.error_on(&old, pk_changed(&pk, &old, &new));
+                        stats.error_on(Some(&old), pk_changed(&pk, &old, &new));
                         continue;
                     }
                     if new == old {
@@ -469,26 +495,32 @@ impl Evaluator<'_> {
                     let new = match result {
                         Ok(v) => v,
                         Err(e) => {
-                            stats.error(e.message());
+                            stats.error_on(old.as_ref(), e.message());
                             continue;
                         }
                     };
                     match old {
                         None => {
                             if new.is_null() {
-                                stats.skipped += 1;
+                                stats.skipped_doc();
                                 continue;
                             }
                             let Some(o) = new.as_obj() else {
-                                stats.error(not_object(&new));
+                                stats.error_on(None, not_object(&new));
                                 continue;
                             };
                             match o.get(&pk) {
-                                None => stats.error(missing_pk(&pk, &new)),
-                                Some(k) if k != key => stats.error(format!(
-                                    "Primary key `{pk}` cannot be changed (`null` -> `{}`).",
-                                    new.pretty()
-                                )),
+                                None => stats.error_on(None, missing_pk(&pk, &new)),
+                                // Unlike the message for an existing
+                                // document, this one quotes nothing and
+                                // ends without a full stop.
+                                Some(k) if k != key => stats.error_on(
+                                    None,
+                                    format!(
+                                        "Primary key `{pk}` cannot be changed (null -> {})",
+                                        new.pretty()
+                                    ),
+                                ),
                                 Some(_) => {
                                     w.put(key, Some(new.clone()), durability)?;
                                     stats.inserted += 1;
@@ -504,22 +536,25 @@ impl Evaluator<'_> {
             }
             self.finish(&w);
         }
-        Ok(Val::Datum(stats.into_datum()))
+        Ok(Val::Datum(stats.into_datum(touched)))
     }
 
     pub(super) fn delete(&mut self, t: &Term, args: &[Term]) -> Result<Val> {
         let target = self.eval(&args[0])?;
+        let single = matches!(target, Val::Single(_));
         let (table, keys) = self.write_targets(target)?;
+        let touched = single || !keys.is_empty();
         let durability = self.durability(t, &table)?;
         let mut stats = Stats {
             want_changes: self.return_changes(t)?,
+            always_changes: self.always_changes(t)?,
             ..Stats::default()
         };
         for chunk in keys.chunks(LOCK_CHUNK) {
             let mut w = table.writer();
             for key in chunk {
                 match w.get(key).cloned() {
-                    None => stats.skipped += 1,
+                    None => stats.skipped_doc(),
                     Some(old) => {
                         w.put(key, None, durability)?;
                         stats.deleted += 1;
@@ -529,8 +564,41 @@ impl Evaluator<'_> {
             }
             self.finish(&w);
         }
-        Ok(Val::Datum(stats.into_datum()))
+        Ok(Val::Datum(stats.into_datum(touched)))
     }
+}
+
+/// The checks RethinkDB makes on each inserted document before the write
+/// reaches the table: an object, with a valid primary key (generated when
+/// missing). Gives the key's hash shard, the key and the document to store.
+fn prepare_insert(
+    pk: &str,
+    doc: Datum,
+    generated: &mut Vec<Datum>,
+) -> Result<(usize, Datum, Datum), String> {
+    let Datum::Object(fields) = &doc else {
+        return Err(format!(
+            "Expected type OBJECT but found {}.",
+            doc.type_name()
+        ));
+    };
+    let (key, doc) = match fields.get(pk) {
+        Some(k) => (k.clone(), doc.clone()),
+        None => {
+            let id = Datum::from(uuid::Uuid::new_v4().to_string());
+            let mut o = (**fields).clone();
+            o.insert(pk.to_string(), id.clone());
+            generated.push(id.clone());
+            (id, Datum::object(o))
+        }
+    };
+    if doc.has_extrema() {
+        // RethinkDB turns these away only in the table, after the other
+        // documents (`r.minval` and `r.maxval` cannot be written to disk).
+        return Ok((SHARDS, key, doc));
+    }
+    let bytes = primary_key_bytes(&key).map_err(|e| e.message().to_owned())?;
+    Ok((shard_of(&bytes), key, doc))
 }
 
 fn how_apply(how: &FuncLike, old: &Datum) -> Result<Datum> {

@@ -202,6 +202,14 @@ impl Table {
                 )))
             };
         }
+        // With `overwrite` only the source can be missing, and RethinkDB's
+        // message then says only that.
+        if overwrite && !data.indexes.contains_key(from) {
+            return Err(ReqlError::op_failed(format!(
+                "Index `{from}` does not exist on table `{}`.",
+                self.full_name()
+            )));
+        }
         if !data.indexes.contains_key(from) || (data.indexes.contains_key(to) && !overwrite) {
             return Err(ReqlError::op_failed(format!(
                 "Index `{from}` does not exist or index `{to}` already exists on table `{}`.",
