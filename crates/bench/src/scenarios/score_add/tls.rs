@@ -41,15 +41,18 @@ struct TlsRun {
 }
 
 /// The server kind the rest of the bench runs on: a real RethinkDB when it
-/// was asked for (`RETHINKDB_BIN`, or a server at `RETHINKDB_URL`) and a
-/// binary is there to start, else the dev server. Plain and TLS servers
-/// are started here rather than reusing the bench's own, which has no
-/// certificates and may be someone else's.
+/// was asked for (`RETHINKDB_BIN`, `TEST_DATABASE=rethinkdb`, or a server at
+/// `RETHINKDB_URL`) and a binary is there to start, else the dev server.
+/// Plain and TLS servers are started here rather than reusing the bench's
+/// own, which has no certificates and may be someone else's.
 fn server_kind() -> ServerKind {
-    let real = std::env::var_os("RETHINKDB_BIN").is_some_and(|b| !b.is_empty())
-        || Database::external_url().is_some();
+    let asked = match ServerKind::from_env() {
+        ServerKind::RethinkDbBinary(bin) => return ServerKind::RethinkDbBinary(bin),
+        ServerKind::External(_) => true,
+        ServerKind::DevServer => std::env::var_os("RETHINKDB_BIN").is_some_and(|b| !b.is_empty()),
+    };
     match rethinkdb_binary() {
-        Some(bin) if real => ServerKind::RethinkDbBinary(bin),
+        Some(bin) if asked => ServerKind::RethinkDbBinary(bin),
         _ => ServerKind::DevServer,
     }
 }
