@@ -1,6 +1,16 @@
 # Builds both binaries and ships them in a small runtime image.
 #   docker build -t leaderboard .
 #   docker run leaderboard leaderboard-web      (or dblistener)
+# The cluster's driver TLS files, made once by docker-compose.cluster.yml's
+# `certs` service: openssl and scripts/cluster-certs, nothing of the app.
+# First, so that building it builds nothing else.
+FROM debian:bookworm-slim AS cluster-certs
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends openssl \
+    && rm -rf /var/lib/apt/lists/*
+COPY scripts/cluster-certs /usr/local/bin/cluster-certs
+ENTRYPOINT ["cluster-certs"]
+
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
 COPY . .

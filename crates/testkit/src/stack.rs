@@ -664,6 +664,22 @@ impl Stack {
             .push((name.to_owned(), value.to_owned()));
     }
 
+    /// The value an environment variable of the origin's takes at its next
+    /// start, if the stack sets it, so that a change can be undone.
+    pub fn web_env(&self, name: &str) -> Option<&str> {
+        self.options
+            .web_env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Leaves an environment variable of the origin's unset (its default)
+    /// at its next start.
+    pub fn unset_web_env(&mut self, name: &str) {
+        self.options.web_env.retain(|(k, _)| k != name);
+    }
+
     pub fn kill_worker(&mut self) {
         if let Some(mut worker) = self.worker.take() {
             worker.kill_hard();

@@ -191,3 +191,68 @@ async fn tls_without_client_certificates_through_several_hosts() {
         store.ping().await.expect("ping");
     }
 }
+
+/// The files `scripts/cluster-certs` makes (docker-compose.cluster.yml's
+/// `certs` service runs it) are accepted as they are deployed: the server
+/// starts with them and asks for the client certificate, and the store
+/// checks the server's against the CA and its host name. Needs `openssl`.
+#[tokio::test]
+async fn the_cluster_certificate_script_makes_files_server_and_store_accept() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster-certs");
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("no openssl on PATH: the cluster certificate script is not tested");
+        return;
+    }
+    for kind in servers() {
+        let dir = TempDir::new("cluster-certs").expect("dir");
+        let certs = dir.path().join("certs");
+        let out = std::process::Command::new(&script)
+            .arg(&certs)
+            .args(["localhost", "other-node"])
+            .output()
+            .expect("run scripts/cluster-certs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = |name: &str| certs.join(name);
+        let server = CertFiles {
+            cert: file("server.pem"),
+            key: file("server-key.pem"),
+        };
+        let db = Database::start_on(
+            kind.clone(),
+            dir.path(),
+            &tls_args(&server, Some(&file("ca.pem"))),
+        )
+        .expect("a TLS server");
+        let p = |name: &str| file(name).display().to_string();
+        let url = format!(
+            "rethinkdbs://localhost:{}/cluster_certs?ca={}&cert={}&key={}",
+            db.port(),
+            p("ca.pem"),
+            p("client.pem"),
+            p("client-key.pem")
+        );
+        let store = store(&url);
+        store
+            .ensure_schema()
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        store.ping().await.expect("ping");
+        // Without the client certificate the server refuses.
+        let url = url.split("&cert=").next().expect("a URL").to_owned();
+        refused(
+            &url.replace("/cluster_certs", "/DB"),
+            "no_client_cert",
+            "client certificate",
+            db.port(),
+        )
+        .await;
+    }
+}

@@ -7,6 +7,13 @@
 //! store's term that reads the board (sent on boards that reset), also sent
 //! through the driver, say in the same run what the rules and the board
 //! read cost.
+//!
+//! Two parts of their own measure what the deployment's connection costs:
+//! the origin's throughput by `DB_POOL_SIZE` ([`origin_pool`]) and the
+//! store's with TLS to the database against without ([`tls`]).
+
+mod origin_pool;
+mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -361,6 +368,9 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     report.section("score_add", &results);
     report.section("score_add_cpu", &cpu_results);
     report.section("score_add_ratios", &ratio_results);
+
+    origin_pool::run(bench, config, report, BOARD, &players).await?;
+    tls::run(config, report, &board, &player_ids).await?;
 
     if let (Some((db, db_cpu)), Some((origin, origin_cpu))) = (db_c1, origin_c1) {
         report.target(Target::ratio(
