@@ -539,16 +539,19 @@ async fn beside_writes(
     // the origin sustains alone, each measured from its slot: the question
     // is what deep readers do to a write's latency, not to the machine's
     // capacity, which the readers share.
-    let paced_writers = || async {
-        anyhow::Ok(
-            HttpClient::many(2, bench.origin_port(), Arc::clone(&writes), 200)
-                .await?
-                .into_iter()
-                .map(|c| Paced::new(c, WRITE_RATE / 2.0))
-                .collect::<Vec<_>>(),
-        )
+    let paced_writers = |port: u16| {
+        let writes = Arc::clone(&writes);
+        async move {
+            anyhow::Ok(
+                HttpClient::many(2, port, writes, 200)
+                    .await?
+                    .into_iter()
+                    .map(|c| Paced::new(c, WRITE_RATE / 2.0))
+                    .collect::<Vec<_>>(),
+            )
+        }
     };
-    let alone = load::run(paced_writers().await?, window).await;
+    let alone = load::run(paced_writers(bench.origin_port()).await?, window).await;
     check(config, "score-adds alone", &alone)?;
     let deep: Vec<usize> = (0..64).map(|k| size - k * 13 % size.max(1)).collect();
     let deep_reads = Arc::new(
@@ -593,7 +596,7 @@ async fn beside_writes(
         }
         let readers =
             HttpClient::many(16, bench.origin_port(), Arc::clone(&deep_reads), 200).await?;
-        let writers = paced_writers().await?;
+        let writers = paced_writers(bench.origin_port()).await?;
         let (beside, reads) = tokio::join!(
             load::run(writers, window),
             load::run(
@@ -607,7 +610,11 @@ async fn beside_writes(
         check(config, "score-adds beside deep reads", &beside)?;
         // Readers past the admission's wait are refused with 503 `busy`:
         // counted, not a failure of the run.
-        anyhow::ensure!(reads.ops > 0, "no deep read succeeded: {:?}", reads.first_error);
+        anyhow::ensure!(
+            reads.ops > 0,
+            "no deep read succeeded: {:?}",
+            reads.first_error
+        );
         let setting = rank_reads.map_or("default".to_owned(), |n| n.to_string());
         table.row(vec![
             "beside deep reads".into(),
