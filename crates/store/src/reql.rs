@@ -146,12 +146,25 @@ fn in_rank_order(board: &str, walk: Walk) -> Term {
 pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Term {
     let id = board.as_str().to_owned();
     let key = player_key(board, player);
+    let neighbours = n > 0;
     let n = limit_arg(n);
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
         let me = r.table(PLAYERS).get(key.clone());
         let body = me.clone().do_(func!(|p| {
             let score = p.clone().g("score");
             let pid = p.clone().g("player");
+            // Each side is a range read, which visits every hash shard of
+            // the table even when it may return nothing: a player's own
+            // rank (`n` = 0) sends none.
+            let side = |walk: Walk| {
+                if neighbours {
+                    ranks::after_key(&id, walk, score.clone(), pid.clone())
+                        .limit(n.clone())
+                        .coerce_to("array")
+                } else {
+                    term!([])
+                }
+            };
             by_order(doc.clone(), |walk| {
                 ranks::root_of(&id).do_(func!(|root| {
                     term!({
@@ -159,12 +172,8 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Term {
                         "player": p.clone().without([IDEMPOTENCY_FIELD]),
                         "at": ranks::rank_at(&id, walk, root.clone(), score.clone(), pid.clone()),
                         "out_of": ranks::ranked_count(root),
-                        "above": ranks::after_key(&id, walk.reverse(), score.clone(), pid.clone())
-                            .limit(n)
-                            .coerce_to("array"),
-                        "below": ranks::after_key(&id, walk, score.clone(), pid.clone())
-                            .limit(n)
-                            .coerce_to("array"),
+                        "above": side(walk.reverse()),
+                        "below": side(walk),
                     })
                 }))
             })

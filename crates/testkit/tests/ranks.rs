@@ -16,7 +16,7 @@ use testkit::Stack;
 
 /// How long a board must be quiet before every rank is exact, as the README
 /// states it, and how long a test gives it on a loaded machine.
-const STATED_LAG: Duration = Duration::from_secs(1);
+const STATED_LAG: Duration = Duration::from_secs(2);
 const PATIENCE: Duration = Duration::from_secs(15);
 
 /// A board as the model holds it: each player's score (`None` until a

@@ -196,7 +196,7 @@ impl Settings {
             grip_prefix: domain::channel_prefix(env.grip_prefix.as_deref())
                 .map_err(|e| ConfigError::new("GRIP_PREFIX", e.message))?,
             db_pool_size: config::number("DB_POOL_SIZE", env.db_pool_size, 1..=1024, 16)?,
-            rank_reads: config::number("RANK_READS", env.rank_reads, 1..=1024, 2)?,
+            rank_reads: config::number("RANK_READS", env.rank_reads, 1..=1024, 1)?,
             db_timeout: config::millis(
                 "DB_TIMEOUT_MS",
                 env.db_timeout_ms,
