@@ -48,7 +48,6 @@ impl RethinkCluster {
     /// until every node sees all `n` servers.
     pub async fn start(bin: &Path, dir: &Path, n: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(n >= 1, "a cluster has at least one node");
-        let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut cluster = Self {
             nodes: Vec::with_capacity(n),
             bin: bin.to_path_buf(),
@@ -56,7 +55,7 @@ impl RethinkCluster {
         };
         for i in 0..n {
             let node = cluster
-                .spawn(i, cluster_ports[i], None, (i > 0).then_some(0))
+                .spawn(i, free_port(), None, (i > 0).then_some(0))
                 .await?;
             cluster.nodes.push(node);
         }
