@@ -72,6 +72,16 @@ pub enum Command {
     /// Every scenario, scale-out included, with tiny sizes, for CI (no
     /// targets enforced; any failed request fails the run)
     Smoke,
+    /// A fault campaign: random faults on the whole stack under keyed writes,
+    /// then a checker; exits non-zero on any anomaly (not part of `all`)
+    Chaos {
+        /// How long the campaign runs
+        #[arg(long, default_value_t = 600, value_name = "N")]
+        seconds: u64,
+        /// The seed of the fault schedule [default: random, printed]
+        #[arg(long, value_name = "S")]
+        seed: Option<u64>,
+    },
     /// Prints a completion script for SHELL to standard output
     Completions {
         #[arg(value_enum)]
@@ -194,6 +204,7 @@ pub enum Scenario {
     TwoPushpins,
     Scale,
     Smoke,
+    Chaos,
 }
 
 impl Scenario {
@@ -233,6 +244,7 @@ impl Scenario {
             Scenario::TwoPushpins => "two-pushpins",
             Scenario::Scale => "scale",
             Scenario::Smoke => "smoke",
+            Scenario::Chaos => "chaos",
         }
     }
 }
@@ -255,6 +267,7 @@ impl Command {
             Command::TwoPushpins => Scenario::TwoPushpins,
             Command::Scale => Scenario::Scale,
             Command::Smoke => Scenario::Smoke,
+            Command::Chaos { .. } => Scenario::Chaos,
             Command::Completions { .. } => return None,
         })
     }
@@ -306,6 +319,8 @@ pub struct Config {
     pub cluster_subscribers: Vec<usize>,
     /// Subscriber counts spread over two Pushpins.
     pub wide_subscribers: Vec<usize>,
+    /// The chaos campaign's seconds and seed.
+    pub chaos: Option<(u64, u64)>,
 }
 
 impl Config {
@@ -339,6 +354,7 @@ impl Config {
             cluster_nodes: vec![1, 3],
             cluster_subscribers: vec![1, 100],
             wide_subscribers: vec![1000, 10_000],
+            chaos: None,
         };
         if scenario == Scenario::Smoke {
             config.duration = Duration::from_millis(300);
@@ -399,6 +415,7 @@ impl Config {
                 .cluster_subscribers
                 .map_or(d.cluster_subscribers, |l| l.0),
             wide_subscribers: options.wide_subscribers.map_or(d.wide_subscribers, |l| l.0),
+            chaos: None,
         }
     }
 }
@@ -523,6 +540,20 @@ mod tests {
             err("").kind(),
             ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
         );
+    }
+
+    #[test]
+    fn chaos_takes_its_seconds_and_seed() {
+        let cli =
+            Cli::try_parse_from(["bench", "chaos", "--seconds", "60", "--seed", "7"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Chaos {
+                seconds: 60,
+                seed: Some(7)
+            }
+        );
+        assert_eq!(cli.command.scenario(), Some(Scenario::Chaos));
     }
 
     #[test]

@@ -112,6 +112,10 @@ async fn run_one(
     match scenario {
         Scenario::DevServer => scenarios::devserver::run(config, report).await,
         Scenario::Cluster => scenarios::cluster::run(config, report).await,
+        Scenario::Chaos => {
+            let (seconds, seed) = config.chaos.unwrap_or((600, 0));
+            scenarios::chaos::run(seconds, seed, report).await
+        }
         Scenario::WorkerCeiling | Scenario::Workers | Scenario::TwoPushpins => {
             // Done with the single-Pushpin stack: free what it holds.
             *shared = None;

@@ -14,7 +14,10 @@ async fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     };
-    let config = Config::from_cli(scenario, cli.options);
+    let mut config = Config::from_cli(scenario, cli.options);
+    if let Command::Chaos { seconds, seed } = cli.command {
+        config.chaos = Some((seconds, seed.unwrap_or_else(rand::random)));
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     // On Ctrl-C or SIGTERM the run is dropped, and with it the stack, whose
     // handles stop every process it started.

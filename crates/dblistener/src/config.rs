@@ -24,6 +24,7 @@ struct Env {
     lease_ttl_ms: Option<u64>,
     worker_id: Option<String>,
     rank_digests: Option<bool>,
+    publish_log: Option<String>,
 }
 
 pub const DEFAULT_GRIP_URL: &str = "http://localhost:5561";
@@ -63,6 +64,10 @@ pub struct Settings {
     /// players is refused with 503; `false` is for measuring what keeping
     /// them costs.
     pub rank_digests: bool,
+    /// `PUBLISH_LOG`: a file to append a JSON line to for every item
+    /// published (see [`crate::publog`]); off when unset. For audits such
+    /// as the fault campaign, not for production.
+    pub publish_log: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -125,6 +130,10 @@ impl Settings {
                 other => other,
             },
             rank_digests: env.rank_digests.unwrap_or(true),
+            publish_log: env
+                .publish_log
+                .filter(|p| !p.is_empty())
+                .map(std::path::PathBuf::from),
             status_port: env
                 .status_port
                 .map(|p| config::number("STATUS_PORT", Some(p), 0..=65_535, 0))
@@ -144,6 +153,7 @@ impl fmt::Debug for Settings {
             .field("publish_interval", &self.publish_interval)
             .field("status_port", &self.status_port)
             .field("rank_digests", &self.rank_digests)
+            .field("publish_log", &self.publish_log)
             .field("table_layout", &self.table_layout)
             .field("worker_shards", &self.worker_shards.count())
             .field("lease_ttl", &self.lease_ttl)

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod leases;
 pub mod metrics;
+pub mod publog;
 pub mod ranks;
 pub mod seams;
 pub mod status;

@@ -61,9 +61,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(dblistener::leases::default_worker_id);
     log::info!("worker id {worker_id}");
+    let publish_log = settings.publish_log.clone();
     let (keeper, leases) = LeaseKeeper::new(
         store.clone(),
-        worker_id,
+        worker_id.clone(),
         settings.worker_shards,
         settings.lease_ttl,
         metrics.clone(),
@@ -74,6 +75,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         leases.clone(),
         metrics.clone(),
     );
+    let publisher = dblistener::publog::LoggedPublisher::open(
+        publisher,
+        publish_log.as_deref(),
+        worker_id,
+        settings.grip_prefix.clone(),
+        settings.worker_shards,
+        leases.clone(),
+    )?;
     let worker = Worker::new(
         store,
         publisher,

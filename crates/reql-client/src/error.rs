@@ -72,12 +72,81 @@ impl Error {
     /// Whether the database said it cannot serve the query for now: no
     /// primary replica, or an outcome it cannot tell.
     pub fn is_availability_error(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::Runtime {
                 code: codes::OP_FAILED | codes::OP_INDETERMINATE,
                 ..
-            }
+            } => true,
+            // RethinkDB 2.4 lets the table-configuration client's exceptions
+            // escape as "Unexpected exception: ..." with the INTERNAL code
+            // when a node of a cluster is gone or cut off (seen with the
+            // primary of a table killed). They say the cluster cannot be
+            // reached, not that the query is wrong.
+            Error::Runtime {
+                code: codes::INTERNAL,
+                message,
+            } => UNREACHABLE_CLUSTER_WORDINGS
+                .iter()
+                .any(|wording| message.contains(wording)),
+            _ => false,
+        }
+    }
+}
+
+/// The texts of RethinkDB's `failed_table_op_exc_t` and
+/// `maybe_failed_table_op_exc_t` (clustering/table_manager/table_meta_client.hpp),
+/// the two table-configuration failures that mean "no server could be
+/// reached" rather than a fault of the query.
+const UNREACHABLE_CLUSTER_WORDINGS: &[&str] = &[
+    "failed because none of the servers were accessible",
+    "failed because we lost contact with the servers",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(code: i64, message: &str) -> Error {
+        Error::Runtime {
+            code,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn an_unreachable_cluster_is_an_availability_error() {
+        // The exact answer RethinkDB 2.4.4 gave with the primary of a table
+        // killed on a three-node cluster.
+        let none_accessible = runtime(
+            codes::INTERNAL,
+            "Unexpected exception: The attempt to read or modify the table's \
+             configuration failed because none of the servers were accessible.  If it \
+             was an attempt to modify, the modification did not take place.",
+        );
+        assert!(none_accessible.is_availability_error());
+        let lost_contact = runtime(
+            codes::INTERNAL,
+            "Unexpected exception: The attempt to modify the table's configuration \
+             failed because we lost contact with the servers after initiating the \
+             modification, or the Raft leader lost contact with its followers.",
+        );
+        assert!(lost_contact.is_availability_error());
+        assert!(runtime(
+            codes::OP_FAILED,
+            "Cannot perform write: primary replica for shard [\"\", +inf) not available"
         )
+        .is_availability_error());
+    }
+
+    #[test]
+    fn other_internal_errors_are_not_availability_errors() {
+        assert!(
+            !runtime(codes::INTERNAL, "Unexpected exception: std::bad_alloc")
+                .is_availability_error()
+        );
+        assert!(
+            !runtime(codes::QUERY_LOGIC, "none of the servers were accessible")
+                .is_availability_error()
+        );
     }
 }

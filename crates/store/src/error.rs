@@ -51,3 +51,20 @@ impl From<reql_client::Error> for StoreError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_with_no_reachable_server_is_unavailable() {
+        let err = StoreError::from(reql_client::Error::Runtime {
+            code: reql_client::codes::INTERNAL,
+            message: "Unexpected exception: The attempt to read or modify the table's \
+                      configuration failed because none of the servers were accessible.  \
+                      If it was an attempt to modify, the modification did not take place."
+                .into(),
+        });
+        assert!(err.is_unavailable(), "{err}");
+    }
+}

@@ -19,12 +19,28 @@ pub struct ClusterNode {
     pub name: String,
     pub process: ManagedProcess,
     pub driver_port: u16,
+    /// Where it listens for its peers.
+    pub cluster_port: u16,
 }
 
 /// `n` RethinkDB nodes on loopback, every one after the first joined to the
 /// first. Stopped (SIGKILL) when dropped.
 pub struct RethinkCluster {
     pub nodes: Vec<ClusterNode>,
+    bin: PathBuf,
+    dir: PathBuf,
+}
+
+/// How node `i` is started: the same each time it is restarted.
+struct NodeSpec<'a> {
+    bin: &'a Path,
+    dir: &'a Path,
+    i: usize,
+    cluster_port: u16,
+    /// `None`: the first start picks one, which later starts keep.
+    driver_port: Option<u16>,
+    /// The cluster port to join.
+    join: Option<u16>,
 }
 
 impl RethinkCluster {
@@ -32,26 +48,51 @@ impl RethinkCluster {
     /// until every node sees all `n` servers.
     pub async fn start(bin: &Path, dir: &Path, n: usize) -> anyhow::Result<Self> {
         anyhow::ensure!(n >= 1, "a cluster has at least one node");
-        let first_cluster_port = free_port();
-        let mut nodes = Vec::with_capacity(n);
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(n),
+            bin: bin.to_path_buf(),
+            dir: dir.to_path_buf(),
+        };
         for i in 0..n {
-            let join = (i > 0).then_some(first_cluster_port);
-            let cluster_port = if i == 0 {
-                first_cluster_port
-            } else {
-                free_port()
-            };
-            let (bin, dir) = (bin.to_path_buf(), dir.to_path_buf());
-            let node =
-                tokio::task::spawn_blocking(move || start_node(&bin, &dir, i, cluster_port, join))
-                    .await??;
-            nodes.push(node);
+            let node = cluster
+                .spawn(i, free_port(), None, (i > 0).then_some(0))
+                .await?;
+            cluster.nodes.push(node);
         }
-        let cluster = Self { nodes };
-        let deadline = Instant::now() + Duration::from_secs(60);
+        cluster.wait_formed(Duration::from_secs(60)).await?;
+        Ok(cluster)
+    }
+
+    /// Starts node `i` (joining node `join`), in a blocking task.
+    async fn spawn(
+        &self,
+        i: usize,
+        cluster_port: u16,
+        driver_port: Option<u16>,
+        join: Option<usize>,
+    ) -> anyhow::Result<ClusterNode> {
+        let (bin, dir) = (self.bin.clone(), self.dir.clone());
+        let join = join.map(|j| self.nodes.get(j).map_or(cluster_port, |n| n.cluster_port));
+        tokio::task::spawn_blocking(move || {
+            start_node(&NodeSpec {
+                bin: &bin,
+                dir: &dir,
+                i,
+                cluster_port,
+                driver_port,
+                join,
+            })
+        })
+        .await?
+    }
+
+    /// Waits until every node sees every other.
+    pub async fn wait_formed(&self, timeout: Duration) -> anyhow::Result<()> {
+        let n = self.nodes.len();
+        let deadline = Instant::now() + timeout;
         for i in 0..n {
             loop {
-                let seen = cluster
+                let seen = self
                     .query(i, r.db("rethinkdb").table("server_status").count())
                     .await
                     .ok()
@@ -66,7 +107,17 @@ impl RethinkCluster {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        Ok(cluster)
+        Ok(())
+    }
+
+    /// Starts node `i` again after [`RethinkCluster::kill`], on the same
+    /// data and ports, so that `DATABASE_URL` still names it.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let (cluster_port, driver_port) = (self.nodes[i].cluster_port, self.nodes[i].driver_port);
+        let join = (0..self.nodes.len()).find(|&j| j != i);
+        let node = self.spawn(i, cluster_port, Some(driver_port), join).await?;
+        self.nodes[i] = node;
+        Ok(())
     }
 
     /// `host:port` of every node's driver port, in node order.
@@ -121,25 +172,20 @@ impl RethinkCluster {
     }
 }
 
-fn start_node(
-    bin: &PathBuf,
-    dir: &Path,
-    i: usize,
-    cluster_port: u16,
-    join: Option<u16>,
-) -> anyhow::Result<ClusterNode> {
-    let name = format!("node{i}");
-    let mut cmd = Command::new(bin);
+fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<ClusterNode> {
+    let name = format!("node{}", spec.i);
+    let mut cmd = Command::new(spec.bin);
+    let driver_port = spec.driver_port.unwrap_or(0).to_string();
     cmd.arg("--directory")
-        .arg(dir.join(&name))
-        .args(["--bind", "127.0.0.1", "--driver-port", "0"])
-        .args(["--cluster-port", &cluster_port.to_string()])
+        .arg(spec.dir.join(&name))
+        .args(["--bind", "127.0.0.1", "--driver-port", &driver_port])
+        .args(["--cluster-port", &spec.cluster_port.to_string()])
         .args(["--no-http-admin", "--no-update-check"])
         .args(["--cache-size", "128", "--server-name", &name]);
-    if let Some(port) = join {
+    if let Some(port) = spec.join {
         cmd.args(["--join", &format!("127.0.0.1:{port}")]);
     }
-    let mut process = ManagedProcess::spawn(&name, cmd, dir)?;
+    let mut process = ManagedProcess::spawn(&name, cmd, spec.dir)?;
     let driver_port = process.wait_for_line(Duration::from_secs(60), |line| {
         line.strip_prefix("Listening for client driver connections on port ")
             .and_then(|p| p.trim().parse::<u16>().ok())
@@ -148,6 +194,7 @@ fn start_node(
         name,
         process,
         driver_port,
+        cluster_port: spec.cluster_port,
     })
 }
 

@@ -702,6 +702,63 @@ impl Stack {
         self.blocking(|s| s.start_web_blocking()).await
     }
 
+    /// Origin `i`: 0 is the one Pushpin routes to first, then the others in
+    /// the order of [`Stack::extra_web_ports`]. `None` while it is down.
+    pub fn web_at(&mut self, i: usize) -> Option<&mut ManagedProcess> {
+        match i {
+            0 => self.web.as_mut(),
+            i => self.extra_webs.get_mut(i - 1).map(|(_, web)| web),
+        }
+    }
+
+    /// `kill -9` of origin `i`, as a crash would.
+    pub fn kill_web_at(&mut self, i: usize) {
+        if let Some(web) = self.web_at(i) {
+            web.signal("CONT");
+            web.kill_hard();
+        }
+        if i == 0 {
+            self.web = None;
+        }
+    }
+
+    /// Starts origin `i` again on its port, and waits until it is ready.
+    pub async fn start_web_at(&mut self, i: usize) -> anyhow::Result<()> {
+        if i == 0 {
+            return self.start_web().await;
+        }
+        self.blocking(move |s| {
+            let port = s.extra_webs[i - 1].0;
+            let mut web = s.spawn_web(port)?;
+            Self::wait_web_ready(&mut web, port)?;
+            s.extra_webs[i - 1].1 = web;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Pushpin `i`: 0 is [`Stack::pushpin`], then the extra ones.
+    pub fn pushpin_at(&mut self, i: usize) -> &mut Pushpin {
+        match i {
+            0 => &mut self.pushpin,
+            i => &mut self.extra_pushpins[i - 1],
+        }
+    }
+
+    /// Restarts Pushpin `i` on the same ports (after a kill, or to cut its
+    /// streams).
+    pub async fn restart_pushpin_at(&mut self, i: usize) -> anyhow::Result<()> {
+        let options = self.options.pushpin.clone();
+        self.blocking(move |s| {
+            let dir = match i {
+                0 => s.dir.path().to_path_buf(),
+                i => s.dir.path().join(format!("pushpin{}", i + 1)),
+            };
+            s.pushpin_at(i).restart(&dir, &options)
+        })
+        .await
+    }
+
     pub fn worker(&mut self) -> Option<&mut ManagedProcess> {
         self.worker.as_mut()
     }

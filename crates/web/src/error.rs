@@ -211,6 +211,21 @@ mod tests {
     }
 
     #[actix_web::test]
+    async fn an_unavailable_database_is_503_with_retry_after() {
+        let err = ApiError::from(StoreError::Unavailable(
+            "ReqlInternalError: Unexpected exception: ... none of the servers were accessible"
+                .into(),
+        ));
+        let resp = err.error_response();
+        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.headers().get("retry-after").unwrap(), "1");
+        let body = to_bytes(resp.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "database_unavailable");
+        assert!(!body.to_string().contains("servers"));
+    }
+
+    #[actix_web::test]
     async fn a_body_timeout_closes_the_connection() {
         let resp = ApiError::BodyTimeout.error_response();
         assert_eq!(resp.status(), 408);

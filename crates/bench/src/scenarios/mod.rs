@@ -3,6 +3,7 @@
 //! could not measure (in a strict run, also when any request failed).
 
 pub mod burst;
+pub mod chaos;
 pub mod cluster;
 pub mod devserver;
 pub mod e2e;

@@ -1,0 +1,144 @@
+//! The nemesis's schedule, derived from the seed alone, so that a seed
+//! replays the same faults at the same moments on the same targets.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+
+/// A fault the nemesis can inject, with its target's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Fault {
+    /// `kill -9` of a database node, restarted on its data at the heal.
+    DbKill(usize),
+    /// SIGSTOP of a database node, SIGCONT at the heal.
+    DbStop(usize),
+    WorkerStop(usize),
+    WorkerKill(usize),
+    OriginStop(usize),
+    OriginKill(usize),
+    PushpinKill(usize),
+}
+
+impl Fault {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Fault::DbKill(_) => "db-kill",
+            Fault::DbStop(_) => "db-stop",
+            Fault::WorkerStop(_) => "worker-stop",
+            Fault::WorkerKill(_) => "worker-kill",
+            Fault::OriginStop(_) => "origin-stop",
+            Fault::OriginKill(_) => "origin-kill",
+            Fault::PushpinKill(_) => "pushpin-kill",
+        }
+    }
+}
+
+/// One fault of the schedule, in milliseconds from the start of the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    pub at_ms: u64,
+    pub hold_ms: u64,
+    pub fault: Fault,
+}
+
+/// How many of each process the stack has.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Database nodes that may fail: 0 on the dev server, whose one node
+    /// holds the only copy.
+    pub db_nodes: usize,
+    pub workers: usize,
+    pub origins: usize,
+    pub pushpins: usize,
+}
+
+/// Quiet time at the start, before the first fault.
+const LEAD_MS: u64 = 3_000;
+/// Quiet time at the end, after the last heal, for the convergence check.
+const TAIL_MS: u64 = 6_000;
+
+/// One fault at a time, each held 1–10 s, 1–3 s apart, all healed
+/// `TAIL_MS` before `total_ms` ends.
+pub fn schedule(seed: u64, total_ms: u64, sizes: Sizes) -> Vec<Planned> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut kinds: Vec<fn(usize) -> Fault> = vec![
+        Fault::WorkerStop,
+        Fault::WorkerKill,
+        Fault::OriginStop,
+        Fault::OriginKill,
+        Fault::PushpinKill,
+    ];
+    if sizes.db_nodes > 0 {
+        kinds.extend([Fault::DbKill as fn(usize) -> Fault, Fault::DbStop]);
+    }
+    let mut plan = Vec::new();
+    let mut at = LEAD_MS;
+    loop {
+        let pick = kinds[rng.gen_range(0..kinds.len())];
+        let targets = match pick(0) {
+            Fault::DbKill(_) | Fault::DbStop(_) => sizes.db_nodes,
+            Fault::WorkerStop(_) | Fault::WorkerKill(_) => sizes.workers,
+            Fault::OriginStop(_) | Fault::OriginKill(_) => sizes.origins,
+            Fault::PushpinKill(_) => sizes.pushpins,
+        };
+        let fault = pick(rng.gen_range(0..targets.max(1)));
+        let hold_ms = rng.gen_range(1_000..=10_000);
+        if at + hold_ms + TAIL_MS > total_ms {
+            break;
+        }
+        plan.push(Planned {
+            at_ms: at,
+            hold_ms,
+            fault,
+        });
+        at += hold_ms + rng.gen_range(1_000..=3_000);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLUSTER: Sizes = Sizes {
+        db_nodes: 3,
+        workers: 3,
+        origins: 2,
+        pushpins: 2,
+    };
+
+    #[test]
+    fn a_seed_replays_its_schedule_and_another_seed_does_not() {
+        let a = schedule(7, 600_000, CLUSTER);
+        assert_eq!(a, schedule(7, 600_000, CLUSTER));
+        assert_ne!(a, schedule(8, 600_000, CLUSTER));
+        assert!(a.len() > 40, "{}", a.len());
+    }
+
+    #[test]
+    fn one_fault_at_a_time_all_healed_before_the_tail() {
+        let plan = schedule(1, 60_000, CLUSTER);
+        for pair in plan.windows(2) {
+            assert!(pair[0].at_ms + pair[0].hold_ms < pair[1].at_ms);
+        }
+        for p in &plan {
+            assert!((1_000..=10_000).contains(&p.hold_ms));
+            assert!(p.at_ms + p.hold_ms + TAIL_MS <= 60_000);
+        }
+    }
+
+    #[test]
+    fn one_node_has_only_process_faults() {
+        let dev = Sizes {
+            db_nodes: 0,
+            ..CLUSTER
+        };
+        let plan = schedule(3, 600_000, dev);
+        assert!(plan
+            .iter()
+            .all(|p| !matches!(p.fault, Fault::DbKill(_) | Fault::DbStop(_))));
+        assert!(schedule(3, 600_000, CLUSTER)
+            .iter()
+            .any(|p| matches!(p.fault, Fault::DbKill(_))));
+    }
+}
