@@ -159,7 +159,7 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Term {
             let side = |walk: Walk| {
                 if neighbours {
                     ranks::after_key(&id, walk, score.clone(), pid.clone())
-                        .limit(n.clone())
+                        .limit(n)
                         .coerce_to("array")
                 } else {
                     term!([])
