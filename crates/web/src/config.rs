@@ -52,10 +52,11 @@ pub struct Settings {
     pub grip_prefix: String,
     /// `DB_POOL_SIZE`: connections to the database, default 16.
     pub db_pool_size: usize,
-    /// `RANK_READS`: reads that compute ranks (a player, around-me, a page
-    /// after the first, friends) this origin sends the database at once,
-    /// default 4; more wait, up to 2 s, then get 503. Ranks cost the same
-    /// at any depth, but a crowd of readers must not starve the writes.
+    /// `RANK_READS`: rank queries (a player, around-me, a page after the
+    /// first, each rank of a friends list) this origin has in flight at the
+    /// database, default 1; more wait, up to 2 s, then get 503. Ranks cost
+    /// the same at any depth, but a crowd of readers must not starve the
+    /// writes.
     pub rank_reads: usize,
     /// `DB_TIMEOUT_MS`: time limit of one query, default 10000.
     pub db_timeout: Duration,
