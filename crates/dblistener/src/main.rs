@@ -2,10 +2,23 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
 use dblistener::{LeaseKeeper, RankKeeper, Settings, Worker};
 use store::{PoolOptions, Store};
 
+/// The leaderboard's worker: follows the database's changefeeds for the
+/// shards whose leases it holds, publishes each changed board to the GRIP
+/// proxy, and keeps the boards' rank digests. Configuration comes from the
+/// environment and `.env` (see README, "Configuration"); it runs until
+/// SIGINT or SIGTERM, then hands its leases back.
+#[derive(Debug, Parser)]
+#[command(name = "dblistener", version)]
+struct Cli {}
+
 fn main() -> ExitCode {
+    // `--help` and `--version` answer and exit; anything else unknown is
+    // refused rather than taken for a start.
+    let Cli {} = Cli::parse();
     if let Err(e) = service::config::load_dotenv() {
         eprintln!("dblistener: {e}");
         return ExitCode::from(2);
