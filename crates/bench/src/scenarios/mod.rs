@@ -35,16 +35,31 @@ pub const LOAD_HEADER: [&str; 8] = [
 
 /// One row of a throughput table.
 pub fn load_row(path: &str, r: &LoadResult) -> Vec<String> {
-    vec![
-        path.to_owned(),
-        r.concurrency.to_string(),
+    labelled_row(&[path, &r.concurrency.to_string()], r)
+}
+
+/// The header of a table of runs that alternate (what varies, the round,
+/// then the figures of [`LOAD_HEADER`]).
+pub fn rounds_header(varies: &'static str) -> [&'static str; 8] {
+    let mut header = LOAD_HEADER;
+    header[0] = varies;
+    header[1] = "round";
+    header
+}
+
+/// A row of `labels` followed by a run's throughput, latencies, operations
+/// and errors.
+pub fn labelled_row(labels: &[&str], r: &LoadResult) -> Vec<String> {
+    let mut row: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+    row.extend([
         fmt_rate(r.throughput),
         fmt_us(r.latency.mean_us),
         fmt_us(r.latency.p50_us),
         fmt_us(r.latency.p99_us),
         r.ops.to_string(),
         r.errors.to_string(),
-    ]
+    ]);
+    row
 }
 
 /// A load result with the path it measured, for the JSON document.

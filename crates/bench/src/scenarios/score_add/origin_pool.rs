@@ -8,12 +8,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::super::check;
+use super::super::{check, labelled_row, rounds_header};
 use crate::cli::Config;
 use crate::harness::{score_add_requests, Bench, HttpClient};
 use crate::load::{self, LoadResult};
 use crate::report::{Report, Table, Target};
-use crate::stats::{fmt_rate, fmt_us};
 
 /// `DB_POOL_SIZE` of the small pool and of the large one, as the target
 /// names them.
@@ -86,16 +85,7 @@ async fn measure(
     let rounds = if config.strict() { 1 } else { 2 };
     let mut table = Table::new(
         &format!("Origin score-add by DB_POOL_SIZE ({CLIENTS} clients, runs alternating)"),
-        &[
-            "DB_POOL_SIZE",
-            "round",
-            "throughput",
-            "mean",
-            "p50",
-            "p99",
-            "ops",
-            "errors",
-        ],
+        &rounds_header("DB_POOL_SIZE"),
     );
     let mut runs = Vec::new();
     for round in 1..=rounds {
@@ -105,16 +95,7 @@ async fn measure(
                 HttpClient::many(CLIENTS, bench.origin_port(), Arc::clone(&requests), 200).await?;
             let r = load::run(clients, config.timed()).await;
             check(config, &format!("score-add, DB_POOL_SIZE={size}"), &r)?;
-            table.row(vec![
-                size.to_string(),
-                round.to_string(),
-                fmt_rate(r.throughput),
-                fmt_us(r.latency.mean_us),
-                fmt_us(r.latency.p50_us),
-                fmt_us(r.latency.p99_us),
-                r.ops.to_string(),
-                r.errors.to_string(),
-            ]);
+            table.row(labelled_row(&[&size.to_string(), &round.to_string()], &r));
             runs.push(PoolRun {
                 db_pool_size: size,
                 round,

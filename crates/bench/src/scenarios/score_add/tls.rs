@@ -17,12 +17,11 @@ use serde::Serialize;
 use store::{DatabaseUrl, NewBoard, NewPlayer, PoolOptions, Store};
 use testkit::{rethinkdb_binary, CertFiles, Database, ServerKind, TempDir, TestCa};
 
-use super::super::check;
+use super::super::{check, labelled_row, rounds_header};
 use super::StoreClient;
 use crate::cli::Config;
 use crate::load::{self, LoadResult};
 use crate::report::{Report, Table, Target};
-use crate::stats::{fmt_rate, fmt_us};
 
 /// Concurrency and pool size, as the target names them.
 const CONCURRENCY: usize = 16;
@@ -171,16 +170,7 @@ pub async fn run(
         &format!(
             "Store add_score, plain and TLS ({server_name}; pool of {POOL}, concurrency {CONCURRENCY}, runs alternating)"
         ),
-        &[
-            "database",
-            "round",
-            "throughput",
-            "mean",
-            "p50",
-            "p99",
-            "ops",
-            "errors",
-        ],
+        &rounds_header("database"),
     );
     let mut runs = Vec::new();
     for round in 1..=rounds {
@@ -196,16 +186,7 @@ pub async fn run(
             let r = load::run(clients, config.timed()).await;
             let what = if with_tls { "TLS" } else { "plain" };
             check(config, &format!("store add_score, {what}"), &r)?;
-            table.row(vec![
-                what.to_owned(),
-                round.to_string(),
-                fmt_rate(r.throughput),
-                fmt_us(r.latency.mean_us),
-                fmt_us(r.latency.p50_us),
-                fmt_us(r.latency.p99_us),
-                r.ops.to_string(),
-                r.errors.to_string(),
-            ]);
+            table.row(labelled_row(&[what, &round.to_string()], &r));
             runs.push(TlsRun {
                 tls: with_tls,
                 round,
