@@ -36,8 +36,8 @@ fn transcripts() -> Vec<PathBuf> {
     files
 }
 
-#[tokio::test]
-async fn recorded_answers_of_the_real_server() {
+/// A dev server in this process, on a port of its own; its port.
+async fn dev_server() -> u16 {
     let server = reql_dev_server::Server::bind(reql_dev_server::Config {
         port: 0,
         ..Default::default()
@@ -46,6 +46,12 @@ async fn recorded_answers_of_the_real_server() {
     .expect("bind");
     let port = server.local_addr().port();
     tokio::spawn(server.run_until_stopped(std::future::pending()));
+    port
+}
+
+#[tokio::test]
+async fn recorded_answers_of_the_real_server() {
+    let port = dev_server().await;
 
     let files = transcripts();
     assert!(!files.is_empty(), "no transcripts found");
@@ -97,14 +103,7 @@ async fn recorded_answers_of_the_real_server() {
 /// new values as far as they go. Items are compared as a multiset.
 #[tokio::test]
 async fn get_all_feed_reports_a_change_once_per_matching_key() {
-    let server = reql_dev_server::Server::bind(reql_dev_server::Config {
-        port: 0,
-        ..Default::default()
-    })
-    .await
-    .expect("bind");
-    let port = server.local_addr().port();
-    tokio::spawn(server.run_until_stopped(std::future::pending()));
+    let port = dev_server().await;
     let side = run::Side::connect(port).await.expect("connect");
     let t = json!([15, [[14, ["golden"]], "t"]]);
     for setup in [
