@@ -52,6 +52,16 @@ fn store(url: &str) -> Store {
     )
 }
 
+/// A store on `url` sets up its schema and answers a ping.
+async fn works(url: &str, kind: &ServerKind) {
+    let store = store(url);
+    store
+        .ensure_schema()
+        .await
+        .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+    store.ping().await.expect("ping");
+}
+
 /// The databases on the server, through a good TLS connection.
 async fn databases(port: u16, ca: &Path, client: &CertFiles) -> Vec<Value> {
     let tls = TlsSettings::load(Some(ca), Some(&client.cert), Some(&client.key)).expect("settings");
@@ -106,12 +116,11 @@ async fn tls_with_client_certificates_and_its_refusals() {
 
         // The CA the server's certificate is signed by, and a client
         // certificate: works, schema and all.
-        let good =
-            store(&with("localhost", &ca.ca_path(), Some(&client)).replace("/DB", "/tls_ok"));
-        good.ensure_schema()
-            .await
-            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-        good.ping().await.expect("ping");
+        works(
+            &with("localhost", &ca.ca_path(), Some(&client)).replace("/DB", "/tls_ok"),
+            &kind,
+        )
+        .await;
 
         refused(
             &with("localhost", &other.ca_path(), Some(&client)),
@@ -183,12 +192,7 @@ async fn tls_without_client_certificates_through_several_hosts() {
             db.port(),
             ca.ca_path().display()
         );
-        let store = store(&url);
-        store
-            .ensure_schema()
-            .await
-            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-        store.ping().await.expect("ping");
+        works(&url, &kind).await;
     }
 }
 
@@ -239,12 +243,7 @@ async fn the_cluster_certificate_script_makes_files_server_and_store_accept() {
             p("client.pem"),
             p("client-key.pem")
         );
-        let store = store(&url);
-        store
-            .ensure_schema()
-            .await
-            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-        store.ping().await.expect("ping");
+        works(&url, &kind).await;
         // Without the client certificate the server refuses.
         let url = url.split("&cert=").next().expect("a URL").to_owned();
         refused(

@@ -198,6 +198,17 @@ impl Workload {
         BOARDS.choose(&mut self.rng).copied().unwrap_or("b0")
     }
 
+    /// `tbl.filter({board: b})` for a board picked at random.
+    fn one_board(&mut self, tbl: T) -> T {
+        let b = self.board();
+        tbl.call(
+            id::FILTER,
+            "filter",
+            vec![datum(json!({ "board": b }))],
+            vec![],
+        )
+    }
+
     fn score(&mut self) -> Value {
         match self.rng.gen_range(0..20) {
             0 => json!("high"),
@@ -360,13 +371,7 @@ impl Workload {
                 q(tbl.get(key).call(id::DELETE, "delete", vec![], opts))
             }
             12 => {
-                let b = self.board();
-                let sel = tbl.call(
-                    id::FILTER,
-                    "filter",
-                    vec![datum(json!({ "board": b }))],
-                    vec![],
-                );
+                let sel = self.one_board(tbl.clone());
                 let add = top_add(var(1).field("score"), n(1));
                 let f = func(&[1], obj(vec![("score", add)]));
                 let opts = self.return_changes();
@@ -461,13 +466,7 @@ impl Workload {
             }
             11 => q(tbl.call(id::COUNT, "count", vec![], vec![])),
             12 => {
-                let b = self.board();
-                let sel = tbl.call(
-                    id::FILTER,
-                    "filter",
-                    vec![datum(json!({ "board": b }))],
-                    vec![],
-                );
+                let sel = self.one_board(tbl.clone());
                 if self.rng.gen_bool(0.5) {
                     q(sel.call(id::COUNT, "count", vec![], vec![]))
                 } else {
@@ -668,15 +667,7 @@ impl Workload {
                     vec![("index", s("board_score"))],
                 )
             }
-            3 => {
-                let b = self.board();
-                tbl.call(
-                    id::FILTER,
-                    "filter",
-                    vec![datum(json!({ "board": b }))],
-                    vec![],
-                )
-            }
+            3 => self.one_board(tbl.clone()),
             4 => {
                 let keys: Vec<T> = (0..3).map(|_| datum(self.key(t))).collect();
                 tbl.call(id::GET_ALL, "getAll", keys, vec![])
