@@ -126,6 +126,8 @@ struct Chunk {
     id: u64,
     leaves: Vec<Leaf>,
     dirty: bool,
+    /// The digest version its document was last written at (0: never).
+    written: u64,
 }
 
 /// One board's digest, in memory.
@@ -165,6 +167,7 @@ impl BoardRanks {
                 id: 0,
                 leaves: vec![Leaf::new(RankKey::top(walk), 0, false)],
                 dirty: true,
+                written: 0,
             }],
             next_chunk: 1,
             generation: 0,
@@ -187,8 +190,9 @@ impl BoardRanks {
             stored.chunks.iter().map(|c| (c.id.as_str(), c)).collect();
         let mut chunks = Vec::with_capacity(root.c.len());
         let mut next_chunk = 0;
-        for (i, (start, cum, id)) in root.c.iter().enumerate() {
-            let end = root.c.get(i + 1).map_or(root.n, |next| next.1);
+        for (i, entry) in root.c.iter().enumerate() {
+            let (start, cum, id) = (&entry.start, &entry.cum, &entry.id);
+            let end = root.c.get(i + 1).map_or(root.n, |next| next.cum);
             let total = end.saturating_sub(*cum) as i64;
             let k = id
                 .strip_prefix(&format!("{board}#"))
@@ -209,17 +213,21 @@ impl BoardRanks {
             chunks.push(Chunk {
                 id: k,
                 leaves,
-                dirty: false,
+                // Written before chunks had versions: written again, so
+                // that origins can keep a copy of it.
+                dirty: entry.v == 0,
+                written: entry.v,
             });
         }
         chunks[0].leaves[0].start = RankKey::top(walk);
+        let dirty = chunks.iter().any(|c| c.dirty);
         Some(Self {
             walk,
             chunks,
             next_chunk,
             generation: 0,
             version: root.v,
-            dirty: false,
+            dirty,
             audit_next: 0,
             care: true,
             doomed: Vec::new(),
@@ -388,6 +396,7 @@ impl BoardRanks {
                         id,
                         leaves: rest,
                         dirty: true,
+                        written: 0,
                     },
                 );
                 changed = true;
@@ -435,14 +444,25 @@ impl BoardRanks {
 
     /// The documents to write: each changed chunk, then the root. Clears
     /// the changed marks.
+    ///
+    /// Versions are times in microseconds (or one more than the last, if
+    /// the clock is behind it), so that an origin's copy of a digest is
+    /// never taken for a digest of the same board deleted and created
+    /// again, whose versions start anew.
     pub fn documents(&mut self, board: &str) -> (Vec<Value>, Value) {
-        self.version += 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        self.version = (self.version + 1).max(now);
         let mut chunks = Vec::new();
         let mut root = Vec::with_capacity(self.chunks.len());
         let mut cum: u64 = 0;
         for chunk in &mut self.chunks {
             let id = chunk_id(board, chunk.id);
-            root.push(json!([chunk.leaves[0].start, cum, id]));
+            if chunk.dirty {
+                chunk.written = self.version;
+            }
+            root.push(json!([chunk.leaves[0].start, cum, id, chunk.written]));
             let mut inner: u64 = 0;
             let mut leaves = Vec::with_capacity(chunk.leaves.len());
             for leaf in &chunk.leaves {
@@ -450,7 +470,7 @@ impl BoardRanks {
                 inner += leaf.count.clamp(0, i64::MAX / 2) as u64;
             }
             if chunk.dirty {
-                chunks.push(json!({ "id": id, "board": board, "l": leaves }));
+                chunks.push(json!({ "id": id, "board": board, "v": chunk.written, "l": leaves }));
                 chunk.dirty = false;
             }
             cum += inner;
@@ -1061,10 +1081,10 @@ mod tests {
         k: &RankKey,
     ) -> u64 {
         let ahead = |start: &RankKey| start.cmp_in(k, walk) != std::cmp::Ordering::Greater;
-        let (start, cum, id) = root.c.iter().rfind(|e| ahead(&e.0)).unwrap();
+        let entry = root.c.iter().rfind(|e| ahead(&e.start)).unwrap();
+        let (cum, id) = (&entry.cum, &entry.id);
         let chunk = chunks.iter().find(|c| &c.id == id).unwrap();
         let (leaf_start, inner) = chunk.l.iter().rfind(|e| ahead(&e.0)).unwrap();
-        let _ = start;
         let live = all
             .iter()
             .filter(|x| {

@@ -22,6 +22,7 @@ mod feed;
 mod leases;
 mod pool;
 mod queries;
+mod rank_reads;
 pub mod ranks;
 pub mod reql;
 mod schema;

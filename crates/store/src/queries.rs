@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::pool::{Pool, PoolOptions};
+use crate::rank_reads::{rank_from, root_for, walk_of, DigestCopies};
+use crate::ranks::{self, RankKey, LIVE_CAP};
 use crate::reql::{
     self, player_key, Idempotency, IdempotencyKey, PageStart, BOARD_RESETS, OUT_OF_RANGE,
 };
@@ -26,6 +28,7 @@ pub const PARALLEL_RANKS: usize = 8;
 pub struct Store {
     pool: Arc<Pool>,
     resetting: Arc<Resetting>,
+    digests: Arc<DigestCopies>,
 }
 
 /// The boards this process has seen reset, so that their score-adds read
@@ -141,24 +144,6 @@ pub struct Ranked {
     pub players: Vec<Player>,
     /// The board's ranked players.
     pub out_of: u64,
-}
-
-/// Where a key falls in a board's digest (see [`crate::ranks::rank_at`]).
-#[derive(Debug, Deserialize)]
-struct At {
-    #[serde(deserialize_with = "domain::integral_score")]
-    base: i64,
-    live: u64,
-}
-
-impl At {
-    /// The rank, unless counting it would have walked more than the cap.
-    fn rank(&self) -> Result<u64, StoreError> {
-        if self.live > crate::ranks::LIVE_CAP {
-            return Err(StoreError::RanksBehind);
-        }
-        Ok(self.base.max(0) as u64 + self.live + 1)
-    }
 }
 
 /// What the store found when asked for something under a board and one of
@@ -287,7 +272,14 @@ impl Store {
         Self {
             pool: Arc::new(Pool::new(url, options)),
             resetting: Arc::default(),
+            digests: Arc::default(),
         }
+    }
+
+    /// The copies of rank digests this process searches (see
+    /// [`crate::rank_reads`]).
+    pub(crate) fn digests(&self) -> &DigestCopies {
+        &self.digests
     }
 
     pub fn url(&self) -> &DatabaseUrl {
@@ -338,38 +330,44 @@ impl Store {
         player: &PlayerId,
         n: usize,
     ) -> Result<Lookup<Around>, StoreError> {
-        let value = single(self.run(reql::around(board, player, n)).await?)?;
+        let held = self.digests().root(board.as_str());
+        let known = held.as_ref().map(|root| root.v);
+        let value = single(self.run(reql::around(board, player, n, known)).await?)?;
         #[derive(Deserialize)]
         struct Row {
             board: Option<Value>,
             player: Option<Value>,
             #[serde(default)]
-            at: Option<At>,
-            #[serde(default)]
-            out_of: u64,
+            root: Value,
             #[serde(default)]
             above: Vec<Value>,
             #[serde(default)]
             below: Vec<Value>,
         }
         let row: Row = decode(value)?;
-        if row.board.is_none() {
+        let Some(doc) = row.board else {
             return Ok(Lookup::NoBoard);
-        }
+        };
         let Some(me) = row.player else {
             return Ok(Lookup::NoPlayer);
         };
         let mut player = player_view(&me)?;
-        let Some(at) = row.at.filter(|_| player.score.is_some()) else {
+        let Some(score) = player.score else {
             // Not ranked before its first submission.
+            let out_of = self.ranked_on(board).await?;
             return Ok(Lookup::Found(Around {
                 player,
                 above: Vec::new(),
                 below: Vec::new(),
-                out_of: row.out_of,
+                out_of,
             }));
         };
-        let rank = at.rank()?;
+        let walk = walk_of(&doc);
+        let root = root_for(self, board.as_str(), walk, held, row.root)?;
+        let key = RankKey(score, player.id.clone());
+        let rank = self
+            .count_rank(board.as_str(), walk, root.as_deref(), &key)
+            .await?;
         player.rank = Some(rank);
         let mut above = player_views(row.above)?;
         for (i, p) in above.iter_mut().enumerate() {
@@ -379,13 +377,20 @@ impl Store {
         for (i, p) in below.iter_mut().enumerate() {
             p.rank = Some(rank + i as u64 + 1);
         }
-        let out_of = row.out_of.max(rank + below.len() as u64);
+        let out_of = root.map_or(0, |root| root.n).max(rank + below.len() as u64);
         Ok(Lookup::Found(Around {
             player,
             above,
             below,
             out_of,
         }))
+    }
+
+    /// The players ranked on a board, as its digest counts them.
+    async fn ranked_on(&self, board: &BoardId) -> Result<u64, StoreError> {
+        decode(single(
+            self.run(ranks::ranked_count(board.as_str())).await?,
+        )?)
     }
 
     /// A page of `limit` players in rank order from `start`; `None` if
@@ -396,41 +401,68 @@ impl Store {
         start: PageStart,
         limit: usize,
     ) -> Result<Option<Page>, StoreError> {
-        let from_rank = match start {
-            PageStart::Rank(rank) => Some(rank.max(1)),
-            _ => None,
-        };
-        let value = single(self.run(reql::page(board, start, limit)).await?)?;
+        let held = self.digests().root(board.as_str());
+        let known = held.as_ref().map(|root| root.v);
+        let value = single(
+            self.run(reql::page(board, start.clone(), limit, known))
+                .await?,
+        )?;
         #[derive(Deserialize)]
         struct Row {
             board: Option<Value>,
             #[serde(default)]
             players: Vec<Value>,
             #[serde(default)]
-            at: Option<At>,
-            #[serde(default)]
-            skip: Option<u64>,
+            root: Value,
             #[serde(default)]
             out_of: u64,
         }
         let row: Row = decode(value)?;
-        if row.board.is_none() {
+        let Some(doc) = row.board else {
             return Ok(None);
-        }
-        if row.skip.is_some_and(|skip| skip > crate::ranks::LIVE_CAP) {
-            return Err(StoreError::RanksBehind);
-        }
-        let first = match (from_rank, row.at) {
-            (Some(rank), _) => rank,
-            (None, Some(at)) => at.rank()?,
-            (None, None) => 1,
         };
-        let players = ranked_from(first, row.players)?;
+        let walk = walk_of(&doc);
+        let (first, docs, out_of) = match start {
+            PageStart::Top => (1, row.players, row.out_of),
+            PageStart::After(..) => {
+                let root = root_for(self, board.as_str(), walk, held, row.root)?;
+                let out_of = root.as_ref().map_or(0, |root| root.n);
+                let first = match row.players.first() {
+                    Some(doc) => {
+                        let p = player_view(doc)?;
+                        let key = RankKey(p.score.unwrap_or_default(), p.id);
+                        self.count_rank(board.as_str(), walk, root.as_deref(), &key)
+                            .await?
+                    }
+                    None => 1,
+                };
+                (first, row.players, out_of)
+            }
+            PageStart::Rank(rank) => {
+                let rank = rank.max(1);
+                let root = root_for(self, board.as_str(), walk, held, row.root)?;
+                let out_of = root.as_ref().map_or(0, |root| root.n);
+                let ahead = rank - 1;
+                let leaf = self.leaf_of_rank(root.as_deref(), walk, ahead).await?;
+                let skip = ahead - leaf.base;
+                let docs = if skip <= LIVE_CAP {
+                    let page = ranks::page_from(board.as_str(), walk, &leaf.from, skip, limit);
+                    self.run(page).await?
+                } else if root.is_some() && ahead >= out_of {
+                    // Past the end of the board as its digest counts it.
+                    Vec::new()
+                } else {
+                    return Err(StoreError::RanksBehind);
+                };
+                (rank, docs, out_of)
+            }
+        };
+        let players = ranked_from(first, docs)?;
         let last = match players.last() {
             Some(p) if players.len() >= limit => Some((p.score.unwrap_or_default(), p.id.clone())),
             _ => None,
         };
-        let out_of = row.out_of.max(first + players.len() as u64 - 1);
+        let out_of = out_of.max(first + players.len() as u64 - 1);
         Ok(Some(Page {
             players,
             last,
@@ -440,7 +472,7 @@ impl Store {
 
     /// The given players of a board with their board-wide ranks: ranked
     /// players in rank order, then those not ranked yet; ids with no player
-    /// are left out. `None` if there is no board. The ranks are read
+    /// are left out. `None` if there is no board. The ranks are counted
     /// `parallel` at once (at least one, at most [`PARALLEL_RANKS`]), each
     /// bounded as one rank is.
     pub async fn players_ranked(
@@ -452,35 +484,46 @@ impl Store {
         if players.is_empty() {
             return Ok(self.board_exists(board).await?.then(Ranked::default));
         }
-        let value = single(self.run(reql::players_of(board, players)).await?)?;
+        let held = self.digests().root(board.as_str());
+        let known = held.as_ref().map(|root| root.v);
+        let value = single(self.run(reql::players_of(board, players, known)).await?)?;
         #[derive(Deserialize)]
         struct Row {
             board: Option<Value>,
             #[serde(default)]
             players: Vec<Value>,
+            #[serde(default)]
+            root: Value,
         }
         let row: Row = decode(value)?;
-        if row.board.is_none() {
+        let Some(doc) = row.board else {
             return Ok(None);
-        }
+        };
+        let walk = walk_of(&doc);
+        let root = root_for(self, board.as_str(), walk, held, row.root)?;
         let found = player_views(row.players)?;
-        let ranks: Vec<Result<Option<(u64, u64)>, StoreError>> =
-            futures::stream::iter(found.iter())
-                .map(|p| async move {
-                    let (Some(score), Ok(id)) = (p.score, PlayerId::parse(&p.id)) else {
+        let ranks: Vec<Result<Option<u64>, StoreError>> = futures::stream::iter(found.iter())
+            .map(|p| {
+                let root = root.clone();
+                async move {
+                    let Some(score) = p.score else {
                         return Ok(None);
                     };
-                    self.rank_of(board, &id, score).await
-                })
-                .buffered(parallel.clamp(1, PARALLEL_RANKS))
-                .collect()
-                .await;
-        let mut out_of = 0;
+                    let key = RankKey(score, p.id.clone());
+                    self.count_rank(board.as_str(), walk, root.as_deref(), &key)
+                        .await
+                        .map(Some)
+                }
+            })
+            .buffered(parallel.clamp(1, PARALLEL_RANKS))
+            .collect()
+            .await;
+        let mut out_of = root.as_ref().map_or(0, |root| root.n);
         let mut ranked = Vec::with_capacity(found.len());
         for (mut player, rank) in found.into_iter().zip(ranks) {
-            if let Some((rank, of)) = rank? {
+            if let Some(rank) = rank? {
                 player.rank = Some(rank);
-                out_of = out_of.max(of);
+                out_of = out_of.max(rank);
             }
             ranked.push(player);
         }
@@ -498,26 +541,65 @@ impl Store {
     }
 
     /// The rank a player with `score` has on a board (the key a write just
-    /// left), and out of how many; `None` if there is no board.
+    /// left), and out of how many; `None` if there is no board. One round
+    /// trip when this process has a current copy of the digest's part the
+    /// key falls in (the count is sent with the check that the copy is
+    /// current); two or three otherwise.
     pub async fn rank_of(
         &self,
         board: &BoardId,
         player: &PlayerId,
         score: i64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        let value = single(self.run(reql::rank_of(board, score, player)).await?)?;
+        let key = RankKey(score, player.as_str().to_owned());
+        let held = self.digests().root(board.as_str());
+        let known = held.as_ref().map(|root| root.v);
+        // Counted at once from the copy; used only if the copy is current.
+        let guess = held.as_ref().and_then(|root| {
+            let walk = if root.asc {
+                reql::Walk::Up
+            } else {
+                reql::Walk::Down
+            };
+            let leaf = self.copied_leaf_of_key(root, walk, &key)?;
+            Some((walk, leaf))
+        });
+        let live = guess.as_ref().map(|(walk, leaf)| {
+            ranks::live_count(
+                board.as_str(),
+                *walk,
+                &leaf.from,
+                reql_terms::r.expr(score),
+                reql_terms::r.expr(player.as_str().to_owned()),
+            )
+        });
+        let value = single(self.run(reql::rank_of(board, known, live)).await?)?;
         if value.is_null() {
             return Ok(None);
         }
         #[derive(Deserialize)]
         struct Row {
-            at: At,
+            board: Value,
             #[serde(default)]
-            out_of: u64,
+            root: Value,
+            #[serde(default)]
+            live: Option<u64>,
         }
         let row: Row = decode(value)?;
-        let rank = row.at.rank()?;
-        Ok(Some((rank, row.out_of.max(rank))))
+        let walk = walk_of(&row.board);
+        let same = row.root.get("same").is_some();
+        let root = root_for(self, board.as_str(), walk, held, row.root)?;
+        let rank = match (guess, row.live) {
+            (Some((guessed, leaf)), Some(live)) if same && guessed == walk && root.is_some() => {
+                rank_from(&leaf, live)?
+            }
+            _ => {
+                self.count_rank(board.as_str(), walk, root.as_deref(), &key)
+                    .await?
+            }
+        };
+        let out_of = root.map_or(0, |root| root.n);
+        Ok(Some((rank, out_of.max(rank))))
     }
 
     /// Boards in id order, at most `limit`.

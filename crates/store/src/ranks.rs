@@ -8,16 +8,21 @@
 //! Leaves are grouped into *chunks* of at most 128 leaves. The digest is
 //! stored in the `ranks` table:
 //!
-//! - the root, id `<board>`: `{board, v, n, c: [[start, cum, chunk id], ...]}`,
-//!   `n` the board's ranked players and `cum` the players ahead of each chunk;
-//! - each chunk, id `<board>#<k>`: `{board, l: [[start, cum], ...]}`, `cum`
-//!   the players of the chunk ahead of each leaf.
+//! - the root, id `<board>`: `{board, v, n, asc, c: [[start, cum, chunk id,
+//!   chunk v], ...]}`, `n` the board's ranked players, `cum` the players
+//!   ahead of each chunk, `v` bumped at every write (a time in microseconds,
+//!   so a board created again never repeats a version);
+//! - each chunk, id `<board>#<k>`: `{board, v, l: [[start, cum], ...]}`,
+//!   `cum` the players of the chunk ahead of each leaf, `v` the version it
+//!   was written at, which the root's entry repeats.
 //!
 //! A rank is then `cum(chunk) + cum(leaf) + (players from the leaf's start to
-//! the player) + 1`: two small arrays scanned and at most a leaf's worth of
-//! index entries counted, on the `[board, score, id]` index, whatever the
-//! player's depth. The last term is counted live, so a rank reads the
-//! player's current score even right after a write.
+//! the player) + 1`. The two arrays are searched by the origin, in a copy of
+//! the documents it keeps by version (`crate::rank_reads`), so the database
+//! only serves the root and at most one chunk by primary key and counts at
+//! most a leaf's worth of index entries, on the `[board, score, id]` index,
+//! whatever the player's depth. The last term is counted live, so a rank
+//! reads the player's current score even right after a write.
 //!
 //! The first leaf starts at a sentinel key above every score in rank order,
 //! so every key has a leaf. A board whose digest is not written yet reads
@@ -92,8 +97,50 @@ pub struct DigestRoot {
     /// Whether the board ranks lower scores first.
     #[serde(default)]
     pub asc: bool,
-    /// Each chunk: its first key, the players ahead of it, its document id.
-    pub c: Vec<(RankKey, u64, String)>,
+    /// Each chunk: its first key, the players ahead of it, its document id
+    /// and version.
+    pub c: Vec<ChunkRef>,
+}
+
+/// A root's entry for one chunk, stored as `[start, cum, id, v]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// The key of the chunk's first player.
+    pub start: RankKey,
+    /// The board's players ahead of the chunk.
+    pub cum: u64,
+    /// The chunk document's id.
+    pub id: String,
+    /// The version the chunk document was written at; 0 when the root was
+    /// written without one (a copy of such a chunk is never trusted).
+    pub v: u64,
+}
+
+impl Serialize for ChunkRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.start, self.cum, &self.id, self.v).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Three elements from a root written before chunks had versions.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Versioned(RankKey, u64, String, u64),
+            Plain(RankKey, u64, String),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Versioned(start, cum, id, v) => Self { start, cum, id, v },
+            Stored::Plain(start, cum, id) => Self {
+                start,
+                cum,
+                id,
+                v: 0,
+            },
+        })
+    }
 }
 
 /// A chunk document of a board's digest.
@@ -101,6 +148,9 @@ pub struct DigestRoot {
 pub struct DigestChunk {
     pub id: String,
     pub board: String,
+    /// The version of the digest this chunk was written at (0: unknown).
+    #[serde(default)]
+    pub v: u64,
     /// Each leaf: its first key, the chunk's players ahead of it.
     pub l: Vec<(RankKey, u64)>,
 }
@@ -177,124 +227,55 @@ pub(crate) fn after_key(board: &str, walk: Walk, score: Term, player: Term) -> T
     ordered(walk, range.opt(bound, "open")).without([IDEMPOTENCY_FIELD])
 }
 
-/// Whether the digest key `start` is at or ahead of `key` in `walk` order.
-fn at_or_ahead(walk: Walk, start: Term, key: Term) -> Term {
-    match walk {
-        Walk::Up => start.le(key),
-        Walk::Down => start.ge(key),
+/// A board's digest root, or `{same: true}` when its version is still
+/// `known` (the caller's copy is current: the root is not sent again), or
+/// null for a board without one.
+pub fn root_if_changed(board: &str, known: Option<u64>) -> Term {
+    let root = r.table(RANKS).get(board.to_owned());
+    match known {
+        None => root,
+        Some(v) => root.do_(func!(|root| r.branch(
+            root.clone().g("v").default(Value::Null).eq(v),
+            term!({ "same": true }),
+            root,
+        ))),
     }
 }
 
-/// A board's digest root, read in the query: the root document, or, for a
-/// board without one, a root of one empty chunk starting at the top.
-pub(crate) fn root_of(board: &str) -> Term {
-    r.table(RANKS).get(board.to_owned())
-}
-
-/// The chunks of a root (a term that may be null), or one chunk from the
-/// top with no document.
-fn chunks_of(board: &str, walk: Walk, root: Term) -> Term {
-    let top = RankKey::top(walk);
-    root.g("c")
-        .default(term!([[[top.0, top.1], 0, format!("{board}#none")]]))
-}
-
 /// The players ranked on a board, from its digest (0 without one).
-pub(crate) fn ranked_count(root: Term) -> Term {
-    root.g("n").default(0)
+pub fn ranked_count(board: &str) -> Term {
+    r.table(RANKS).get(board.to_owned()).g("n").default(0)
 }
 
-/// The last leaf `[start, cum]` of the chunk entry `chunk` (`[start, cum,
-/// id]` of the root) that `keep` holds true of; the leaves are in rank
-/// order, so this is the leaf a key or a rank falls in. A chunk whose
-/// document is gone reads as one leaf.
-fn last_leaf(chunk: Term, keep: impl Fn(Term) -> Term) -> Term {
-    let leaves = r
-        .table(RANKS)
-        .get(chunk.clone().nth(2))
-        .g("l")
-        .default(term!([]))
-        .filter(func!(|e| keep(e)));
-    r.branch(
-        leaves.clone().is_empty(),
-        term!([chunk.nth(0), 0]),
-        leaves.nth(-1),
+/// A chunk document by id, or null.
+pub fn chunk_doc(id: &str) -> Term {
+    r.table(RANKS).get(id.to_owned())
+}
+
+/// The players from the leaf start `from` (inclusive) to the key (`score`,
+/// `player`) (exclusive), counted on the index, at most [`LIVE_CAP`] + 1.
+pub fn live_count(board: &str, walk: Walk, from: &RankKey, score: Term, player: Term) -> Term {
+    span(
+        board,
+        walk,
+        (r.expr(from.0), r.expr(from.1.clone())),
+        Some((score, player)),
     )
+    .limit(crate::reql::limit_arg(LIVE_CAP as usize + 1))
+    .count()
 }
 
-/// `{base, from: [score, player], live}` for the key (`score`, `player`):
-/// the players ahead of the key's leaf (`base`), and those from the leaf's
-/// start to the key counted on the index, at most [`LIVE_CAP`] + 1. The
-/// key's rank is `base + live + 1` when `live` is within the cap.
-pub(crate) fn rank_at(board: &str, walk: Walk, root: Term, score: Term, player: Term) -> Term {
-    let key = term!([score.clone(), player.clone()]);
-    let board_owned = board.to_owned();
-    chunks_of(board, walk, root)
-        .filter(func!(|e| at_or_ahead(walk, e.nth(0), key.clone())))
-        .nth(-1)
-        .do_(func!(|chunk| {
-            let leaf = last_leaf(chunk.clone(), |e| at_or_ahead(walk, e.nth(0), key.clone()));
-            leaf.do_(func!(|leaf| {
-                let start = leaf.clone().nth(0);
-                let live = span(
-                    &board_owned,
-                    walk,
-                    (start.clone().nth(0), start.clone().nth(1)),
-                    Some((score.clone(), player.clone())),
-                )
-                .limit(crate::reql::limit_arg(LIVE_CAP as usize + 1))
-                .count();
-                term!({
-                    "base": chunk.clone().nth(1).add(leaf.nth(1)),
-                    "live": live,
-                })
-            }))
-        }))
-}
-
-/// `{base, from: [score, player], skip}`: where the player at `rank` is:
-/// `skip` players after the start `from` of its leaf, which has `base`
-/// players ahead of it.
-fn rank_place(board: &str, walk: Walk, root: Term, rank: u64) -> Term {
-    let ahead = rank.saturating_sub(1);
-    chunks_of(board, walk, root)
-        .filter(func!(|e| e.nth(1).le(ahead)))
-        .nth(-1)
-        .do_(func!(|chunk| {
-            let cum = chunk.clone().nth(1);
-            let leaf = last_leaf(chunk.clone(), |e| cum.clone().add(e.nth(1)).le(ahead));
-            leaf.do_(func!(|leaf| {
-                let base = chunk.clone().nth(1).add(leaf.clone().nth(1));
-                term!({
-                    "from": leaf.nth(0),
-                    "skip": r.expr(ahead).sub(base),
-                })
-            }))
-        }))
-}
-
-/// A page of `limit` players starting at rank `rank`: `{skip, players}`,
-/// where `players` is empty when `skip` is over [`LIVE_CAP`] (the keeper is
-/// behind, nothing was walked).
-pub(crate) fn page_at_rank(board: &str, walk: Walk, root: Term, rank: u64, limit: usize) -> Term {
-    let board_owned = board.to_owned();
-    let limit = crate::reql::limit_arg(limit);
-    rank_place(board, walk, root, rank).do_(func!(|place| {
-        let from = place.clone().g("from");
-        let skip = place.g("skip");
-        let players = ordered(
-            walk,
-            span(&board_owned, walk, (from.clone().nth(0), from.nth(1)), None),
-        )
-        .skip(skip.clone())
-        .limit(limit)
-        .without([IDEMPOTENCY_FIELD])
-        .coerce_to("array");
-        term!({
-            "skip": skip.clone(),
-            "players": r.branch(skip.gt(LIVE_CAP), term!([]), players),
-        })
-    }))
+/// `limit` players from the `skip`-th after the leaf start `from`, in rank
+/// order (`skip` is at most [`LIVE_CAP`]: the caller refuses more).
+pub fn page_from(board: &str, walk: Walk, from: &RankKey, skip: u64, limit: usize) -> Term {
+    ordered(
+        walk,
+        span(board, walk, (r.expr(from.0), r.expr(from.1.clone())), None),
+    )
+    .skip(skip.min(LIVE_CAP) as i64)
+    .limit(crate::reql::limit_arg(limit))
+    .without([IDEMPOTENCY_FIELD])
+    .coerce_to("array")
 }
 
 // ------------------------------------------------------------ the keeper

@@ -137,13 +137,13 @@ fn in_rank_order(board: &str, walk: Walk) -> Term {
         .order_by_index(index)
 }
 
-/// A player with its rank, and up to `n` players on each side of it in rank
-/// order, each side nearest first: `{board, player, at, out_of, above,
-/// below}` (`at` as [`ranks::rank_at`] gives it), or `{board: null}` /
-/// `{player: null}`. One round trip, bounded whatever the player's depth:
-/// the rank comes from the board's digest and at most a leaf of the index,
-/// the neighbours from `n` index entries on each side.
-pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Term {
+/// A player and up to `n` players on each side, with the board's digest
+/// root as [`ranks::root_if_changed`] gives it for the version `known`:
+/// `{board, player, root, above, below}`, or `{board: null}` /
+/// `{board, player: null}`, or `{board, player}` for a player not ranked
+/// yet. The player's rank is counted next, from its leaf (see
+/// `crate::rank_reads`).
+pub fn around(board: &BoardId, player: &PlayerId, n: usize, known: Option<u64>) -> Term {
     let id = board.as_str().to_owned();
     let key = player_key(board, player);
     let neighbours = n > 0;
@@ -166,16 +166,13 @@ pub fn around(board: &BoardId, player: &PlayerId, n: usize) -> Term {
                 }
             };
             by_order(doc.clone(), |walk| {
-                ranks::root_of(&id).do_(func!(|root| {
-                    term!({
-                        "board": doc.clone(),
-                        "player": p.clone().without([IDEMPOTENCY_FIELD]),
-                        "at": ranks::rank_at(&id, walk, root.clone(), score.clone(), pid.clone()),
-                        "out_of": ranks::ranked_count(root),
-                        "above": side(walk.reverse()),
-                        "below": side(walk),
-                    })
-                }))
+                term!({
+                    "board": doc.clone(),
+                    "player": p.clone().without([IDEMPOTENCY_FIELD]),
+                    "root": ranks::root_if_changed(&id, known),
+                    "above": side(walk.reverse()),
+                    "below": side(walk),
+                })
             })
         }));
         // A player with no score yet (on a `set` or `best` board) has no
@@ -208,65 +205,50 @@ pub enum PageStart {
 }
 
 /// A page of a board in rank order: `limit` players from `start`.
-/// `{board: <row or null>, players: [...], out_of, at}`, where `at` places
-/// the page's first player as [`ranks::rank_at`] does (null on the first
-/// page and on an empty one), or, from a rank, `{board, players, out_of,
-/// skip}` (see [`ranks::page_at_rank`]). Bounded whatever the depth.
-pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Term {
+/// `{board: <row or null>, players, out_of}` from the top; `{board,
+/// players, root}` after a cursor (the first player's rank is counted next,
+/// from its leaf); `{board, root}` from a rank (the page is read next, from
+/// the rank's leaf); `root` as [`ranks::root_if_changed`] gives it for the
+/// version `known`. Bounded whatever the depth.
+pub fn page(board: &BoardId, start: PageStart, limit: usize, known: Option<u64>) -> Term {
     let id = board.as_str().to_owned();
     let limit_n = limit_arg(limit);
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
-        let body = by_order(doc.clone(), |walk| {
-            ranks::root_of(&id).do_(func!(|root| match &start {
-                PageStart::Top => term!({
+        let body = match &start {
+            PageStart::Top => by_order(doc.clone(), |walk| {
+                term!({
                     "board": doc.clone(),
                     "players": ranked(&id, walk).limit(limit_n).coerce_to("array"),
-                    "out_of": ranks::ranked_count(root.clone()),
-                }),
-                PageStart::After(score, player) => {
-                    ranks::after_key(&id, walk, r.expr(*score), r.expr(player.clone()))
+                    "out_of": ranks::ranked_count(&id),
+                })
+            }),
+            PageStart::After(score, player) => by_order(doc.clone(), |walk| {
+                term!({
+                    "board": doc.clone(),
+                    "players": ranks::after_key(&id, walk, r.expr(*score), r.expr(player.clone()))
                         .limit(limit_n)
-                        .coerce_to("array")
-                        .do_(func!(|list| {
-                            let first = list.clone().nth(0);
-                            term!({
-                                "board": doc.clone(),
-                                "players": list.clone(),
-                                "out_of": ranks::ranked_count(root.clone()),
-                                "at": r.branch(
-                                    list.is_empty(),
-                                    r.expr(Value::Null),
-                                    ranks::rank_at(
-                                        &id,
-                                        walk,
-                                        root.clone(),
-                                        first.clone().g("score"),
-                                        first.g("player"),
-                                    ),
-                                ),
-                            })
-                        }))
-                }
-                PageStart::Rank(rank) => {
-                    ranks::page_at_rank(&id, walk, root.clone(), *rank, limit).merge(term!({
-                        "board": doc.clone(),
-                        "out_of": ranks::ranked_count(root.clone()),
-                    }))
-                }
-            }))
-        });
+                        .coerce_to("array"),
+                    "root": ranks::root_if_changed(&id, known),
+                })
+            }),
+            PageStart::Rank(_) => term!({
+                "board": doc.clone(),
+                "root": ranks::root_if_changed(&id, known),
+            }),
+        };
         r.branch(doc.clone(), body, term!({ "board": r.expr(Value::Null) }))
     }))
 }
 
 /// Given players of a board (their ids, at least one): `{board: <row or
-/// null>, players: [...]}`, the players that exist, in no particular order.
-/// Their ranks are read by [`rank_of`], one query each, in parallel: one
-/// query computing them all would take them one after another.
-pub fn players_of(board: &BoardId, players: &[PlayerId]) -> Term {
+/// null>, players: [...], root}`, the players that exist, in no particular
+/// order, and the board's digest root as [`ranks::root_if_changed`] gives
+/// it. Their ranks are counted next, one query each, in parallel: one query
+/// counting them all would count them one after another.
+pub fn players_of(board: &BoardId, players: &[PlayerId], known: Option<u64>) -> Term {
     let id = board.as_str().to_owned();
     let keys: Vec<String> = players.iter().map(|p| player_key(board, p)).collect();
-    r.table(BOARDS).get(id).do_(func!(|doc| {
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
         r.branch(
             doc.clone(),
             term!({
@@ -276,23 +258,24 @@ pub fn players_of(board: &BoardId, players: &[PlayerId]) -> Term {
                     .get_all(keys.clone())
                     .without([IDEMPOTENCY_FIELD])
                     .coerce_to("array"),
+                "root": ranks::root_if_changed(&id, known),
             }),
             term!({ "board": r.expr(Value::Null) }),
         )
     }))
 }
 
-/// The rank the key (`score`, `player`) has on a board: `{at, out_of}`
-/// (`at` as [`ranks::rank_at`] gives it), or null if there is no board.
-pub fn rank_of(board: &BoardId, score: i64, player: &PlayerId) -> Term {
+/// A board and its digest root as [`ranks::root_if_changed`] gives it for
+/// the version `known`, with `live` (a count, when the caller could place
+/// the key from its copy of the digest): `{board, root, live}`, or null if
+/// there is no board.
+pub fn rank_of(board: &BoardId, known: Option<u64>, live: Option<Term>) -> Term {
     let id = board.as_str().to_owned();
-    let pid = player.as_str().to_owned();
     r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
-        let body = by_order(doc.clone(), |walk| {
-            ranks::root_of(&id).do_(func!(|root| term!({
-                "at": ranks::rank_at(&id, walk, root.clone(), r.expr(score), r.expr(pid.clone())),
-                "out_of": ranks::ranked_count(root),
-            })))
+        let body = term!({
+            "board": doc.clone(),
+            "root": ranks::root_if_changed(&id, known),
+            "live": live.clone().unwrap_or_else(|| r.expr(Value::Null)),
         });
         r.branch(doc.clone(), body, r.expr(Value::Null))
     }))

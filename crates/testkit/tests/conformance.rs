@@ -593,44 +593,53 @@ async fn rules_and_ranks(s: &mut Script) {
     for n in [0, 1, 3] {
         s.case(
             &format!("around bob n={n}"),
-            reql::around(&laps, &players[1], n),
+            reql::around(&laps, &players[1], n, None),
         )
         .await;
     }
     s.case(
         "around on b1",
-        reql::around(&b1, &id(PlayerId::parse, "bob"), 2),
+        reql::around(&b1, &id(PlayerId::parse, "bob"), 2, None),
     )
     .await;
     s.case(
         "around, no such player",
-        reql::around(&laps, &id(PlayerId::parse, "nobody"), 1),
+        reql::around(&laps, &id(PlayerId::parse, "nobody"), 1, None),
     )
     .await;
     s.case(
         "around, no such board",
-        reql::around(&id(BoardId::parse, "none"), &players[0], 1),
+        reql::around(&id(BoardId::parse, "none"), &players[0], 1, None),
     )
     .await;
     let after = |score: i64, player: &str| PageStart::After(score, player.to_owned());
-    s.case("page, first", reql::page(&laps, PageStart::Top, 2))
-        .await;
-    s.case("page, after bob", reql::page(&laps, after(65, "bob"), 2))
-        .await;
-    s.case("page, stale cursor", reql::page(&laps, after(66, "zed"), 5))
-        .await;
-    s.case("page on b1", reql::page(&b1, after(3, "bob"), 10))
-        .await;
-    s.case("page at rank 2", reql::page(&laps, PageStart::Rank(2), 2))
+    s.case("page, first", reql::page(&laps, PageStart::Top, 2, None))
         .await;
     s.case(
+        "page, after bob",
+        reql::page(&laps, after(65, "bob"), 2, None),
+    )
+    .await;
+    s.case(
+        "page, stale cursor",
+        reql::page(&laps, after(66, "zed"), 5, None),
+    )
+    .await;
+    s.case("page on b1", reql::page(&b1, after(3, "bob"), 10, None))
+        .await;
+    s.case(
+        "page at rank 2",
+        reql::page(&laps, PageStart::Rank(2), 2, None),
+    )
+    .await;
+    s.case(
         "page at a rank past the end",
-        reql::page(&laps, PageStart::Rank(40), 2),
+        reql::page(&laps, PageStart::Rank(40), 2, None),
     )
     .await;
     s.case(
         "page, no such board",
-        reql::page(&id(BoardId::parse, "none"), PageStart::Top, 1),
+        reql::page(&id(BoardId::parse, "none"), PageStart::Top, 1, None),
     )
     .await;
     s.case(
@@ -642,10 +651,11 @@ async fn rules_and_ranks(s: &mut Script) {
                 id(PlayerId::parse, "nobody"),
                 players[0].clone(),
             ],
+            None,
         ),
     )
     .await;
-    s.case("rank_of a score", reql::rank_of(&laps, 64, &players[3]))
+    s.case("rank_of, no copy", reql::rank_of(&laps, None, None))
         .await;
     s.case(
         "delete_board_players laps",
@@ -661,6 +671,7 @@ async fn rules_and_ranks(s: &mut Script) {
 /// it, the keeper's reads of the index (keys and counts of spans), and a
 /// leaf grown past the cap.
 async fn digests(s: &mut Script) {
+    use reql_terms::r;
     use store::ranks::{self, RankKey};
     let deep: BoardId = id(BoardId::parse, "deep");
     s.case(
@@ -717,15 +728,15 @@ async fn digests(s: &mut Script) {
         .await;
     s.case(
         "around p07, no digest",
-        reql::around(&deep, &id(PlayerId::parse, "p07"), 1),
+        reql::around(&deep, &id(PlayerId::parse, "p07"), 1, None),
     )
     .await;
     // Two chunks: [top, (9,p02), (8,p05)] and [(7,p07), (6,p09)].
     s.case(
         "write_digest chunks",
         ranks::write_digest(vec![
-            json!({"id": "deep#0", "board": "deep", "l": [[[9_007_199_254_740_992_i64, ""], 0], [[9, "p02"], 3], [[8, "p05"], 4]]}),
-            json!({"id": "deep#3", "board": "deep", "l": [[[7, "p07"], 0], [[6, "p09"], 2]]}),
+            json!({"id": "deep#0", "board": "deep", "v": 1, "l": [[[9_007_199_254_740_992_i64, ""], 0], [[9, "p02"], 3], [[8, "p05"], 4]]}),
+            json!({"id": "deep#3", "board": "deep", "v": 1, "l": [[[7, "p07"], 0], [[6, "p09"], 2]]}),
         ]),
     )
     .await;
@@ -733,7 +744,7 @@ async fn digests(s: &mut Script) {
         "write_digest root",
         ranks::write_digest(vec![json!({
             "id": "deep", "board": "deep", "v": 1, "n": 12, "asc": false,
-            "c": [[[9_007_199_254_740_992_i64, ""], 0, "deep#0"], [[7, "p07"], 6, "deep#3"]],
+            "c": [[[9_007_199_254_740_992_i64, ""], 0, "deep#0", 1], [[7, "p07"], 6, "deep#3", 1]],
         })]),
     )
     .await;
@@ -741,20 +752,20 @@ async fn digests(s: &mut Script) {
     for p in ["p00", "p04", "p07", "p11"] {
         s.case(
             &format!("around {p} through the digest"),
-            reql::around(&deep, &id(PlayerId::parse, p), 2),
+            reql::around(&deep, &id(PlayerId::parse, p), 2, Some(1)),
         )
         .await;
     }
     for rank in [1, 4, 7, 11, 13] {
         s.case(
             &format!("page at rank {rank} through the digest"),
-            reql::page(&deep, PageStart::Rank(rank), 3),
+            reql::page(&deep, PageStart::Rank(rank), 3, Some(1)),
         )
         .await;
     }
     s.case(
         "page after (8, p05)",
-        reql::page(&deep, PageStart::After(8, "p05".into()), 3),
+        reql::page(&deep, PageStart::After(8, "p05".into()), 3, None),
     )
     .await;
     s.case(
@@ -762,12 +773,79 @@ async fn digests(s: &mut Script) {
         reql::players_of(
             &deep,
             &["p10", "p01", "p06"].map(|p| id(PlayerId::parse, p)),
+            Some(2),
+        ),
+    )
+    .await;
+    let live = |from: RankKey, score: i64, player: &str| {
+        ranks::live_count(
+            "deep",
+            walk,
+            &from,
+            r.expr(score),
+            r.expr(player.to_owned()),
+        )
+    };
+    s.case(
+        "rank_of between two players, the copy current",
+        reql::rank_of(
+            &deep,
+            Some(1),
+            Some(live(RankKey(8, "p05".into()), 8, "p99")),
         ),
     )
     .await;
     s.case(
-        "rank_of between two players",
-        reql::rank_of(&deep, 8, &id(PlayerId::parse, "p99")),
+        "rank_of, the copy outdated",
+        reql::rank_of(
+            &deep,
+            Some(7),
+            Some(live(RankKey(8, "p05".into()), 8, "p99")),
+        ),
+    )
+    .await;
+    s.case(
+        "root_if_changed, the same",
+        ranks::root_if_changed("deep", Some(1)),
+    )
+    .await;
+    s.case(
+        "root_if_changed, another",
+        ranks::root_if_changed("deep", Some(2)),
+    )
+    .await;
+    s.case(
+        "root_if_changed, no copy",
+        ranks::root_if_changed("deep", None),
+    )
+    .await;
+    s.case(
+        "root_if_changed, no digest",
+        ranks::root_if_changed("none", Some(1)),
+    )
+    .await;
+    s.case("ranked_count", ranks::ranked_count("deep")).await;
+    s.case("ranked_count, no digest", ranks::ranked_count("none"))
+        .await;
+    s.case("chunk_doc", ranks::chunk_doc("deep#3")).await;
+    s.case("chunk_doc, none", ranks::chunk_doc("deep#9")).await;
+    s.case("live_count from the top", live(top.clone(), 9, "p03"))
+        .await;
+    s.case(
+        "live_count in a leaf",
+        live(RankKey(7, "p07".into()), 6, "p10"),
+    )
+    .await;
+    for (skip, limit) in [(0, 3), (2, 2), (5, 3)] {
+        s.case(
+            &format!("page_from (7, p07), skip {skip}, limit {limit}"),
+            ranks::page_from("deep", walk, &RankKey(7, "p07".into()), skip, limit),
+        )
+        .await;
+    }
+    s.case(
+        "page_from the top, lower scores first",
+        ranks::page_from("deep", reql::Walk::Up, &RankKey::top(reql::Walk::Up), 1, 2),
     )
     .await;
     // A leaf grown far past the cap: the live count stops at the cap + 1.
@@ -785,13 +863,13 @@ async fn digests(s: &mut Script) {
     s.case("insert_player, 300", reql::insert_player(json!(many)))
         .await;
     s.case(
-        "rank_of in a leaf past the cap",
-        reql::rank_of(&deep, 8, &id(PlayerId::parse, "q000")),
+        "live_count in a leaf past the cap",
+        live(top.clone(), 8, "p04"),
     )
     .await;
     s.case(
         "page at rank 300, past the cap",
-        reql::page(&deep, PageStart::Rank(300), 1),
+        reql::page(&deep, PageStart::Rank(300), 1, Some(1)),
     )
     .await;
     s.case(
@@ -801,7 +879,7 @@ async fn digests(s: &mut Script) {
     .await;
     s.case(
         "around p11, its chunk gone",
-        reql::around(&deep, &id(PlayerId::parse, "p11"), 0),
+        reql::around(&deep, &id(PlayerId::parse, "p11"), 0, Some(1)),
     )
     .await;
     s.case("delete_digest", ranks::delete_digest("deep")).await;
