@@ -412,7 +412,7 @@ describe('leaderboard page', () => {
       Array.from({ length: 10 }, (_, i) => `${23 + i}:P${22 + i}:${400 - 10 * (22 + i)}`),
     );
     // "of N" comes from the board's rank digest, which can lag the writes
-    // for a moment (README, "Ranks at any depth"); once the board has been
+    // for a moment (docs/scaling.md, "Ranks at any depth"); once the board has been
     // quiet it counts every player.
     assert.match(await page.textContent('#rank-summary'), /^Ranks 23–32 of \d+\.$/);
     const counted = await eventually(async () => {

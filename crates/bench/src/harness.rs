@@ -228,7 +228,7 @@ impl Bench {
     }
 
     /// A subscriber to `board` through Pushpin, retried because Pushpin
-    /// refuses part of a burst of new requests with 502 (see README).
+    /// refuses part of a burst of new requests with 502 (see docs/deploying.md).
     pub async fn subscribe(&self, board: &str) -> anyhow::Result<Subscriber> {
         self.subscribe_via(board, 0).await
     }

@@ -9,7 +9,7 @@ use store::{PoolOptions, Store};
 /// The leaderboard's worker: follows the database's changefeeds for the
 /// shards whose leases it holds, publishes each changed board to the GRIP
 /// proxy, and keeps the boards' rank digests. Configuration comes from the
-/// environment and `.env` (see README, "Configuration"); it runs until
+/// environment and `.env` (see docs/configuration.md); it runs until
 /// SIGINT or SIGTERM, then hands its leases back.
 #[derive(Debug, Parser)]
 #[command(name = "dblistener", version)]

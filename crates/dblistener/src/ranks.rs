@@ -19,7 +19,7 @@
 //! each leaf a change touched is recounted within about [`QUIET`] +
 //! [`HOLD`] + a tick, and a count that a late or doubled change left wrong
 //! is corrected then (and confirmed by a second count), which is the lag
-//! the README states. Memory: a few dozen bytes per leaf, a leaf per 64–128 players.
+//! docs/scaling.md states. Memory: a few dozen bytes per leaf, a leaf per 64–128 players.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;

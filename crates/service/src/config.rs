@@ -219,6 +219,64 @@ pub fn list(value: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The variables a settings struct `T` reads: its field names in capitals,
+/// as envy matches them, taken from the struct's own `Deserialize`
+/// implementation (which names its fields to the deserializer), so that the
+/// list cannot drift from the struct. For checks such as "every variable is
+/// documented".
+pub fn variables<T: DeserializeOwned>() -> Vec<String> {
+    let mut fields: &'static [&'static str] = &[];
+    // The deserializer stops at the struct, having noted its fields.
+    let _ = T::deserialize(FieldNames(&mut fields));
+    fields.iter().map(|f| f.to_ascii_uppercase()).collect()
+}
+
+/// A deserializer that notes the fields a struct asks for, and reads
+/// nothing.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+/// [`FieldNames`]'s only answer.
+#[derive(Debug)]
+struct NoValue;
+
+impl std::fmt::Display for NoValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field names only, no values")
+    }
+}
+
+impl std::error::Error for NoValue {}
+
+impl serde::de::Error for NoValue {
+    fn custom<T: Display>(_: T) -> Self {
+        NoValue
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for FieldNames<'_> {
+    type Error = NoValue;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, NoValue> {
+        Err(NoValue)
+    }
+
+    fn deserialize_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, NoValue> {
+        *self.0 = fields;
+        Err(NoValue)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +289,11 @@ mod tests {
 
     fn read(pairs: &[(&str, &str)]) -> Result<Env, ConfigError> {
         from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn variables_are_the_fields_in_capitals() {
+        assert_eq!(variables::<Env>(), vec!["PORT", "NAME"]);
     }
 
     #[test]

@@ -7,7 +7,8 @@ use crate::{free_port, ManagedProcess};
 /// Pushpin settings a test may change.
 #[derive(Debug, Clone)]
 pub struct PushpinOptions {
-    /// `[handler] message_rate`; 0 turns the rate limiter off (see README).
+    /// `[handler] message_rate`; 0 turns the rate limiter off (see docs/deploying.md,
+    /// "Pushpin's configuration").
     pub message_rate: u32,
     pub message_hwm: u32,
     /// `[proxy] sig_key` used to sign `Grip-Sig`.

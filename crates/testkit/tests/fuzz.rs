@@ -374,7 +374,7 @@ async fn fuzzed_traffic_yields_no_5xx_and_exactly_the_valid_writes() {
                 // A request that may be held as a stream goes on a connection
                 // of its own, as an EventSource's does: Pushpin 1.36 can fail
                 // to hand over a stream that arrives on a reused connection
-                // (README, "Pushpin's limits").
+                // (docs/deploying.md, "Pushpin's limits").
                 let may_stream = r
                     .headers
                     .iter()

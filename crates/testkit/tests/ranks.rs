@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use testkit::Stack;
 
-/// How long a board must be quiet before every rank is exact, as the README
+/// How long a board must be quiet before every rank is exact, as docs/scaling.md
 /// states it, and how long a test gives it on a loaded machine.
 const STATED_LAG: Duration = Duration::from_secs(2);
 const PATIENCE: Duration = Duration::from_secs(15);

@@ -1,4 +1,4 @@
-//! A request body sent too slowly: the README promises 408 once
+//! A request body sent too slowly: docs/security.md promises 408 once
 //! BODY_TIMEOUT_SECS has passed without the whole body. A client of the
 //! origin that stalls half-way gets 408 and a closed connection, and the
 //! origin, held to one worker thread here, goes on serving others during and

@@ -172,6 +172,13 @@ fn write_auth(env: Env) -> Result<crate::auth::WriteAuth, ConfigError> {
 }
 
 impl Settings {
+    /// The environment variables these settings read, by name (`PORT`,
+    /// ...), from the struct envy fills, so that a new one cannot be
+    /// left out; `docs/configuration.md` documents each.
+    pub fn variables() -> Vec<String> {
+        config::variables::<Env>()
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(config::from_env()?)
     }

@@ -10,7 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use web::{Application, Settings};
 
 /// The leaderboard's HTTP origin. Configuration comes from the environment
-/// and `.env` (see README, "Configuration").
+/// and `.env` (see docs/configuration.md).
 #[derive(Debug, Parser)]
 #[command(name = "leaderboard-web", version, about)]
 struct Cli {

@@ -46,7 +46,7 @@ const THROUGHPUT_ROUNDS: usize = 6;
 /// Bursts of score-adds after which the quiet lag is measured, and their size.
 const LAG_ROUNDS: usize = 10;
 const LAG_BURST: usize = 400;
-/// The lag the README states: a board quiet this long has every rank exact.
+/// The lag docs/scaling.md states: a board quiet this long has every rank exact.
 const STATED_LAG: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Serialize)]
@@ -872,7 +872,7 @@ mod tests {
 
     #[test]
     fn the_cursor_is_the_apis() {
-        // URL-safe base64 of `[6512,"ann"]`, as the README's example.
+        // URL-safe base64 of `[6512,"ann"]`, as docs/api.md's example.
         assert_eq!(cursor(6512, "ann"), "WzY1MTIsImFubiJd");
     }
 
