@@ -445,16 +445,22 @@ impl Store {
                 let ahead = rank - 1;
                 let leaf = self.leaf_of_rank(root.as_deref(), walk, ahead).await?;
                 let skip = ahead - leaf.base;
-                let docs = if skip <= LIVE_CAP {
-                    let page = ranks::page_from(board.as_str(), walk, &leaf.from, skip, limit);
-                    self.run(page).await?
-                } else if root.is_some() && ahead >= out_of {
-                    // Past the end of the board as its digest counts it.
-                    Vec::new()
-                } else {
-                    return Err(StoreError::RanksBehind);
-                };
-                (rank, docs, out_of)
+                if skip > LIVE_CAP {
+                    // Far past the leaf's start: the board ends before the
+                    // rank, or the keeper is behind. The index tells which.
+                    let reach = ranks::reach(board.as_str(), walk, &leaf.from);
+                    let live: u64 = decode(single(self.run(reach).await?)?)?;
+                    if live > LIVE_CAP || live > skip {
+                        return Err(StoreError::RanksBehind);
+                    }
+                    return Ok(Some(Page {
+                        players: Vec::new(),
+                        last: None,
+                        out_of: out_of.max(leaf.base + live),
+                    }));
+                }
+                let page = ranks::page_from(board.as_str(), walk, &leaf.from, skip, limit);
+                (rank, self.run(page).await?, out_of)
             }
         };
         let players = ranked_from(first, docs)?;
@@ -462,7 +468,12 @@ impl Store {
             Some(p) if players.len() >= limit => Some((p.score.unwrap_or_default(), p.id.clone())),
             _ => None,
         };
-        let out_of = out_of.max(first + players.len() as u64 - 1);
+        // The last player's rank says at least that many are ranked; an
+        // empty page (past the end) says nothing more than the digest.
+        let out_of = match players.len() as u64 {
+            0 => out_of,
+            n => out_of.max(first + n - 1),
+        };
         Ok(Some(Page {
             players,
             last,

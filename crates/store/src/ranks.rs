@@ -265,6 +265,16 @@ pub fn live_count(board: &str, walk: Walk, from: &RankKey, score: Term, player: 
     .count()
 }
 
+/// The players from the leaf start `from` to the end of the board, at most
+/// [`LIVE_CAP`] + 1: read when a rank falls over the cap past its leaf's
+/// start, to tell a board that ends before the rank (the count is within
+/// the cap) from a keeper that is behind.
+pub fn reach(board: &str, walk: Walk, from: &RankKey) -> Term {
+    span(board, walk, (r.expr(from.0), r.expr(from.1.clone())), None)
+        .limit(crate::reql::limit_arg(LIVE_CAP as usize + 1))
+        .count()
+}
+
 /// `limit` players from the `skip`-th after the leaf start `from`, in rank
 /// order (`skip` is at most [`LIVE_CAP`]: the caller refuses more).
 pub fn page_from(board: &str, walk: Walk, from: &RankKey, skip: u64, limit: usize) -> Term {

@@ -844,6 +844,11 @@ async fn digests(s: &mut Script) {
         .await;
     }
     s.case(
+        "reach from (7, p07)",
+        ranks::reach("deep", walk, &RankKey(7, "p07".into())),
+    )
+    .await;
+    s.case(
         "page_from the top, lower scores first",
         ranks::page_from("deep", reql::Walk::Up, &RankKey::top(reql::Walk::Up), 1, 2),
     )
@@ -867,6 +872,8 @@ async fn digests(s: &mut Script) {
         live(top.clone(), 8, "p04"),
     )
     .await;
+    s.case("reach past the cap", ranks::reach("deep", walk, &top))
+        .await;
     s.case(
         "page at rank 300, past the cap",
         reql::page(&deep, PageStart::Rank(300), 1, Some(1)),
