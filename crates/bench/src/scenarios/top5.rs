@@ -854,6 +854,12 @@ async fn ranks_exact(bench: &Bench, truth: &[(String, u64)]) -> anyhow::Result<b
     Ok(true)
 }
 
+/// The middle figure (the upper one of an even count).
+fn median(figures: &mut [f64]) -> f64 {
+    figures.sort_by(f64::total_cmp);
+    figures.get(figures.len() / 2).copied().unwrap_or(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -871,10 +877,4 @@ mod tests {
         let worst = (0..1000).map(score_of).min().unwrap();
         assert_eq!((at[0].1, at[1].1), (best, worst));
     }
-}
-
-/// The middle figure (the upper one of an even count).
-fn median(figures: &mut [f64]) -> f64 {
-    figures.sort_by(f64::total_cmp);
-    figures.get(figures.len() / 2).copied().unwrap_or(0.0)
 }
