@@ -93,7 +93,7 @@ pub enum Command {
 /// come before or after the scenario.
 #[derive(Debug, Clone, Default, Args)]
 pub struct Options {
-    /// Where the results go [default: target/bench/<scenario>.json]
+    /// Where the results go [default: target/bench/SCENARIO.json]
     #[arg(long, global = true, value_name = "PATH")]
     pub json: Option<PathBuf>,
     /// Measured time per throughput point [default: 3; smoke: 0.3]

@@ -17,11 +17,14 @@ pub const MAX_SCORE: i64 = (1 << 53) - 1;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct ValidationError {
+    /// The field at fault, as the client named it (`board id`, `value`).
     pub field: &'static str,
+    /// The rule it broke, for the client to read (`must not be empty`).
     pub message: String,
 }
 
 impl ValidationError {
+    /// A refusal of `field` for the reason `message`.
     pub fn new(field: &'static str, message: impl Into<String>) -> Self {
         Self {
             field,
@@ -67,6 +70,8 @@ macro_rules! id_type {
                 parse_id($field, raw).map(Self)
             }
 
+            /// The id as the client wrote it, to put in a document, a
+            /// query or a URL.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -117,6 +122,7 @@ id_type!(
 pub struct Name(String);
 
 impl Name {
+    /// Checks `raw` against the name rules; the name kept is `raw` trimmed.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
@@ -137,6 +143,7 @@ impl Name {
         Ok(Self(trimmed.to_owned()))
     }
 
+    /// The trimmed name, to store or show.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -168,8 +175,10 @@ impl fmt::Display for Name {
 pub struct ScoreDelta(i64);
 
 impl ScoreDelta {
+    /// One point: what a score-add without a value adds.
     pub const ONE: ScoreDelta = ScoreDelta(1);
 
+    /// `value`, unless its magnitude is above [`MAX_SCORE`].
     pub fn new(value: i64) -> Result<Self, ValidationError> {
         if !(-MAX_SCORE..=MAX_SCORE).contains(&value) {
             return Err(ValidationError::new(
@@ -188,6 +197,7 @@ impl ScoreDelta {
         Self::new(value)
     }
 
+    /// The amount, to send to the database.
     pub fn get(self) -> i64 {
         self.0
     }

@@ -7,6 +7,8 @@
 //! published event are byte-for-byte the same format, and that both processes
 //! compute the same event id.
 
+#![warn(missing_docs)]
+
 mod ids;
 mod reset;
 mod rules;

@@ -53,8 +53,10 @@ pub enum Operator {
 /// release's behaviour.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Rules {
+    /// Which scores rank first (highest by default).
     #[serde(default)]
     pub order: Order,
+    /// What a submitted value does to a score (adds to it by default).
     #[serde(default)]
     pub operator: Operator,
     #[serde(default = "default_top")]

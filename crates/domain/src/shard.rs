@@ -40,6 +40,7 @@ impl Shards {
         (1..=SLOTS).contains(&count).then_some(Self { count })
     }
 
+    /// How many shards there are; they are numbered `0..count`.
     pub fn count(self) -> u16 {
         self.count
     }

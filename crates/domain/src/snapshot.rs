@@ -9,7 +9,9 @@ use crate::Rules;
 /// A player as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Player {
+    /// The player's id, unique on its board.
     pub id: String,
+    /// The player's display name.
     pub name: String,
     /// `None` until the player's first submission on a `set` or `best`
     /// board: such a player is not ranked yet.
@@ -48,7 +50,9 @@ pub fn optional_score<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D
 /// A board as listed by `GET /boards/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardSummary {
+    /// The board's id, as in its URL.
     pub id: String,
+    /// The board's display name (empty for a board stored without one).
     #[serde(default)]
     pub name: String,
 }
@@ -57,8 +61,12 @@ pub struct BoardSummary {
 /// rank.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Board {
+    /// The board's id, as in its URL.
     pub id: String,
+    /// The board's display name.
     pub name: String,
+    /// How the board ranks and scores (the defaults for a board stored
+    /// without rules).
     #[serde(default)]
     pub rules: Rules,
     /// The period in force, on a board that resets.
@@ -67,13 +75,17 @@ pub struct Board {
     /// When the period in force ends (RFC 3339), on a board that resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reset: Option<String>,
+    /// The top players under the board's rules, best first; at most
+    /// `rules.top()` of them.
     pub players: Vec<Player>,
 }
 
 /// A board's period: its number (1 for the first) and when it began.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeriodInfo {
+    /// Which period this is, counting from 1.
     pub number: u64,
+    /// When it began (RFC 3339).
     pub start: String,
 }
 
@@ -96,6 +108,7 @@ impl SnapshotVersion {
         Self(hex)
     }
 
+    /// The version as hex text: the SSE event id.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -129,6 +142,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Renders `board` once: its JSON, and the version that hashes it.
     pub fn new(board: Board) -> Self {
         // Serialising plain strings and integers cannot fail.
         let json = serde_json::to_string(&board).unwrap_or_default();
@@ -140,14 +154,18 @@ impl Snapshot {
         }
     }
 
+    /// The board the snapshot was rendered from.
     pub fn board(&self) -> &Board {
         &self.board
     }
 
+    /// The board as compact JSON: the body of a board read and the data of
+    /// its event.
     pub fn json(&self) -> &str {
         &self.json
     }
 
+    /// The hash of [`Snapshot::json`] that identifies this state.
     pub fn version(&self) -> &SnapshotVersion {
         &self.version
     }

@@ -96,18 +96,24 @@ impl std::error::Error for ReqlError {}
 /// Errors of the server process itself (not of a query).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The driver port could not be bound (in use, or not an address of
+    /// this machine).
     #[error("cannot bind {addr}: {source}")]
     Bind {
+        /// The address and port asked for.
         addr: String,
+        /// Why the system refused.
         source: std::io::Error,
     },
+    /// The data directory could not be created, read or written.
     #[error("data directory {path}: {source}")]
     Directory {
+        /// The directory, or the file in it, at fault.
         path: String,
+        /// Why the system refused.
         source: std::io::Error,
     },
-    #[error("data directory {path} is corrupt: {reason}")]
-    Corrupt { path: String, reason: String },
+    /// Any other I/O failure while serving or writing the log.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -24,6 +24,8 @@ pub const DEFAULT_TABLE_CREATE_WINDOW: std::time::Duration = std::time::Duration
 /// data is kept in memory unless `directory` is set.
 #[derive(Clone)]
 pub struct Config {
+    /// The address to listen on: loopback by default, `0.0.0.0` for every
+    /// interface.
     pub bind: IpAddr,
     /// 0 picks a free port; `Server::local_addr` tells which.
     pub port: u16,
@@ -140,6 +142,8 @@ impl Server {
         })
     }
 
+    /// The address the driver port is bound to, with the port picked when
+    /// [`Config::port`] was 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()

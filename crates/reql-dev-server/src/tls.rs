@@ -12,6 +12,8 @@ use rustls::{RootCertStore, ServerConfig};
 /// The driver port's TLS.
 #[derive(Clone)]
 pub struct DriverTls {
+    /// The rustls server configuration: certificate chain, key, and the
+    /// client verifier when client certificates are required.
     pub config: Arc<ServerConfig>,
     /// Whether clients must present a certificate (`--driver-tls-ca`). As
     /// RethinkDB 2.4.4 then sets no session id context, OpenSSL refuses a

@@ -1,12 +1,19 @@
-//! Replays the transcripts in `transcripts/`, recorded from a real
-//! RethinkDB 2.4.4 (`transcripts/record.py`), against the dev server: each
-//! class of divergence the differential fuzzer found stays fixed in CI,
-//! where no real server runs.
+//! Replays transcripts recorded from a real RethinkDB 2.4.4 against the dev
+//! server, where no real server runs:
 //!
-//! The lines are START queries on one connection, in the format of the
-//! shared conformance transcripts; answers are compared as the fuzzer
-//! compares them (generated ids and the server's name masked, `unordered`
-//! results as multisets, backtraces ignored).
+//! - `conformance/`: the recorded conformance transcripts (572 exchanges:
+//!   handshakes, admin, reads, writes, batches, changefeeds, limits and
+//!   malformed input), judged by the rules of their reference checker
+//!   (`replay/`);
+//! - `transcripts/`: the cases the differential fuzzer found
+//!   (`transcripts/record.py`), START queries on one connection, judged
+//!   both by those rules and as the fuzzer compares answers, so each class
+//!   of divergence it found stays fixed.
+//!
+//! The conformance replay goes to a dev server in this process, or with
+//! `REQL_REPLAY_ADDR=host:port` (and `REQL_REPLAY_PASSWORD`) to any server
+//! that speaks the protocol: the built binary (`scripts/replay`), or a real
+//! RethinkDB 2.4.4 to check the transcripts themselves.
 
 // The fuzzer's own connection and comparison, so both judge answers alike.
 #[path = "../src/bin/differential/compare.rs"]
@@ -19,16 +26,24 @@ mod run;
 #[allow(dead_code)]
 mod wire;
 
+mod replay;
+
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use compare::{canonical_order, differences, normalize, Order};
 
-fn transcripts() -> Vec<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("transcripts");
+/// The exchanges recorded from RethinkDB 2.4.4 in `conformance/`: a file
+/// that went missing, or a line, fails the count.
+const CONFORMANCE_EXCHANGES: usize = 572;
+
+/// The `.jsonl` files of a directory of the crate, in name order.
+fn jsonl_files(dir: &str) -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("transcripts directory")
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
@@ -49,11 +64,142 @@ async fn dev_server() -> u16 {
     port
 }
 
+/// Where the replay goes: `REQL_REPLAY_ADDR`, or a dev server in this
+/// process.
+async fn replay_options() -> replay::Options {
+    let addr = match std::env::var("REQL_REPLAY_ADDR") {
+        Ok(addr) if !addr.is_empty() => addr,
+        _ => format!("127.0.0.1:{}", dev_server().await),
+    };
+    replay::Options {
+        addr,
+        user: "admin".into(),
+        password: std::env::var("REQL_REPLAY_PASSWORD").unwrap_or_default(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+/// Replays `files`; prints a line per file and the tally, and fails on any
+/// mismatch. The number of exchanges replayed.
+async fn replay_all(files: &[PathBuf]) -> usize {
+    let options = replay_options().await;
+    let outcome = replay::replay(&options, files).await;
+    for f in &outcome.files {
+        println!("# {}: {} passed, {} failed", f.name, f.passed, f.failed);
+    }
+    println!(
+        "{} passed, {} failed (against {})",
+        outcome.passed(),
+        outcome.failed(),
+        options.addr
+    );
+    assert!(
+        outcome.failed() == 0,
+        "{} passed, {} failed:\n{}",
+        outcome.passed(),
+        outcome.failed(),
+        outcome.mismatches.join("\n")
+    );
+    outcome.passed() + outcome.skipped()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_transcripts_of_rethinkdb_2_4_4() {
+    let files = jsonl_files("conformance");
+    let replayed = replay_all(&files).await;
+    assert_eq!(
+        replayed,
+        CONFORMANCE_EXCHANGES,
+        "exchanges in conformance/ ({} files)",
+        files.len()
+    );
+}
+
+/// The replay is no rubber stamp: one recorded answer changed (a plain
+/// answer, a stream's item, a handshake's error code), and exactly that
+/// exchange fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_recorded_answer_fails_the_replay() {
+    let dir = std::env::temp_dir().join(format!(
+        "reql-conformance-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let changes = [
+        (
+            "limits.jsonl",
+            9,
+            "too large: 2147483648",
+            "too large: 2147483647",
+        ),
+        ("unreql-probe.jsonl", 16, "\"score\": 40}", "\"score\": 41}"),
+        (
+            "handshake.jsonl",
+            2,
+            "\"error_code\": 12",
+            "\"error_code\": 13",
+        ),
+    ];
+    let mut files = Vec::new();
+    for (name, line, from, to) in changes {
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("conformance")
+            .join(name);
+        let text = std::fs::read_to_string(&source).expect("read transcript");
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        // Only what the server sent is changed, not what is sent to it.
+        let answers = if name == "handshake.jsonl" {
+            "\"handshake\""
+        } else {
+            "\"recv\""
+        };
+        let (head, recorded) = lines[line - 1]
+            .split_once(answers)
+            .expect("recorded answers");
+        assert!(recorded.contains(from), "{name}:{line} has no {from}");
+        lines[line - 1] = format!("{head}{answers}{}", recorded.replacen(from, to, 1));
+        let copy = dir.join(name);
+        std::fs::write(&copy, lines.join("\n")).expect("write transcript");
+        files.push(copy);
+    }
+    let options = replay_options().await;
+    let outcome = replay::replay(&options, &files).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let failed: Vec<&str> = outcome
+        .mismatches
+        .iter()
+        .map(|m| m.split(' ').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "limits.jsonl:9",
+            "unreql-probe.jsonl:16",
+            "handshake.jsonl:2"
+        ],
+        "{}",
+        outcome.mismatches.join("\n")
+    );
+    assert_eq!(outcome.failed(), 3);
+    assert!(
+        outcome.mismatches[1].ends_with("$items[2].score: expected 41, got 40"),
+        "{}",
+        outcome.mismatches[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fuzzers_cases_by_the_conformance_rules() {
+    let files = jsonl_files("transcripts");
+    assert!(replay_all(&files).await > 0, "no transcripts found");
+}
+
 #[tokio::test]
 async fn recorded_answers_of_the_real_server() {
     let port = dev_server().await;
 
-    let files = transcripts();
+    let files = jsonl_files("transcripts");
     assert!(!files.is_empty(), "no transcripts found");
     let mut failures = Vec::new();
     let mut checked = 0;

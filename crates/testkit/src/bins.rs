@@ -5,8 +5,11 @@ use std::sync::OnceLock;
 /// The project's binaries that tests run as real processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binary {
+    /// `leaderboard-web`, the origin.
     Web,
+    /// `dblistener`, the worker that publishes board changes.
     Worker,
+    /// `reql-dev-server`, the database when no real RethinkDB is used.
     DevServer,
 }
 

@@ -17,7 +17,9 @@ use crate::{free_port, DbSession, ManagedProcess};
 pub struct ClusterNode {
     /// Its server name: `node0`, `node1`, ...
     pub name: String,
+    /// The `rethinkdb` process, to kill or stop.
     pub process: ManagedProcess,
+    /// Where clients connect.
     pub driver_port: u16,
     /// Where it listens for its peers.
     pub cluster_port: u16,
@@ -26,6 +28,7 @@ pub struct ClusterNode {
 /// `n` RethinkDB nodes on loopback, every one after the first joined to the
 /// first. Stopped (SIGKILL) when dropped.
 pub struct RethinkCluster {
+    /// The nodes, the first (which the others joined) first.
     pub nodes: Vec<ClusterNode>,
     bin: PathBuf,
     dir: PathBuf,

@@ -99,6 +99,7 @@ impl ServerKind {
         .clone()
     }
 
+    /// Whether this is a real RethinkDB rather than the dev server.
     pub fn is_real(&self) -> bool {
         !matches!(self, ServerKind::DevServer)
     }
@@ -125,6 +126,8 @@ impl Database {
         Some(format!("rethinkdb://{authority}"))
     }
 
+    /// Whether the server was started by someone else (`RETHINKDB_URL`),
+    /// so the tests must not stop or restart it.
     pub fn is_external(&self) -> bool {
         self.process.is_none()
     }
@@ -140,8 +143,8 @@ impl Database {
     }
 
     /// The server (or cluster) at `base`, `rethinkdb://[user@]h1:p1,h2:p2`,
-    /// started by someone else. Its [`Database::session`] and the like use
-    /// the first host.
+    /// started by someone else. Its URLs, sessions and
+    /// [`Database::host_port`] use the first host.
     pub fn at(dir: &Path, base: &str) -> Self {
         Self {
             process: None,

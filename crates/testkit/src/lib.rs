@@ -13,6 +13,8 @@
 //! Every process writes its output to a log file; when a test fails (the
 //! thread is panicking as the handle drops) the tail of each log is printed.
 
+#![warn(missing_docs)]
+
 mod bins;
 mod cluster;
 mod database;
@@ -43,6 +45,8 @@ pub use tls::{CertFiles, TestCa};
 pub struct TempDir(std::path::PathBuf);
 
 impl TempDir {
+    /// A new directory under the system's temporary directory, named after
+    /// `tag` and this process.
     pub fn new(tag: &str) -> std::io::Result<Self> {
         let path = std::env::temp_dir().join(format!(
             "lbt-{tag}-{}-{:x}",
@@ -53,6 +57,7 @@ impl TempDir {
         Ok(Self(path))
     }
 
+    /// Where the directory is.
     pub fn path(&self) -> &std::path::Path {
         &self.0
     }

@@ -59,6 +59,7 @@ impl NetProxy {
         Ok(Self { port, up, task })
     }
 
+    /// The loopback port clients connect to instead of the server's.
     pub fn port(&self) -> u16 {
         self.port
     }

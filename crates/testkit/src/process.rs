@@ -37,10 +37,12 @@ impl ManagedProcess {
         })
     }
 
+    /// The process id, until the process is killed or stopped.
     pub fn id(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The file its stdout and stderr go to.
     pub fn log_path(&self) -> &Path {
         &self.log
     }

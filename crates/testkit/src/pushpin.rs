@@ -10,6 +10,8 @@ pub struct PushpinOptions {
     /// `[handler] message_rate`; 0 turns the rate limiter off (see docs/deploying.md,
     /// "Pushpin's configuration").
     pub message_rate: u32,
+    /// `[handler] message_hwm`: the high-water mark of Pushpin's queue of
+    /// messages to publish.
     pub message_hwm: u32,
     /// `[proxy] sig_key` used to sign `Grip-Sig`.
     pub sig_key: String,
@@ -29,7 +31,9 @@ impl Default for PushpinOptions {
 #[derive(Debug)]
 pub struct Pushpin {
     process: ManagedProcess,
+    /// Where clients connect (`[runner] http_port`).
     pub http_port: u16,
+    /// Where the origin and the worker publish (`GRIP_URL`).
     pub publish_port: u16,
     config: std::path::PathBuf,
     /// The origins its route names, tried in this order.
@@ -159,6 +163,7 @@ impl Pushpin {
         Ok(())
     }
 
+    /// The base URL clients use.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }
@@ -168,10 +173,12 @@ impl Pushpin {
         format!("http://127.0.0.1:{}", self.publish_port)
     }
 
+    /// Its `pushpin.conf`, as written for this instance.
     pub fn config_path(&self) -> &Path {
         &self.config
     }
 
+    /// The `pushpin` process, to stop, signal or read the log of.
     pub fn process(&mut self) -> &mut ManagedProcess {
         &mut self.process
     }

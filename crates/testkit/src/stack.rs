@@ -16,6 +16,7 @@ pub struct StackOptions {
     pub worker: bool,
     /// The worker's `PUBLISH_INTERVAL_MS`.
     pub publish_interval_ms: u64,
+    /// Settings of every Pushpin of the stack.
     pub pushpin: PushpinOptions,
     /// Keep the dev server's data in a directory (survives restarts).
     pub persistent_db: bool,
@@ -66,10 +67,13 @@ impl Default for StackOptions {
 ///
 /// Each stack works in a database of its own, so tests run in parallel.
 pub struct Stack {
+    /// The database server the stack uses.
     pub db: Database,
     /// Sits between the stack and the database; see [`Stack::cut_database`].
     pub db_proxy: NetProxy,
+    /// The stack's own database on that server.
     pub db_name: String,
+    /// The Pushpin clients go through; origins are its route targets.
     pub pushpin: Pushpin,
     /// The Pushpins beside the first (see [`StackOptions::pushpins`]).
     pub extra_pushpins: Vec<Pushpin>,
@@ -95,6 +99,7 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The stack with the default options, ready to serve.
     pub async fn start() -> anyhow::Result<Self> {
         Self::start_with(StackOptions::default()).await
     }
@@ -255,6 +260,7 @@ impl Stack {
             .collect()
     }
 
+    /// The stack's scratch directory: its processes' logs and configs.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
     }
@@ -289,6 +295,7 @@ impl Stack {
             .expect("connect to the database")
     }
 
+    /// Reconnects the stack to its database after [`Stack::cut_database`].
     pub fn restore_database(&self) {
         self.db_proxy.restore();
     }
@@ -518,10 +525,12 @@ impl Stack {
         format!("http://127.0.0.1:{}{path}", self.web_port)
     }
 
+    /// The port of the first origin.
     pub fn web_port(&self) -> u16 {
         self.web_port
     }
 
+    /// GET of `path` through Pushpin.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -550,6 +559,7 @@ impl Stack {
         (status, resp.json().await.unwrap_or_default())
     }
 
+    /// POST of a JSON body to `path` through Pushpin.
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -559,6 +569,7 @@ impl Stack {
             .expect("POST through Pushpin")
     }
 
+    /// POST without a body to `path` through Pushpin.
     pub async fn post_empty(&self, path: &str) -> reqwest::Response {
         self.client
             .post(self.url(path))
@@ -567,6 +578,7 @@ impl Stack {
             .expect("POST through Pushpin")
     }
 
+    /// DELETE of `path` through Pushpin.
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.client
             .delete(self.url(path))
@@ -620,6 +632,8 @@ impl Stack {
         self.subscribe_from(board, None).await
     }
 
+    /// Subscribes to a board's event stream through Pushpin, resuming
+    /// after `last_event_id` (sent as `Last-Event-ID`) when given.
     pub async fn subscribe_from(&self, board: &str, last_event_id: Option<&str>) -> Subscriber {
         Subscriber::connect(
             &self.stream_client,
@@ -680,12 +694,14 @@ impl Stack {
         self.options.web_env.retain(|(k, _)| k != name);
     }
 
+    /// `kill -9` of the stack's first worker, as a crash would.
     pub fn kill_worker(&mut self) {
         if let Some(mut worker) = self.worker.take() {
             worker.kill_hard();
         }
     }
 
+    /// Starts the first worker again, and waits until it holds every shard.
     pub async fn start_worker(&mut self) -> anyhow::Result<()> {
         self.blocking(|s| s.start_worker_blocking()).await
     }
@@ -698,6 +714,8 @@ impl Stack {
             .and_then(|mut web| web.stop(Duration::from_secs(30)))
     }
 
+    /// Starts the first origin again on its port, and waits until it is
+    /// ready.
     pub async fn start_web(&mut self) -> anyhow::Result<()> {
         self.blocking(|s| s.start_web_blocking()).await
     }
@@ -759,10 +777,12 @@ impl Stack {
         .await
     }
 
+    /// The first worker's process; `None` while it is down.
     pub fn worker(&mut self) -> Option<&mut ManagedProcess> {
         self.worker.as_mut()
     }
 
+    /// The first origin's process; `None` while it is down.
     pub fn web(&mut self) -> Option<&mut ManagedProcess> {
         self.web.as_mut()
     }
@@ -778,8 +798,11 @@ impl Stack {
 
 /// A worker started by [`Stack::add_worker`].
 pub struct NamedWorker {
+    /// The id it was given (its `WORKER_ID`).
     pub id: String,
+    /// Its `dblistener` process.
     pub process: ManagedProcess,
+    /// Where it serves its status (`STATUS_PORT`).
     pub status_port: u16,
 }
 

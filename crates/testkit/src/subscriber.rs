@@ -8,8 +8,11 @@ use tokio::task::JoinHandle;
 /// One SSE event as a client sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// The `event:` field (`update` for a board).
     pub event: String,
+    /// The `id:` field: the board's snapshot version.
     pub id: String,
+    /// The `data:` field: the board as JSON.
     pub data: String,
 }
 
@@ -25,7 +28,9 @@ impl Event {
 pub struct Subscriber {
     rx: mpsc::UnboundedReceiver<Result<Event, String>>,
     task: JoinHandle<()>,
+    /// The HTTP status the stream was answered with.
     pub status: u16,
+    /// The response headers of the stream.
     pub headers: reqwest::header::HeaderMap,
     closed: bool,
 }
@@ -164,6 +169,7 @@ impl Drop for ResilientSubscriber {
 }
 
 impl ResilientSubscriber {
+    /// Starts reading the stream at `url` in the background, with `client`.
     pub fn start(client: reqwest::Client, url: String) -> Self {
         let (tx, latest) = tokio::sync::watch::channel(None::<Event>);
         let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -19,7 +19,9 @@ pub struct TestCa {
 /// A certificate and its key, as PEM files.
 #[derive(Debug, Clone)]
 pub struct CertFiles {
+    /// The certificate, PEM.
     pub cert: PathBuf,
+    /// Its private key, PEM.
     pub key: PathBuf,
 }
 

@@ -1,4 +1,4 @@
-//! One module per scenario. Each measures on a [`Bench`] it is given, adds
+//! One module per scenario. Each measures on a [`Bench`](crate::harness::Bench) it is given, adds
 //! its tables, figures and targets to the [`Report`], and fails only when it
 //! could not measure (in a strict run, also when any request failed).
 

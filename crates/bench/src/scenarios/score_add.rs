@@ -9,8 +9,8 @@
 //! read cost.
 //!
 //! Two parts of their own measure what the deployment's connection costs:
-//! the origin's throughput by `DB_POOL_SIZE` ([`origin_pool`]) and the
-//! store's with TLS to the database against without ([`tls`]).
+//! the origin's throughput by `DB_POOL_SIZE` (module `origin_pool`) and the
+//! store's with TLS to the database against without (module `tls`).
 
 mod origin_pool;
 mod tls;

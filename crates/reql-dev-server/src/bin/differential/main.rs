@@ -30,6 +30,7 @@ use workload::{Op, Query, Workload};
 #[derive(Debug, Parser)]
 #[command(
     name = "differential",
+    version,
     about = "Compares the dev server with a real RethinkDB 2.4.4 on a seeded random workload"
 )]
 struct Args {
