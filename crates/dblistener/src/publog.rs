@@ -6,6 +6,7 @@
 //! overlapping tenures; the worker itself never reads them.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -82,9 +83,19 @@ impl<P: Publish> Publish for LoggedPublisher<P> {
                 .map(|(k, t)| (*k, t.epoch))
                 .collect(),
             t0: unix_ms(),
+            polled: unix_ms(),
             ok: None,
         };
-        let result = self.inner.publish(items).await;
+        // Each poll's time is noted before it: the publish's bytes were all
+        // written by its last poll, whenever the future is dropped (the
+        // worker drops it unpolled once its tenure has run out).
+        let work = std::pin::pin!(self.inner.publish(items));
+        let mut work = work;
+        let result = std::future::poll_fn(|cx| {
+            attempt.polled = unix_ms();
+            work.as_mut().poll(cx)
+        })
+        .await;
         attempt.ok = Some(result.is_ok());
         result
     }
@@ -100,13 +111,16 @@ struct Attempt<'a, P> {
     items: &'a [Item],
     epochs: std::collections::BTreeMap<u16, u64>,
     t0: u64,
+    /// When it was last polled: the last moment it may have sent anything.
+    polled: u64,
     /// `None` while under way, or when abandoned.
     ok: Option<bool>,
 }
 
 impl<P> Drop for Attempt<'_, P> {
     fn drop(&mut self) {
-        let t1 = unix_ms();
+        let dropped = unix_ms();
+        let t1 = self.polled;
         let mut text = String::new();
         for item in self.items {
             let channel = item.channel().as_str();
@@ -120,6 +134,7 @@ impl<P> Drop for Attempt<'_, P> {
                 "id": item.id().map(|id| id.as_str().to_owned()),
                 "t0": self.t0,
                 "t1": t1,
+                "dropped": dropped,
                 "ok": self.ok == Some(true),
                 "abandoned": self.ok.is_none(),
             });

@@ -468,8 +468,27 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             let update = Item::stream(channel, snapshot.sse_event())
                 .with_id(version)
                 .with_prev_id(reset_id);
-            if let Err(e) = self.publisher.publish(&[reset_item, update]).await {
-                return Err(StoreError::Query(format!("publishing the reset: {e}")));
+            let Some(tenure) = self.leases.borrow().get(&shard).copied() else {
+                return Ok(());
+            };
+            if tenure.epoch != epoch {
+                return Ok(());
+            }
+            match within(
+                tenure.valid_until,
+                self.publisher.publish(&[reset_item, update]),
+            )
+            .await
+            {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    return Err(StoreError::Query(format!("publishing the reset: {e}")))
+                }
+                None => {
+                    return Err(StoreError::Query(
+                        "publishing the reset: abandoned, the shard's lease ran out".into(),
+                    ))
+                }
             }
             self.boards.entry(board.id.clone()).or_default().published =
                 Some(snapshot.version().clone());
@@ -657,11 +676,10 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                 .flat_map(|(_, items, _)| items.iter().cloned())
                 .collect();
             // A publish still under way when the tenure ends is abandoned.
-            let published =
-                match tokio::time::timeout_at(deadline, self.publisher.publish(&items)).await {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err("abandoned: the shard's lease ran out".to_owned()),
-                };
+            let published = match within(deadline, self.publisher.publish(&items)).await {
+                Some(result) => result.map_err(|e| e.to_string()),
+                None => Err("abandoned: the shard's lease ran out".to_owned()),
+            };
             match published {
                 Ok(()) => {
                     let sent_at = Instant::now();
@@ -741,9 +759,61 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
     }
 }
 
+/// `work`'s output, or `None` once `deadline` has passed. The clock is read
+/// before every poll of `work`, so a process paused past the deadline
+/// (SIGSTOP, a stalled VM) resumes by dropping the work, not by doing it:
+/// `tokio::time::timeout_at` polls the work first, and a publish resumed
+/// that way could send its request after the shard's next holder began.
+pub(crate) async fn within<F: Future>(deadline: Instant, work: F) -> Option<F::Output> {
+    let work = std::pin::pin!(work);
+    let sleep = std::pin::pin!(tokio::time::sleep_until(deadline));
+    let (mut work, mut sleep) = (work, sleep);
+    std::future::poll_fn(move |cx| {
+        if Instant::now() >= deadline {
+            return std::task::Poll::Ready(None);
+        }
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        match sleep.as_mut().poll(cx) {
+            std::task::Poll::Ready(()) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+    .await
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t).await,
         None => futures::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process paused past its deadline (the clock jumps while nothing
+    /// runs) drops work that is ready, where `timeout_at` would do it.
+    #[tokio::test(start_paused = true)]
+    async fn work_past_its_deadline_is_dropped_even_when_ready() {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(within(deadline, async { 5 }).await, None);
+        assert_eq!(
+            tokio::time::timeout_at(deadline, async { 5 }).await.ok(),
+            Some(5),
+            "what the worker used to do"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn work_within_its_deadline_runs_and_slow_work_is_cut_off() {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        assert_eq!(within(deadline, async { 5 }).await, Some(5));
+        let slow = tokio::time::sleep(Duration::from_secs(2));
+        assert_eq!(within(deadline, slow).await, None);
+        assert!(Instant::now() >= deadline);
     }
 }

@@ -112,7 +112,10 @@ pub struct PublishRecord {
     pub shard: u16,
     pub epoch: Option<u64>,
     pub board: String,
+    /// When the publish began.
     pub t0: Ms,
+    /// When it was last polled: the last moment it may have sent anything
+    /// (a publish dropped after its tenure ran out is not polled again).
     pub t1: Ms,
 }
 
