@@ -89,6 +89,8 @@ pub struct PublishReport {
     pub unchanged: usize,
     /// Boards that failed to read or publish and will be retried.
     pub failed: usize,
+    /// Boards whose period has ended, held until their reset is out.
+    pub held: usize,
 }
 
 /// The boards waiting to be published, with when their first unpublished
@@ -612,6 +614,15 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
         let mut batch: Vec<(String, Vec<Item>, Option<SnapshotVersion>)> = Vec::new();
         for (board, result) in reads {
             match result {
+                Ok(Some(snapshot)) if period_ending(&snapshot) => {
+                    // Writes after the end move their players into the next
+                    // period before the board is switched: a snapshot now
+                    // would show the old period's number over scores of
+                    // both. The reset publishes the board after its event.
+                    let seen = first_seen.get(&board).copied().unwrap_or(now);
+                    self.retry_later(board, seen);
+                    report.held += 1;
+                }
                 Ok(Some(snapshot)) => {
                     let previous = self.boards.get(&board).and_then(|s| s.published.clone());
                     if previous.as_ref() == Some(snapshot.version()) {
@@ -757,6 +768,22 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             Item::close(channel),
         ])
     }
+}
+
+/// How long before a period's end a board's snapshots are held until the
+/// reset is out: room for the worker's clock to run behind the database's.
+const PERIOD_END_HOLD_MS: i64 = 250;
+
+/// Whether `snapshot` is of a board whose period has ended, or is about to,
+/// by this process's clock.
+fn period_ending(snapshot: &Snapshot) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    snapshot
+        .board()
+        .ends_at_ms
+        .is_some_and(|end| now >= end - PERIOD_END_HOLD_MS)
 }
 
 /// `work`'s output, or `None` once `deadline` has passed. The clock is read

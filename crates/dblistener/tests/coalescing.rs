@@ -3,7 +3,7 @@
 //! Pushpin. (The end-to-end tests in `crates/testkit` run the same worker
 //! against the real ones.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::{ready, Future};
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,8 @@ struct DbState {
     scores: BTreeMap<String, i64>,
     feed: Option<Feed>,
     read_time: Duration,
+    /// Boards whose period ended (at the epoch) and that have not reset.
+    ended: BTreeSet<String>,
 }
 
 impl Db {
@@ -72,6 +74,7 @@ fn snapshot(board: &str, score: i64) -> Snapshot {
         rules: domain::Rules::default(),
         period: None,
         next_reset: None,
+        ends_at_ms: None,
         players: vec![Player {
             id: "p".into(),
             name: "P".into(),
@@ -110,7 +113,15 @@ impl BoardSource for Db {
         let read = state
             .scores
             .get(board.as_str())
-            .map(|&score| snapshot(board.as_str(), score));
+            .map(|&score| snapshot(board.as_str(), score))
+            .map(|snapshot| match state.ended.contains(board.as_str()) {
+                true => {
+                    let mut view = snapshot.board().clone();
+                    view.ends_at_ms = Some(0);
+                    Snapshot::new(view)
+                }
+                false => snapshot,
+            });
         let read_time = state.read_time;
         async move {
             sleep(read_time).await;
@@ -272,6 +283,32 @@ async fn an_unchanged_snapshot_publishes_nothing() {
             ..PublishReport::default()
         }
     );
+}
+
+/// Writes after a period's end move their players before the board is
+/// switched: the board's snapshots wait for the reset, which publishes it.
+#[tokio::test(start_paused = true)]
+async fn a_board_past_its_period_end_is_held_until_it_resets() {
+    let (db, proxy, metrics) = (Db::with_board("b", 3), Proxy::default(), Metrics::new());
+    let mut worker = worker(&db, &proxy, &metrics);
+    db.0.lock().unwrap().ended.insert("b".into());
+    worker.mark_dirty("b");
+    let report = worker.publish_due().await;
+    assert_eq!(
+        report,
+        PublishReport {
+            held: 1,
+            ..PublishReport::default()
+        }
+    );
+    assert!(proxy.scores("b").is_empty(), "nothing published");
+    // Reset (the period moves on): published at the next turn.
+    db.0.lock().unwrap().ended.clear();
+    sleep(Duration::from_secs(2)).await;
+    let report = worker.publish_due().await;
+    assert_eq!(report.published, 1, "{report:?}");
+    let scores: Vec<i64> = proxy.scores("b").iter().map(|(_, s)| *s).collect();
+    assert_eq!(scores, [3]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -75,6 +75,9 @@ pub struct Board {
     /// When the period in force ends (RFC 3339), on a board that resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_reset: Option<String>,
+    /// The same, in milliseconds since the epoch; not part of the JSON.
+    #[serde(skip)]
+    pub ends_at_ms: Option<i64>,
     /// The top players under the board's rules, best first; at most
     /// `rules.top()` of them.
     pub players: Vec<Player>,
@@ -242,6 +245,7 @@ mod tests {
             rules: Rules::default(),
             period: None,
             next_reset: None,
+            ends_at_ms: None,
             players: scores
                 .iter()
                 .map(|(id, score)| Player {

@@ -114,6 +114,7 @@ impl CreatedBoard {
                 start: domain::rfc3339(p.start_ms()),
             }),
             next_reset: self.period.map(|p| domain::rfc3339(p.end_ms())),
+            ends_at_ms: self.period.map(|p| p.end_ms()),
             players: Vec::new(),
         }
     }
