@@ -1030,6 +1030,9 @@ impl Store {
         if result.errors > 0 {
             return match result.first_error.as_deref() {
                 Some(e) if e.contains(OUT_OF_RANGE) => Err(StoreError::ScoreOutOfRange),
+                Some(e) if e.contains(reql::ARCHIVE_PENDING) => Err(StoreError::Unavailable(
+                    "the board's last reset is being finished".into(),
+                )),
                 _ => Err(write_error(result.first_error)),
             };
         }

@@ -23,6 +23,9 @@ pub const SYSTEM_DB: &str = "rethinkdb";
 /// Marks the error raised inside the score update, so it can be told apart
 /// from any other write error in `first_error`.
 pub const OUT_OF_RANGE: &str = "leaderboard: score out of range";
+/// Marks the error a write is refused with when it would move its player
+/// on from a period whose archive is not written yet (see [`period_move`]).
+pub const ARCHIVE_PENDING: &str = "leaderboard: the last period is not archived yet";
 /// The error [`score_update_unread`] refuses a player of a board that
 /// resets with.
 pub const BOARD_RESETS: &str = "leaderboard: the board resets";
@@ -633,18 +636,37 @@ fn period_move(periods: &Periods, p: Term) -> (Term, Term) {
     let target = r.branch(mine.clone().gt(by_clock.clone()), mine.clone(), by_clock);
     let moved = mine.clone().lt(target.clone());
     let fresh = r.branch(
-        doc.g("rules").g("operator").default("incr").eq("incr"),
+        doc.clone()
+            .g("rules")
+            .g("operator")
+            .default("incr")
+            .eq("incr"),
         term!({ "score": 0 }),
         term!({}),
     );
     let current = r.branch(moved.clone(), fresh, p.clone());
+    // A player keeps one earlier period's score, in `prev`. While that
+    // period's archive is still to be written (the reset's holder was
+    // stopped, or died, past the next period's end), moving the player on
+    // again would erase it: the write is refused, to be sent again once the
+    // reset is finished (its next holder finishes it within a lease's life).
+    let unarchived = p
+        .clone()
+        .g("prev")
+        .g("n")
+        .default(-1)
+        .eq(doc.g("archiving").g("n").default(-2));
     let fields = r.branch(
-        moved,
-        term!({
-            "period": target.clone(),
-            "prev": p.pluck(["score"]).merge(term!({ "n": mine })),
-        }),
-        term!({ "period": target }),
+        moved.clone().and(unarchived),
+        r.error(ARCHIVE_PENDING),
+        r.branch(
+            moved,
+            term!({
+                "period": target.clone(),
+                "prev": p.pluck(["score"]).merge(term!({ "n": mine })),
+            }),
+            term!({ "period": target }),
+        ),
     );
     (current, fields)
 }

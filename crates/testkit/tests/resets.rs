@@ -262,6 +262,87 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     assert!(doc.get("archiving").is_none(), "{doc}");
 }
 
+/// A reset left half done past the next period's end: a player already
+/// moved into that period keeps the unarchived period's score in `prev`,
+/// and a write that would move it on again is refused (503) rather than
+/// erase it; once the next holder has finished the reset, it goes through
+/// and every period holds its own writes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_waits_rather_than_erase_a_period_not_yet_archived() {
+    let mut stack = Stack::start().await.unwrap();
+    stack
+        .post_json_answer(
+            "/boards/",
+            json!({"id": "b", "reset": "0 0 1 1 *", "top": 5}),
+        )
+        .await;
+    add_players(&stack, "b", &["ann", "bob"]).await;
+    stack.score_add("b", "ann", 4).await;
+    stack.score_add("b", "bob", 9).await;
+    stack.kill_worker();
+    let session = stack.db_session().await;
+    let set_period = |end: i64| {
+        r.table("boards").get("b").update(r.expr(json!({
+            "period": {"n": 2, "start": 1_000, "end": end},
+            "archiving": {"n": 1, "start": 0, "end": 1_000},
+        })))
+    };
+    // The worker died right after switching to period 2; ann's next write
+    // moves her into it, keeping her period-1 score.
+    let _: Value = set_period(4_102_444_800_000).exec(&session).await.unwrap();
+    stack.score_add("b", "ann", 1).await;
+    // Period 2 ends too, its reset still unfinished.
+    let _: Value = set_period(2_000).exec(&session).await.unwrap();
+    let (status, body) = stack
+        .post_json_answer("/boards/b/players/ann/score-add/", json!({"value": 2}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    let ann: Value = r
+        .table("players")
+        .get("b:ann")
+        .exec(&session)
+        .await
+        .unwrap();
+    assert_eq!(
+        (&ann["prev"]["n"], &ann["prev"]["score"]),
+        (&json!(1), &json!(4)),
+        "{ann}"
+    );
+
+    stack.start_worker().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = stack
+            .post_json_answer("/boards/b/players/ann/score-add/", json!({"value": 2}))
+            .await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "still refused: {body}");
+        sleep(Duration::from_millis(200)).await;
+    }
+    let periods = wait_periods(&stack, "b", 2, Duration::from_secs(15)).await;
+    let by_number: BTreeMap<u64, Value> = periods
+        .iter()
+        .map(|p| (p["number"].as_u64().unwrap(), p["top"].clone()))
+        .collect();
+    assert_eq!(
+        by_number[&1],
+        json!([
+            {"id": "bob", "name": "bob", "score": 9, "rank": 1},
+            {"id": "ann", "name": "ann", "score": 4, "rank": 2},
+        ])
+    );
+    assert_eq!(
+        by_number[&2],
+        json!([
+            {"id": "ann", "name": "ann", "score": 1, "rank": 1},
+            {"id": "bob", "name": "bob", "score": 0, "rank": 2},
+        ])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_reset_best_boards_start_unscored() {
     let stack = Stack::start().await.unwrap();
