@@ -604,6 +604,7 @@ pub struct PlayerPage {
     /// How many players the board ranks.
     out_of: u64,
     /// The `cursor` of the next page; null when this page is the last.
+    #[schema(required)]
     next_cursor: Option<String>,
 }
 
