@@ -388,6 +388,27 @@ impl Store {
         }))
     }
 
+    /// How many players `board` ranks, if it has fewer than `rank` and the
+    /// index shows it at once; `None` when the board reaches `rank` or
+    /// its digest is too far behind to tell.
+    async fn ranked_before(&self, board: &BoardId, rank: u64) -> Result<Option<u64>, StoreError> {
+        #[derive(Deserialize)]
+        struct Reach {
+            skip: u64,
+            live: u64,
+        }
+        let value = single(self.run(reql::rank_reach(board, rank)).await?)?;
+        if value.is_null() {
+            return Ok(None);
+        }
+        let reach: Reach = decode(value)?;
+        let ahead = rank.saturating_sub(1);
+        Ok(
+            (reach.live <= crate::ranks::LIVE_CAP && reach.live <= reach.skip)
+                .then(|| ahead - reach.skip + reach.live),
+        )
+    }
+
     /// A page of `limit` players in rank order from `start`; `None` if
     /// there is no board.
     pub async fn page(
@@ -417,8 +438,19 @@ impl Store {
         if row.board.is_none() {
             return Ok(None);
         }
-        if row.skip.is_some_and(|skip| skip > crate::ranks::LIVE_CAP) {
-            return Err(StoreError::RanksBehind);
+        if let (Some(skip), Some(rank)) = (row.skip, from_rank) {
+            if skip > crate::ranks::LIVE_CAP {
+                // The digest puts the rank far past a leaf's start: the
+                // keeper is behind, or the board ends before the rank.
+                return match self.ranked_before(board, rank).await? {
+                    Some(out_of) => Ok(Some(Page {
+                        players: Vec::new(),
+                        last: None,
+                        out_of: row.out_of.max(out_of),
+                    })),
+                    None => Err(StoreError::RanksBehind),
+                };
+            }
         }
         let first = match (from_rank, row.at) {
             (Some(rank), _) => rank,
@@ -430,7 +462,12 @@ impl Store {
             Some(p) if players.len() >= limit => Some((p.score.unwrap_or_default(), p.id.clone())),
             _ => None,
         };
-        let out_of = row.out_of.max(first + players.len() as u64 - 1);
+        // The last player's rank says at least that many are ranked; an
+        // empty page (past the end) says nothing more than the digest.
+        let out_of = match players.len() as u64 {
+            0 => row.out_of,
+            n => row.out_of.max(first + n - 1),
+        };
         Ok(Some(Page {
             players,
             last,

@@ -297,6 +297,23 @@ pub(crate) fn page_at_rank(board: &str, walk: Walk, root: Term, rank: u64, limit
     }))
 }
 
+/// Where the player at `rank` would be, counted on the index: `{skip,
+/// live}`, `live` being the players from the start of its leaf to the end
+/// of the board, at most [`LIVE_CAP`] + 1. Read when [`page_at_rank`]
+/// found `skip` over the cap: with `live` within the cap the board ends
+/// before `rank` (it has `rank - 1 - skip + live` ranked players), else
+/// the keeper is behind.
+pub(crate) fn reach_of_rank(board: &str, walk: Walk, root: Term, rank: u64) -> Term {
+    let board_owned = board.to_owned();
+    rank_place(board, walk, root, rank).do_(func!(|place| {
+        let from = place.clone().g("from");
+        let live = span(&board_owned, walk, (from.clone().nth(0), from.nth(1)), None)
+            .limit(crate::reql::limit_arg(LIVE_CAP as usize + 1))
+            .count();
+        term!({ "skip": place.g("skip"), "live": live })
+    }))
+}
+
 // ------------------------------------------------------------ the keeper
 
 /// A board's digest: its root and its chunks, `{root, chunks}`.

@@ -259,6 +259,18 @@ pub fn page(board: &BoardId, start: PageStart, limit: usize) -> Term {
     }))
 }
 
+/// How far a board reaches towards `rank` (see [`ranks::reach_of_rank`]):
+/// `{skip, live}`, or null if there is no board.
+pub fn rank_reach(board: &BoardId, rank: u64) -> Term {
+    let id = board.as_str().to_owned();
+    r.table(BOARDS).get(id.clone()).do_(func!(|doc| {
+        let body = by_order(doc.clone(), |walk| {
+            ranks::root_of(&id).do_(func!(|root| ranks::reach_of_rank(&id, walk, root, rank)))
+        });
+        r.branch(doc.clone(), body, r.expr(Value::Null))
+    }))
+}
+
 /// Given players of a board (their ids, at least one): `{board: <row or
 /// null>, players: [...]}`, the players that exist, in no particular order.
 /// Their ranks are read by [`rank_of`], one query each, in parallel: one

@@ -448,6 +448,16 @@ async fn rank_parameters_are_checked_and_unknown_ones_refused() {
     assert_eq!(status, 200);
     assert_eq!(page["players"], json!([]));
     assert_eq!(page["out_of"], 2);
+    // Far past the end too: further than a rank may be counted on the
+    // index, the board still answers that it ends before (no 503).
+    for rank in [100, 1000, 9_007_199_254_740_991_u64] {
+        let (status, page) = stack
+            .get_json(&format!("/boards/b/players/?rank={rank}&limit=5"))
+            .await;
+        assert_eq!(status, 200, "rank {rank}: {page}");
+        assert_eq!(page["players"], json!([]), "rank {rank}");
+        assert_eq!(page["out_of"], 2, "rank {rank}");
+    }
     let (status, _) = stack.get_json("/boards/none/players/?rank=1").await;
     assert_eq!(status, 404);
     let (status, _) = stack.get_json("/boards/none/players/?ids=a").await;
