@@ -14,7 +14,9 @@ pub const TOP_N: usize = 5;
 pub const MAX_TOP: usize = 100;
 
 /// Which scores rank first.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     /// Higher is better (points).
@@ -35,7 +37,9 @@ impl Order {
 }
 
 /// What `POST .../score/` does with the value it is given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Operator {
     /// Adds the value (what `score-add` always does).
@@ -51,18 +55,24 @@ pub enum Operator {
 /// A board's rules. Stored in the board's document as `rules`; a board of an
 /// earlier release, without them, has the defaults, which are that
 /// release's behaviour.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rules {
     /// Which scores rank first (highest by default).
     #[serde(default)]
+    #[schema(required)]
     pub order: Order,
     /// What a submitted value does to a score (adds to it by default).
     #[serde(default)]
+    #[schema(required)]
     pub operator: Operator,
+    /// How many players the board's snapshot and stream show.
     #[serde(default = "default_top")]
+    #[schema(required, minimum = 1, maximum = 100)]
     top: usize,
-    /// When the board resets, if it does.
+    /// When the board resets, if it does: `daily`, `weekly`, `monthly` or
+    /// a cron expression in UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, examples("daily"))]
     pub reset: Option<Reset>,
 }
 

@@ -7,20 +7,24 @@ use sha2::{Digest, Sha256};
 use crate::Rules;
 
 /// A player as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Player {
-    /// The player's id, unique on its board.
+    /// The player's id, 1 to 63 characters of `[A-Za-z0-9_-]`.
+    #[schema(examples("ann"))]
     pub id: String,
     /// The player's display name.
+    #[schema(examples("Ann"))]
     pub name: String,
     /// `None` until the player's first submission on a `set` or `best`
     /// board: such a player is not ranked yet.
     #[serde(default, deserialize_with = "optional_score")]
+    #[schema(required, minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64)]
     pub score: Option<i64>,
     /// The player's 1-based position under the board's order, ties broken
     /// by player id (see the store's ranking queries); absent where it was
     /// not asked for (a score-add's answer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1)]
     pub rank: Option<u64>,
 }
 
@@ -48,7 +52,7 @@ pub fn optional_score<'de, D: Deserializer<'de>>(de: D) -> Result<Option<i64>, D
 }
 
 /// A board as listed by `GET /boards/`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BoardSummary {
     /// The board's id, as in its URL.
     pub id: String,
@@ -59,7 +63,7 @@ pub struct BoardSummary {
 
 /// A board with its rules and its top players in rank order, each with its
 /// rank.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Board {
     /// The board's id, as in its URL.
     pub id: String,
@@ -71,9 +75,11 @@ pub struct Board {
     pub rules: Rules,
     /// The period in force, on a board that resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub period: Option<PeriodInfo>,
     /// When the period in force ends (RFC 3339), on a board that resets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
     pub next_reset: Option<String>,
     /// The same, in milliseconds since the epoch; not part of the JSON.
     #[serde(skip)]
@@ -84,11 +90,13 @@ pub struct Board {
 }
 
 /// A board's period: its number (1 for the first) and when it began.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeriodInfo {
     /// Which period this is, counting from 1.
+    #[schema(minimum = 1)]
     pub number: u64,
-    /// When it began (RFC 3339).
+    /// When the period began (RFC 3339).
+    #[schema(format = DateTime)]
     pub start: String,
 }
 

@@ -9,8 +9,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use domain::ValidationError;
-use serde_json::json;
+use serde::Serialize;
 use store::StoreError;
+use utoipa::{ToResponse, ToSchema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -71,31 +72,133 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// The code a client sees in the `error` field.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Validation(_) => "invalid_input",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::BoardNotFound(_) => "board_not_found",
-            ApiError::PlayerNotFound { .. } => "player_not_found",
-            ApiError::PeriodNotFound { .. } => "period_not_found",
-            ApiError::RouteNotFound(_) => "not_found",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::NotAcceptable { .. } => "not_acceptable",
-            ApiError::StreamRequiresProxy(_) => "stream_requires_proxy",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::InvalidCredential => "invalid_credential",
-            ApiError::BodyTimeout => "request_timeout",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::ScoreOutOfRange => "score_out_of_range",
-            ApiError::Unavailable(_) => "database_unavailable",
-            ApiError::RanksBehind => "ranks_unavailable",
-            ApiError::Busy => "busy",
-            ApiError::Internal(_) => "internal",
+            ApiError::Validation(_) => ErrorCode::InvalidInput,
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::BoardNotFound(_) => ErrorCode::BoardNotFound,
+            ApiError::PlayerNotFound { .. } => ErrorCode::PlayerNotFound,
+            ApiError::PeriodNotFound { .. } => ErrorCode::PeriodNotFound,
+            ApiError::RouteNotFound(_) => ErrorCode::NotFound,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::NotAcceptable { .. } => ErrorCode::NotAcceptable,
+            ApiError::StreamRequiresProxy(_) => ErrorCode::StreamRequiresProxy,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::InvalidCredential => ErrorCode::InvalidCredential,
+            ApiError::BodyTimeout => ErrorCode::RequestTimeout,
+            ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::ScoreOutOfRange => ErrorCode::ScoreOutOfRange,
+            ApiError::Unavailable(_) => ErrorCode::DatabaseUnavailable,
+            ApiError::RanksBehind => ErrorCode::RanksUnavailable,
+            ApiError::Busy => ErrorCode::Busy,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }
+
+/// What kind of error an answer reports: the `error` field of every error
+/// body. Stable; clients may branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: a value broke a rule (an id, a name, a score, a board rule).
+    InvalidInput,
+    /// 400: a malformed body, an unknown or repeated query parameter or
+    /// body field, a bad `Idempotency-Key`.
+    BadRequest,
+    /// 404
+    BoardNotFound,
+    /// 404
+    PlayerNotFound,
+    /// 404
+    PeriodNotFound,
+    /// 404: no route has this path.
+    NotFound,
+    /// 405, with `Allow`.
+    MethodNotAllowed,
+    /// 406: `Accept` allows nothing the route produces.
+    NotAcceptable,
+    /// 403: a stream request that the proxy did not sign.
+    StreamRequiresProxy,
+    /// 401: a write without a Bearer credential.
+    Unauthorized,
+    /// 401: a Bearer credential that is not valid.
+    InvalidCredential,
+    /// 408: the body did not arrive in time.
+    RequestTimeout,
+    /// 409: the id is taken.
+    Conflict,
+    /// 413: the body is larger than 4 KiB.
+    PayloadTooLarge,
+    /// 415: a body that is neither JSON nor a form.
+    UnsupportedMediaType,
+    /// 422: the score would leave ±(2^53 − 1).
+    ScoreOutOfRange,
+    /// 503, with `Retry-After`.
+    DatabaseUnavailable,
+    /// 503, with `Retry-After`: a board's rank digest is being brought up
+    /// to date.
+    RanksUnavailable,
+    /// 503, with `Retry-After`: too many rank reads at once.
+    Busy,
+    /// 500: logged with its cause under `request_id`.
+    Internal,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    /// What was wrong, for a person to read.
+    pub message: String,
+    /// On a 5xx only: the id of the log line that holds the cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub request_id: Option<String>,
+}
+
+/// A malformed request: a bad value, body, query parameter or header.
+#[derive(ToResponse)]
+pub struct BadRequest(#[allow(dead_code)] ErrorBody);
+
+/// A write without a valid credential (`unauthorized`: none or not
+/// `Bearer`; `invalid_credential`: unknown key, bad signature, expired, or
+/// not a write token).
+#[derive(ToResponse)]
+#[response(headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"leaderboard\"`, with `error=\"invalid_token\"` for a credential that is not valid")))]
+pub struct Unauthorized(#[allow(dead_code)] ErrorBody);
+
+/// No such board, player or period (the code says which).
+#[derive(ToResponse)]
+pub struct NotFound(#[allow(dead_code)] ErrorBody);
+
+/// The body did not all arrive within `BODY_TIMEOUT_SECS`; the connection
+/// is closed.
+#[derive(ToResponse)]
+pub struct RequestTimeout(#[allow(dead_code)] ErrorBody);
+
+/// The body is larger than 4 KiB.
+#[derive(ToResponse)]
+pub struct PayloadTooLarge(#[allow(dead_code)] ErrorBody);
+
+/// The body is neither `application/json` (or `application/*+json`) nor
+/// `application/x-www-form-urlencoded`.
+#[derive(ToResponse)]
+pub struct UnsupportedMediaType(#[allow(dead_code)] ErrorBody);
+
+/// The database is unavailable, a board's ranks are being brought up to
+/// date, or too many rank reads are in flight; safe to retry after
+/// `Retry-After` seconds (with an `Idempotency-Key`, a score write too).
+#[derive(ToResponse)]
+#[response(headers(("Retry-After" = u32, description = "Seconds to wait before trying again (1)")))]
+pub struct Unavailable(#[allow(dead_code)] ErrorBody);
+
+/// An unexpected failure; `request_id` names the log line with its cause.
+#[derive(ToResponse)]
+pub struct Internal(#[allow(dead_code)] ErrorBody);
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
@@ -153,12 +256,15 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let mut response = HttpResponse::build(status);
-        let body = if status.is_server_error() {
+        let request_id = status.is_server_error().then(|| {
             let id = request_id();
             log::error!("request {id}: {}", cause_chain(self));
-            json!({ "error": self.code(), "message": self.to_string(), "request_id": id })
-        } else {
-            json!({ "error": self.code(), "message": self.to_string() })
+            id
+        });
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            request_id,
         };
         if let ApiError::MethodNotAllowed { allowed, .. } = self {
             response.insert_header((header::ALLOW, allowed.join(", ")));

@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod error;
 pub mod metrics;
 pub mod negotiate;
+pub mod openapi;
 pub mod page;
 pub mod query;
 pub mod routes;

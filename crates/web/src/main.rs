@@ -1,7 +1,8 @@
 //! `leaderboard-web`: the HTTP origin. `leaderboard-web seed` writes the demo
 //! board and exits; `leaderboard-web token` prints a write token;
 //! `leaderboard-web reconfigure` sets the tables' replicas and shards;
-//! `leaderboard-web migrate` gives existing boards and players their slot.
+//! `leaderboard-web migrate` gives existing boards and players their slot;
+//! `leaderboard-web openapi` prints the API's OpenAPI document.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,6 +43,9 @@ enum Command {
     /// field the workers' shard changefeeds follow). Idempotent, safe while
     /// the stack runs; workers also do it once at start.
     Migrate,
+    /// Print the API's OpenAPI 3.1 document (JSON), as `GET /openapi.json`
+    /// serves it; `docs/openapi.json` is this output.
+    Openapi,
     /// Print a shell completion script for this command.
     Completions {
         #[arg(value_enum)]
@@ -58,6 +62,10 @@ fn main() -> ExitCode {
             "leaderboard-web",
             &mut std::io::stdout(),
         );
+        return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", web::openapi::document());
         return ExitCode::SUCCESS;
     }
     if let Err(e) = service::config::load_dotenv() {
@@ -79,7 +87,9 @@ fn main() -> ExitCode {
             Command::Reconfigure => reconfigure(settings).await,
             Command::Migrate => migrate(settings).await,
             Command::Token { subject, ttl } => token(&settings, &subject, ttl),
-            Command::Completions { .. } => unreachable!("handled before the configuration"),
+            Command::Completions { .. } | Command::Openapi => {
+                unreachable!("handled before the configuration")
+            }
         }
     });
     match result {
@@ -200,6 +210,10 @@ mod tests {
         assert!(matches!(
             parse(&["leaderboard-web", "migrate"]),
             Ok(Some(Command::Migrate))
+        ));
+        assert!(matches!(
+            parse(&["leaderboard-web", "openapi"]),
+            Ok(Some(Command::Openapi))
         ));
         assert!(parse(&["leaderboard-web", "bogus"]).is_err());
     }

@@ -145,7 +145,34 @@ pub fn board_page(req: &HttpRequest) -> HttpResponse {
     response
 }
 
+/// The path of one of the page's files.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct AssetPath {
+    /// The file's name, e.g. `app.js`, `style.css`, `icon.svg`.
+    #[param(example = "app.js")]
+    file: String,
+}
+
 /// `GET /static/{file}`: one of the page's files, or the API's JSON 404.
+#[utoipa::path(
+    get,
+    path = "/static/{file}",
+    tag = "page",
+    operation_id = "asset",
+    summary = "One of the live page's files",
+    params(AssetPath, crate::routes::IfNoneMatch),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+            (String = "image/svg+xml"),
+        )),
+        (status = 304, description = "The file is unchanged (`If-None-Match` named its ETag)"),
+        (status = 404, response = crate::error::NotFound),
+    ),
+)]
 pub async fn asset(req: HttpRequest, file: web::Path<String>) -> HttpResponse {
     match find(&file) {
         Some(asset) => serve(&req, asset),

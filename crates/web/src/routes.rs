@@ -6,15 +6,15 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse};
 use domain::{BoardId, Name, Operator, Order, PlayerId, Reset, Rules, ScoreDelta, TOP_N};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use store::reql::IdempotencyKey;
 use store::{Lookup, NewBoard, NewPlayer, PageStart};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::WriteAccess;
 use crate::body::Body;
 use crate::cursor::Cursor;
-use crate::error::ApiError;
+use crate::error::{self, ApiError, ErrorBody};
 use crate::negotiate::{negotiate, Representation};
 use crate::page;
 use crate::query::Query;
@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/healthz/", &["GET"]).route(web::get().to(healthz)))
         .service(resource("/readyz/", &["GET"]).route(web::get().to(readyz)))
         .service(resource("/metrics/", &["GET"]).route(web::get().to(metrics)))
+        .service(resource("/openapi.json/", &["GET"]).route(web::get().to(openapi)))
         .service(
             resource("/boards/", &["GET", "POST"])
                 .route(web::get().to(list_boards))
@@ -99,14 +100,40 @@ fn player_id(raw: &str) -> Result<PlayerId, ApiError> {
     Ok(PlayerId::parse(raw)?)
 }
 
-fn json_response(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+fn json_response(status: StatusCode, body: impl Serialize) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .json(body)
 }
 
+/// What `GET /` answers an API client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Index {
+    #[schema(examples("leaderboard"))]
+    name: &'static str,
+    /// Where the boards are listed.
+    #[schema(examples("/boards/"))]
+    boards: &'static str,
+}
+
 /// `/`: the live page for browsers, a small JSON index for API clients.
-async fn index(req: HttpRequest) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "page",
+    operation_id = "index",
+    summary = "A small JSON index, or the live page for a browser",
+    description = "Answers JSON unless `Accept` prefers `text/html`, then the page's HTML shell.",
+    params(IfNoneMatch),
+    responses(
+        (status = 200, description = "The index, or the page", content(
+            (Index = "application/json"),
+            (String = "text/html"),
+        )),
+        (status = 304, description = "The page is unchanged (`If-None-Match` named its ETag)"),
+    ),
+)]
+pub async fn index(req: HttpRequest) -> HttpResponse {
     let accept = req
         .headers()
         .get(header::ACCEPT)
@@ -118,15 +145,43 @@ async fn index(req: HttpRequest) -> HttpResponse {
     }
     json_response(
         StatusCode::OK,
-        json!({ "name": "leaderboard", "boards": "/boards/" }),
+        Index {
+            name: "leaderboard",
+            boards: "/boards/",
+        },
     )
 }
 
-async fn healthz() -> HttpResponse {
-    json_response(StatusCode::OK, json!({ "status": "ok" }))
+/// The body of `GET /healthz` and `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    #[schema(examples("ok", "ready"))]
+    status: &'static str,
 }
 
-async fn metrics(state: Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    summary = "Liveness: the process answers",
+    responses((status = 200, description = "Alive", body = Health)),
+)]
+pub async fn healthz() -> HttpResponse {
+    json_response(StatusCode::OK, Health { status: "ok" })
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    responses((status = 200, description = "The Prometheus text format, version 0.0.4",
+        content((String = "text/plain")))),
+)]
+pub async fn metrics(state: Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((
             header::CONTENT_TYPE,
@@ -136,33 +191,123 @@ async fn metrics(state: Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-async fn readyz(state: Data<AppState>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    summary = "Readiness: the database is reachable and the schema ready",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn readyz(state: Data<AppState>) -> ApiResult {
     state.ready().await?;
     state.store.ping().await?;
-    Ok(json_response(StatusCode::OK, json!({ "status": "ready" })))
+    Ok(json_response(StatusCode::OK, Health { status: "ready" }))
 }
 
-async fn list_boards(state: Data<AppState>, req: HttpRequest) -> ApiResult {
+/// `GET /openapi.json`: this API's OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    operation_id = "openapi",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API",
+        content((Object = "application/json")))),
+)]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::document())
+}
+
+/// The body of `GET /boards/`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BoardList {
+    /// In id order, at most 1000.
+    boards: Vec<domain::BoardSummary>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/boards/",
+    tag = "boards",
+    operation_id = "listBoards",
+    summary = "Lists the boards, in id order (at most 1000)",
+    responses(
+        (status = 200, description = "The boards", body = BoardList),
+        (status = 400, response = error::BadRequest),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn list_boards(state: Data<AppState>, req: HttpRequest) -> ApiResult {
     Query::parse(&req, &[])?;
     state.ready().await?;
     let boards = state.store.list_boards(MAX_LIST).await?;
-    Ok(json_response(StatusCode::OK, json!({ "boards": boards })))
+    Ok(json_response(StatusCode::OK, BoardList { boards }))
 }
 
 /// The body of `POST /boards/`; it may be empty. The rules are fixed from
 /// then on.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateBoard {
+pub struct CreateBoard {
+    /// The board's id; a UUID when absent. Taken: 409.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[A-Za-z0-9_-]+$",
+        examples("weekly")
+    )]
     id: Option<String>,
+    /// Trimmed, 1 to 100 characters, no control characters.
+    #[schema(min_length = 1, max_length = 100, examples("Weekly"))]
     name: Option<String>,
+    /// Which scores rank first (default `desc`).
     order: Option<Order>,
+    /// What `score/` does with a value (default `incr`).
     operator: Option<Operator>,
+    /// How many players the board's snapshot and stream show (default 5).
+    #[schema(minimum = 1, maximum = 100)]
     top: Option<usize>,
+    /// When the board resets: `daily`, `weekly` (Mondays), `monthly` (the
+    /// 1st), at 00:00 UTC, or a cron expression in UTC (five fields, or
+    /// six with seconds first).
+    #[schema(examples("daily"))]
     reset: Option<String>,
 }
 
-async fn create_board(
+#[utoipa::path(
+    post,
+    path = "/boards/",
+    tag = "boards",
+    operation_id = "createBoard",
+    summary = "Creates a board; its rules are fixed from then on",
+    request_body(description = "May be empty: a board with a generated id and the default rules.",
+        content(
+            (CreateBoard = "application/json"),
+            (CreateBoard = "application/x-www-form-urlencoded"),
+        )),
+    security(("writeCredential" = [])),
+    responses(
+        (status = 201, description = "Created", body = domain::Board,
+            headers(("Location" = String, description = "`/boards/{id}/`"))),
+        (status = 400, response = error::BadRequest),
+        (status = 401, response = error::Unauthorized),
+        (status = 408, response = error::RequestTimeout),
+        (status = 409, description = "A board with this id exists (whatever rules it asks for)", body = ErrorBody),
+        (status = 413, response = error::PayloadTooLarge),
+        (status = 415, response = error::UnsupportedMediaType),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn create_board(
     _: WriteAccess,
     state: Data<AppState>,
     req: HttpRequest,
@@ -197,7 +342,117 @@ async fn create_board(
         .json(board.view()))
 }
 
-async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
+/// The path of a board's routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct BoardPath {
+    /// The board's id: 1 to 63 characters of `[A-Za-z0-9_-]` (else 400).
+    #[param(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[A-Za-z0-9_-]+$",
+        example = "demo"
+    )]
+    board: String,
+}
+
+/// The path of a player's routes.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct PlayerPath {
+    /// The board's id: 1 to 63 characters of `[A-Za-z0-9_-]` (else 400).
+    #[param(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[A-Za-z0-9_-]+$",
+        example = "demo"
+    )]
+    board: String,
+    /// The player's id on that board: 1 to 63 characters of
+    /// `[A-Za-z0-9_-]` (else 400).
+    #[param(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[A-Za-z0-9_-]+$",
+        example = "alice"
+    )]
+    player: String,
+}
+
+/// The query of `GET /boards/{board}/`: both concern its stream.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
+pub struct BoardQuery {
+    /// The marker of Pushpin's recovery link: with `1`, the request is a
+    /// recovery request, answered as the stream whatever `Accept` says.
+    #[param(required = false, example = "1")]
+    recover: String,
+    /// Where EventSource polyfills put `Last-Event-ID`.
+    #[param(required = false, example = "3f0c2a9d1b7e4c55")]
+    lastEventId: String,
+}
+
+/// `Last-Event-ID`, on a stream request.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct LastEventId {
+    /// The `id` of the last event the client has: the first event is left
+    /// out if the board is still at that version.
+    #[param(
+        required = false,
+        rename = "Last-Event-ID",
+        example = "3f0c2a9d1b7e4c55"
+    )]
+    last_event_id: String,
+}
+
+/// `If-None-Match`, on the answers that are the page's files.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfNoneMatch {
+    /// An ETag of the HTML page or file: 304 if it is still current.
+    #[param(required = false, rename = "If-None-Match")]
+    if_none_match: String,
+}
+
+/// `GET /boards/{board}/`: the board as JSON, its event stream, or the page.
+#[utoipa::path(
+    get,
+    path = "/boards/{board}/",
+    tag = "boards",
+    operation_id = "getBoard",
+    summary = "The board, its live event stream, or its page",
+    description = include_str!("openapi/board.md"),
+    params(BoardPath, BoardQuery, LastEventId, IfNoneMatch),
+    responses(
+        (status = 200, description = "The board as JSON; or, when `Accept` prefers \
+`text/event-stream`, its stream (held open by Pushpin); or, when `Accept` prefers `text/html`, \
+the page. `Vary: Accept`.", content(
+            (domain::Board = "application/json"),
+            (String = "text/event-stream", example = json!("id: 3f0c2a9d1b7e4c55\nevent: update\ndata: {\"id\":\"demo\",\"name\":\"Demo board\",\"rules\":{\"order\":\"desc\",\"operator\":\"incr\",\"top\":5},\"players\":[{\"id\":\"alice\",\"name\":\"Alice\",\"score\":8,\"rank\":1}]}\n\n")),
+            (String = "text/html"),
+        )),
+        (status = 304, description = "The page is unchanged (`If-None-Match` named its ETag)"),
+        (status = 400, response = error::BadRequest),
+        (status = 403, description = "A stream request that Pushpin did not sign \
+(`stream_requires_proxy`): streams are served only through the proxy", body = ErrorBody),
+        (status = 404, response = error::NotFound),
+        (status = 406, description = "`Accept` allows none of JSON, the event stream and \
+HTML", body = ErrorBody),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn get_board(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult {
     let board = board_id(&path)?;
     // `recover` marks Pushpin's recovery link; `lastEventId` is where
     // EventSource polyfills put Last-Event-ID.
@@ -237,11 +492,9 @@ async fn get_board(state: Data<AppState>, req: HttpRequest, path: web::Path<Stri
     state.ready().await?;
     let snapshot = state.store.snapshot(&board).await?;
     match (snapshot, stream_request) {
-        (Some(snapshot), None) => Ok(json_response(
-            StatusCode::OK,
-            serde_json::to_value(snapshot.board()).unwrap_or_default(),
-        )
-        .customize_vary()),
+        (Some(snapshot), None) => {
+            Ok(json_response(StatusCode::OK, snapshot.board()).customize_vary())
+        }
         (Some(snapshot), Some(request)) => streams.hold(&board, &snapshot, &request),
         (None, Some(request)) if request.recovery => Ok(streams.gone(&board)),
         (None, _) => Err(ApiError::BoardNotFound(board.to_string())),
@@ -261,7 +514,25 @@ impl VaryAccept for HttpResponse {
     }
 }
 
-async fn delete_board(
+#[utoipa::path(
+    delete,
+    path = "/boards/{board}/",
+    tag = "boards",
+    operation_id = "deleteBoard",
+    summary = "Deletes the board and all its players",
+    description = "Its subscribers get `event: deleted`, then their streams close.",
+    params(BoardPath),
+    security(("writeCredential" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, response = error::BadRequest),
+        (status = 401, response = error::Unauthorized),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn delete_board(
     _: WriteAccess,
     state: Data<AppState>,
     req: HttpRequest,
@@ -280,6 +551,83 @@ async fn delete_board(
 /// The most players `?ids=` asks for at once.
 const MAX_IDS: usize = 100;
 
+/// The query of `GET /boards/{board}/players/`: a page (`limit` with
+/// `cursor` or `rank`), or `ids` alone.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PlayersQuery {
+    /// How many players (1 to 1000, default 100).
+    #[param(required = false, minimum = 1, maximum = 1000, example = 50)]
+    limit: u32,
+    /// The `next_cursor` of the page before: the page starts after it.
+    /// Opaque; one this API did not give is a 400. Not with `rank`.
+    #[param(required = false)]
+    cursor: String,
+    /// The page starts at this rank (empty past the end). Not with `cursor`.
+    #[param(
+        required = false,
+        minimum = 1,
+        maximum = 9_007_199_254_740_991_i64,
+        example = 1000
+    )]
+    rank: i64,
+    /// Friends: up to 100 comma-separated player ids, answered with their
+    /// board-wide ranks. Not with `limit`, `cursor` or `rank`.
+    #[param(required = false, example = "alice,bob,carol")]
+    ids: String,
+}
+
+/// A player with, when it is ranked, its rank and its percentile; a single
+/// player's answer also says `out_of`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RankedPlayer {
+    #[serde(flatten)]
+    player: domain::Player,
+    /// How many players the board ranks (a single player's answer, when
+    /// the player is ranked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1)]
+    out_of: Option<u64>,
+    /// The share of ranked players this one is ahead of or level with, in
+    /// percent with two decimals: `100 × (out_of − rank + 1) / out_of`
+    /// (when the player is ranked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 0, maximum = 100)]
+    percentile: Option<f64>,
+}
+
+/// A page of a board's players in rank order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlayerPage {
+    players: Vec<RankedPlayer>,
+    /// How many players the board ranks.
+    out_of: u64,
+    /// The `cursor` of the next page; null when this page is the last.
+    #[schema(required)]
+    next_cursor: Option<String>,
+}
+
+/// The given players with their board-wide ranks (`?ids=`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Friends {
+    /// In rank order; players not ranked yet follow.
+    players: Vec<RankedPlayer>,
+    /// How many players the board ranks.
+    out_of: u64,
+    /// The ids given that name no player of the board.
+    missing: Vec<String>,
+}
+
+/// The answer of `GET /boards/{board}/players/`: a page, or with `ids`
+/// the friends.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PlayersAnswer {
+    Page(PlayerPage),
+    Friends(Friends),
+}
+
 /// `GET /boards/{board}/players/`: the board in rank order, a page at a
 /// time, from the top, after a `cursor` (the `next_cursor` of the page
 /// before) or from a `rank`; or, with `ids=a,b,c`, those players with their
@@ -287,7 +635,23 @@ const MAX_IDS: usize = 100;
 /// and each ranked player its `percentile`. Paging is by position (score,
 /// then id), so a walk while others write misses or repeats only players
 /// whose own score changed meanwhile.
-async fn list_players(
+#[utoipa::path(
+    get,
+    path = "/boards/{board}/players/",
+    tag = "players",
+    operation_id = "listPlayers",
+    summary = "A page of the board's players in rank order, or the given players' ranks",
+    params(BoardPath, PlayersQuery),
+    responses(
+        (status = 200, description = "A page (`next_cursor`), or with `ids` the players \
+named (`missing`)", body = PlayersAnswer),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn list_players(
     state: Data<AppState>,
     req: HttpRequest,
     path: web::Path<String>,
@@ -335,10 +699,10 @@ async fn list_players(
     let next = page.last.map(|(score, id)| Cursor::new(score, id).encode());
     Ok(json_response(
         StatusCode::OK,
-        json!({
-            "players": ranked_players(&page.players, page.out_of),
-            "out_of": page.out_of,
-            "next_cursor": next,
+        PlayersAnswer::Page(PlayerPage {
+            players: ranked_players(page.players, page.out_of),
+            out_of: page.out_of,
+            next_cursor: next,
         }),
     ))
 }
@@ -372,17 +736,18 @@ async fn friends(state: Data<AppState>, board: BoardId, raw: &str) -> ApiResult 
         .players_ranked(&board, &ids, parallel)
         .await?
         .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
-    let missing: Vec<&str> = ids
+    let missing: Vec<String> = ids
         .iter()
         .map(PlayerId::as_str)
         .filter(|id| !ranked.players.iter().any(|p| p.id == *id))
+        .map(str::to_owned)
         .collect();
     Ok(json_response(
         StatusCode::OK,
-        json!({
-            "players": ranked_players(&ranked.players, ranked.out_of),
-            "out_of": ranked.out_of,
-            "missing": missing,
+        PlayersAnswer::Friends(Friends {
+            players: ranked_players(ranked.players, ranked.out_of),
+            out_of: ranked.out_of,
+            missing,
         }),
     ))
 }
@@ -396,26 +761,29 @@ fn percentile(rank: u64, out_of: u64) -> f64 {
     (share * 100.0).floor() / 100.0
 }
 
-/// A player's JSON, with its `percentile` when it has a rank.
-fn ranked_player(player: &domain::Player, out_of: u64) -> serde_json::Value {
-    let mut value = serde_json::to_value(player).unwrap_or_default();
-    if let Some(rank) = player.rank {
-        value["percentile"] = json!(percentile(rank, out_of));
+/// A player in a listing, with its `percentile` when it has a rank.
+fn ranked_player(player: domain::Player, out_of: u64) -> RankedPlayer {
+    RankedPlayer {
+        percentile: player.rank.map(|rank| percentile(rank, out_of)),
+        out_of: None,
+        player,
     }
-    value
 }
 
-fn ranked_players(players: &[domain::Player], out_of: u64) -> Vec<serde_json::Value> {
-    players.iter().map(|p| ranked_player(p, out_of)).collect()
+fn ranked_players(players: Vec<domain::Player>, out_of: u64) -> Vec<RankedPlayer> {
+    players
+        .into_iter()
+        .map(|p| ranked_player(p, out_of))
+        .collect()
 }
 
-/// A single player's JSON: with its rank, also `out_of` and `percentile`.
-fn player_answer(player: &domain::Player, out_of: u64) -> serde_json::Value {
-    let mut value = ranked_player(player, out_of);
-    if let Some(rank) = player.rank {
-        value["out_of"] = json!(out_of.max(rank));
+/// A single player's answer: with its rank, also `out_of` and `percentile`.
+fn player_answer(player: domain::Player, out_of: u64) -> RankedPlayer {
+    let out_of = player.rank.map(|rank| out_of.max(rank));
+    RankedPlayer {
+        out_of,
+        ..ranked_player(player, out_of.unwrap_or_default())
     }
-    value
 }
 
 /// A query parameter that must be an integer from `min` to `max`.
@@ -431,14 +799,57 @@ fn bounded_param(name: &str, raw: &str, min: usize, max: usize) -> Result<usize,
 }
 
 /// The body of `POST /boards/{board}/players/`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreatePlayer {
+pub struct CreatePlayer {
+    /// The player's id on this board; a UUID when absent. Taken: 409.
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[A-Za-z0-9_-]+$",
+        examples("ann")
+    )]
     id: Option<String>,
+    /// Required: trimmed, 1 to 100 characters, no control characters.
+    #[schema(
+        required,
+        nullable = false,
+        min_length = 1,
+        max_length = 100,
+        examples("Ann")
+    )]
     name: Option<String>,
 }
 
-async fn create_player(
+#[utoipa::path(
+    post,
+    path = "/boards/{board}/players/",
+    tag = "players",
+    operation_id = "createPlayer",
+    summary = "Adds a player to the board",
+    description = "Its score is 0 on an `incr` board; on a `set` or `best` board it has no \
+score (null), so no rank, until its first submission.",
+    params(BoardPath),
+    request_body(content(
+        (CreatePlayer = "application/json"),
+        (CreatePlayer = "application/x-www-form-urlencoded"),
+    )),
+    security(("writeCredential" = [])),
+    responses(
+        (status = 201, description = "Created", body = domain::Player,
+            headers(("Location" = String, description = "`/boards/{board}/players/{id}/`"))),
+        (status = 400, response = error::BadRequest),
+        (status = 401, response = error::Unauthorized),
+        (status = 408, response = error::RequestTimeout),
+        (status = 404, response = error::NotFound),
+        (status = 409, description = "A player with this id exists on the board", body = ErrorBody),
+        (status = 413, response = error::PayloadTooLarge),
+        (status = 415, response = error::UnsupportedMediaType),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn create_player(
     _: WriteAccess,
     state: Data<AppState>,
     req: HttpRequest,
@@ -477,7 +888,22 @@ async fn create_player(
 
 /// `GET /boards/{board}/players/{player}/`: the player with its rank, out
 /// of how many, and its percentile.
-async fn get_player(
+#[utoipa::path(
+    get,
+    path = "/boards/{board}/players/{player}/",
+    tag = "players",
+    operation_id = "getPlayer",
+    summary = "The player with its rank, out of how many, and its percentile",
+    params(PlayerPath),
+    responses(
+        (status = 200, description = "The player", body = RankedPlayer),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn get_player(
     state: Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -493,14 +919,50 @@ async fn get_player(
     )?;
     Ok(json_response(
         StatusCode::OK,
-        player_answer(&found.player, found.out_of),
+        player_answer(found.player, found.out_of),
     ))
+}
+
+/// The query of `around/`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AroundQuery {
+    /// How many players above and below (0 to 50, default 2).
+    #[param(required = false, minimum = 0, maximum = 50, example = 2)]
+    n: u32,
+}
+
+/// The answer of `around/`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Around {
+    /// The player, as `GET .../players/{player}/` answers it.
+    player: RankedPlayer,
+    /// The players above, the player, and the players below, in rank order.
+    players: Vec<RankedPlayer>,
+    /// How many players the board ranks.
+    out_of: u64,
 }
 
 /// `GET /boards/{board}/players/{player}/around/?n=2`: the player with its
 /// rank, and up to `n` (0 to 50, default 2) players above and below, in
 /// rank order, each with its rank.
-async fn around(
+#[utoipa::path(
+    get,
+    path = "/boards/{board}/players/{player}/around/",
+    tag = "players",
+    operation_id = "around",
+    summary = "The player and up to `n` players above and below it, in rank order",
+    params(PlayerPath, AroundQuery),
+    responses(
+        (status = 200, description = "The neighbourhood", body = Around),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn around(
     state: Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -523,11 +985,11 @@ async fn around(
     players.extend(found.below);
     Ok(json_response(
         StatusCode::OK,
-        json!({
-            "player": player_answer(&found.player, found.out_of),
-            "players": ranked_players(&players, found.out_of),
-            "out_of": found.out_of,
-        }),
+        Around {
+            player: player_answer(found.player, found.out_of),
+            players: ranked_players(players, found.out_of),
+            out_of: found.out_of,
+        },
     ))
 }
 
@@ -543,7 +1005,24 @@ fn found<T>(lookup: Lookup<T>, board: &BoardId, player: &PlayerId) -> Result<T, 
     }
 }
 
-async fn delete_player(
+#[utoipa::path(
+    delete,
+    path = "/boards/{board}/players/{player}/",
+    tag = "players",
+    operation_id = "deletePlayer",
+    summary = "Removes the player",
+    params(PlayerPath),
+    security(("writeCredential" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = error::BadRequest),
+        (status = 401, response = error::Unauthorized),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn delete_player(
     _: WriteAccess,
     state: Data<AppState>,
     req: HttpRequest,
@@ -563,10 +1042,52 @@ async fn delete_player(
 }
 
 /// The body of `POST .../score-add/`; it may be empty.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScoreAdd {
+pub struct ScoreAdd {
+    /// What to add (default 1); the score must stay within ±(2^53 − 1).
+    #[schema(minimum = -9_007_199_254_740_991_i64, maximum = 9_007_199_254_740_991_i64, examples(10))]
     value: Option<i64>,
+}
+
+/// The query of a score write.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ScoreQuery {
+    /// `rank`: the answer also carries the rank the write produced, with
+    /// `out_of` and `percentile` (left out, still 200, in the rare moment
+    /// the board's rank digest is being brought up to date).
+    #[param(required = false, inline)]
+    with: With,
+}
+
+/// The `Idempotency-Key` of a score write.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// Makes the write safe to retry: a repeat of the key on the same player
+    /// within 15 minutes changes nothing and answers with the player as the
+    /// first request left it. 1 to 128 visible ASCII characters, at most
+    /// one such header (else 400).
+    #[param(
+        required = false,
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[!-~]+$",
+        example = "7f1c0c2e-retry-safe"
+    )]
+    idempotency_key: String,
+}
+
+/// What a score write's answer adds.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub enum With {
+    Rank,
 }
 
 /// The optional `Idempotency-Key` header of a score-add: at most one, of
@@ -593,7 +1114,34 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError
 /// body, in one atomic update, and answers with the player as that update
 /// left it. With an `Idempotency-Key`, a repeat of the key on this player
 /// within the window changes nothing and answers with the first result.
-async fn score_add(
+#[utoipa::path(
+    post,
+    path = "/boards/{board}/players/{player}/score-add/",
+    tag = "scores",
+    operation_id = "scoreAdd",
+    summary = "Adds 1, or `value`, to the player's score, on any board",
+    description = "One atomic update; the answer is the player as that update left it.",
+    params(PlayerPath, ScoreQuery, IdempotencyKeyHeader),
+    request_body(description = "May be empty: adds 1.", content(
+        (ScoreAdd = "application/json"),
+        (ScoreAdd = "application/x-www-form-urlencoded"),
+    )),
+    security(("writeCredential" = [])),
+    responses(
+        (status = 200, description = "The player with the score this write produced", body = RankedPlayer),
+        (status = 400, response = error::BadRequest),
+        (status = 401, response = error::Unauthorized),
+        (status = 408, response = error::RequestTimeout),
+        (status = 404, response = error::NotFound),
+        (status = 422, description = "The score would leave ±(2^53 − 1) \
+(`score_out_of_range`); nothing is written", body = ErrorBody),
+        (status = 413, response = error::PayloadTooLarge),
+        (status = 415, response = error::UnsupportedMediaType),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn score_add(
     _: WriteAccess,
     state: Data<AppState>,
     req: HttpRequest,
@@ -646,30 +1194,53 @@ async fn write_answer(
     board: &BoardId,
     mut player: domain::Player,
     with_rank: bool,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<RankedPlayer, ApiError> {
+    let unranked = |player| RankedPlayer {
+        player,
+        out_of: None,
+        percentile: None,
+    };
     let Some(score) = player.score.filter(|_| with_rank) else {
-        return Ok(serde_json::to_value(player).unwrap_or_default());
+        return Ok(unranked(player));
     };
     let id = player_id(&player.id)?;
     match state.store.rank_of(board, &id, score).await {
         Ok(Some((rank, out_of))) => {
             player.rank = Some(rank);
-            Ok(player_answer(&player, out_of))
+            Ok(player_answer(player, out_of))
         }
         // The write is done: a rank the digest cannot give at once (its
         // keeper is behind) is left out rather than turning the write's
         // answer into an error that a client would retry.
-        Err(store::StoreError::RanksBehind) => Ok(serde_json::to_value(player).unwrap_or_default()),
+        Err(store::StoreError::RanksBehind) => Ok(unranked(player)),
         Ok(None) => Err(ApiError::BoardNotFound(board.to_string())),
         Err(e) => Err(e.into()),
     }
 }
 
 /// The body of `POST .../score/`: the value to submit, required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ScoreSubmit {
+pub struct ScoreSubmit {
+    /// Required: the value, within ±(2^53 − 1).
+    #[schema(
+        required,
+        nullable = false,
+        minimum = -9_007_199_254_740_991_i64,
+        maximum = 9_007_199_254_740_991_i64,
+        examples(6512)
+    )]
     value: Option<i64>,
+}
+
+/// The answer of `POST .../score/`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Submitted {
+    #[serde(flatten)]
+    player: RankedPlayer,
+    /// Whether the submission moved the score (a `best` submission that is
+    /// no better, or a `set` to the same score, does not).
+    changed: bool,
 }
 
 /// `POST .../score/`: submits `value` under the board's operator (`incr`
@@ -677,7 +1248,35 @@ struct ScoreSubmit {
 /// in one atomic update, and answers with the player and whether the
 /// submission changed the score. Takes an `Idempotency-Key` as score-add
 /// does.
-async fn score_submit(
+#[utoipa::path(
+    post,
+    path = "/boards/{board}/players/{player}/score/",
+    tag = "scores",
+    operation_id = "scoreSubmit",
+    summary = "Submits `value` under the board's operator",
+    description = "`incr` adds it, `set` replaces the score, `best` keeps the better of the \
+two under the board's order; one atomic update.",
+    params(PlayerPath, ScoreQuery, IdempotencyKeyHeader),
+    request_body(content(
+        (ScoreSubmit = "application/json"),
+        (ScoreSubmit = "application/x-www-form-urlencoded"),
+    )),
+    security(("writeCredential" = [])),
+    responses(
+        (status = 200, description = "The player and whether the score moved", body = Submitted),
+        (status = 400, response = error::BadRequest),
+        (status = 401, response = error::Unauthorized),
+        (status = 408, response = error::RequestTimeout),
+        (status = 404, response = error::NotFound),
+        (status = 422, description = "The score would leave ±(2^53 − 1) \
+(`score_out_of_range`); nothing is written", body = ErrorBody),
+        (status = 413, response = error::PayloadTooLarge),
+        (status = 415, response = error::UnsupportedMediaType),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn score_submit(
     _: WriteAccess,
     state: Data<AppState>,
     req: HttpRequest,
@@ -698,9 +1297,14 @@ async fn score_submit(
         .await?
     {
         Some(done) => {
-            let mut answer = write_answer(&state, &board, done.player, with_rank).await?;
-            answer["changed"] = json!(done.changed);
-            Ok(json_response(StatusCode::OK, answer))
+            let player = write_answer(&state, &board, done.player, with_rank).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                Submitted {
+                    player,
+                    changed: done.changed,
+                },
+            ))
         }
         None => Err(ApiError::PlayerNotFound {
             board: board.to_string(),
@@ -714,7 +1318,26 @@ const MAX_PERIODS: usize = 100;
 
 /// `GET /boards/{board}/periods/`: the board's finished periods, newest
 /// first (at most 100), each with its final standings.
-async fn periods(state: Data<AppState>, req: HttpRequest, path: web::Path<String>) -> ApiResult {
+#[utoipa::path(
+    get,
+    path = "/boards/{board}/periods/",
+    tag = "boards",
+    operation_id = "listPeriods",
+    summary = "The board's finished periods, newest first (at most 100)",
+    params(BoardPath),
+    responses(
+        (status = 200, description = "The finished periods", body = crate::openapi::PeriodList),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn periods(
+    state: Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> ApiResult {
     let board = board_id(&path)?;
     Query::parse(&req, &[])?;
     state.ready().await?;
@@ -723,11 +1346,47 @@ async fn periods(state: Data<AppState>, req: HttpRequest, path: web::Path<String
         .periods(&board, MAX_PERIODS)
         .await?
         .ok_or_else(|| ApiError::BoardNotFound(board.to_string()))?;
-    Ok(json_response(StatusCode::OK, json!({ "periods": periods })))
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::json!({ "periods": periods }),
+    ))
+}
+
+/// The path of one finished period.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct PeriodPath {
+    /// The board's id: 1 to 63 characters of `[A-Za-z0-9_-]` (else 400).
+    #[param(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[A-Za-z0-9_-]+$",
+        example = "demo"
+    )]
+    board: String,
+    /// The period's number, from 1 (else 400).
+    #[param(minimum = 1, maximum = 4_294_967_295_u64, example = 1)]
+    number: u32,
 }
 
 /// `GET /boards/{board}/periods/{number}/`: one finished period.
-async fn period(
+#[utoipa::path(
+    get,
+    path = "/boards/{board}/periods/{number}/",
+    tag = "boards",
+    operation_id = "getPeriod",
+    summary = "One finished period: its final top and how many players had a score",
+    params(PeriodPath),
+    responses(
+        (status = 200, description = "The period", body = crate::openapi::Period),
+        (status = 400, response = error::BadRequest),
+        (status = 404, response = error::NotFound),
+        (status = 503, response = error::Unavailable),
+        (status = 500, response = error::Internal),
+    ),
+)]
+pub async fn period(
     state: Data<AppState>,
     req: HttpRequest,
     path: web::Path<(String, String)>,
