@@ -26,11 +26,14 @@ fn checked_files() -> Vec<PathBuf> {
     files
 }
 
-/// Every file in `docs/`, relative to the root, sorted.
+/// Every page (Markdown file) in `docs/`, relative to the root, sorted.
+/// `docs/openapi.json` is the API's machine-readable description, linked
+/// from its page.
 fn docs_pages() -> Vec<PathBuf> {
     let mut pages: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
         .expect("docs/ exists")
         .map(|entry| PathBuf::from("docs").join(entry.expect("a docs/ entry").file_name()))
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
         .collect();
     pages.sort();
     pages
