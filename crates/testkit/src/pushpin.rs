@@ -152,6 +152,7 @@ impl Pushpin {
     /// crash or a deploy. Held streams are lost; clients must reconnect.
     pub fn restart(&mut self, dir: &Path, options: &PushpinOptions) -> anyhow::Result<()> {
         self.process.stop(Duration::from_secs(5));
+        self.kill_stragglers();
         let fresh = Self::start_on(
             dir,
             &self.targets.clone(),
@@ -176,6 +177,47 @@ impl Pushpin {
     /// Its `pushpin.conf`, as written for this instance.
     pub fn config_path(&self) -> &Path {
         &self.config
+    }
+
+    /// Kills Pushpin at once, every process of it, as a crash of its host
+    /// or container would.
+    pub fn kill_hard(&mut self) {
+        self.process.kill_hard();
+        self.kill_stragglers();
+    }
+
+    /// Kills what is left of this instance's processes. The runner's
+    /// services do not all stay in its process group: after a `kill -9` of
+    /// the group, `pushpin-handler` lives on, still bound to the publish
+    /// port, and a restarted instance then shares that port with it, so
+    /// half the publishes went to a handler with no subscribers.
+    fn kill_stragglers(&self) {
+        let marker = format!("--config={}", self.config.display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let matches = cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == marker.as_bytes());
+            if matches {
+                let _ = std::process::Command::new("kill")
+                    .args(["-s", "KILL", &pid.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status();
+            }
+        }
     }
 
     /// The `pushpin` process, to stop, signal or read the log of.

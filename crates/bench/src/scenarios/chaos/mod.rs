@@ -366,6 +366,33 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
         windows.len(),
         found.len()
     );
+    if !found.is_empty() {
+        // What it takes to find the cause: every process's log, the
+        // publish logs, and what each subscriber received.
+        let keep = std::path::PathBuf::from(format!("target/bench/chaos-{seed}"));
+        let _ = std::fs::remove_dir_all(&keep);
+        std::fs::create_dir_all(&keep)?;
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&logs)
+            .arg(keep.join("stack"))
+            .status();
+        if !copied.is_ok_and(|s| s.success()) {
+            println!("chaos: could not keep the logs in {}", keep.display());
+        }
+        let received: BTreeMap<&str, Vec<SubEvent>> = subs
+            .iter()
+            .map(|(_, name, events, _)| (name.as_str(), events.lock().unwrap().clone()))
+            .collect();
+        std::fs::write(
+            keep.join("subscribers.json"),
+            serde_json::to_vec_pretty(&received)?,
+        )?;
+        println!(
+            "chaos: logs and what subscribers received kept in {}",
+            keep.display()
+        );
+    }
     drop(stack);
     drop(cluster);
     println!("{line}");
@@ -411,7 +438,7 @@ async fn inject(
             }
         }
         Fault::OriginKill(i) => stack.kill_web_at(i),
-        Fault::PushpinKill(i) => stack.pushpin_at(i).process().kill_hard(),
+        Fault::PushpinKill(i) => stack.pushpin_at(i).kill_hard(),
     }
     Ok(())
 }
