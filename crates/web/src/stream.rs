@@ -120,7 +120,23 @@ impl StreamSettings {
         let version = snapshot.version();
         let channel =
             ChannelName::parse(self.channel(board)).map_err(|e| ApiError::Internal(e.into()))?;
-        let prev_id = ItemId::parse(version.as_str()).map_err(|e| ApiError::Internal(e.into()))?;
+        let has_it = request
+            .last_event_id
+            .as_deref()
+            .is_some_and(|id| version.matches(id));
+        // Between a period's end and its reset, writes move their players
+        // into the next period before the board is switched, so a snapshot
+        // shows the old period's number over scores of both. A subscriber
+        // that has a board (a reconnect, a recovery) keeps it: held on what
+        // it has, it gets the reset and the new board from the worker.
+        let kept = (!has_it && period_over(snapshot))
+            .then(|| request.last_event_id.as_deref())
+            .flatten()
+            .and_then(|id| ItemId::parse(id.trim()).ok());
+        let prev_id = match &kept {
+            Some(id) => id.clone(),
+            None => ItemId::parse(version.as_str()).map_err(|e| ApiError::Internal(e.into()))?,
+        };
         let headers = Instruct::stream()
             .channel(Channel::new(channel).with_prev_id(prev_id))
             .next_link(
@@ -130,11 +146,7 @@ impl StreamSettings {
             .keep_alive(KeepAlive::new(sse::comment(""), self.keep_alive))
             .to_headers()
             .map_err(|e| ApiError::Internal(e.into()))?;
-        let has_it = request
-            .last_event_id
-            .as_deref()
-            .is_some_and(|id| version.matches(id));
-        let body = if has_it {
+        let body = if has_it || kept.is_some() {
             String::new()
         } else {
             snapshot.sse_event()
@@ -164,4 +176,13 @@ impl StreamSettings {
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
             .body(domain::deleted_event(board.as_str()))
     }
+}
+
+/// Whether the snapshot's period has ended by this process's clock (its
+/// reset may not be out yet).
+fn period_over(snapshot: &Snapshot) -> bool {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    snapshot.board().ends_at_ms.is_some_and(|end| now >= end)
 }
