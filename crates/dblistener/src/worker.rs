@@ -775,15 +775,17 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
 const PERIOD_END_HOLD_MS: i64 = 250;
 
 /// Whether `snapshot` is of a board whose period has ended, or is about to,
-/// by this process's clock.
+/// by this process's clock, or whose reset is under way (switched, its
+/// players not all moved yet).
 fn period_ending(snapshot: &Snapshot) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    snapshot
-        .board()
-        .ends_at_ms
-        .is_some_and(|end| now >= end - PERIOD_END_HOLD_MS)
+    let board = snapshot.board();
+    board.resetting
+        || board
+            .ends_at_ms
+            .is_some_and(|end| now >= end - PERIOD_END_HOLD_MS)
 }
 
 /// `work`'s output, or `None` once `deadline` has passed. The clock is read

@@ -75,6 +75,7 @@ fn snapshot(board: &str, score: i64) -> Snapshot {
         period: None,
         next_reset: None,
         ends_at_ms: None,
+        resetting: false,
         players: vec![Player {
             id: "p".into(),
             name: "P".into(),

@@ -84,6 +84,10 @@ pub struct Board {
     /// The same, in milliseconds since the epoch; not part of the JSON.
     #[serde(skip)]
     pub ends_at_ms: Option<i64>,
+    /// The last period's reset is under way (the board is switched, its
+    /// players not all moved yet); not part of the JSON.
+    #[serde(skip)]
+    pub resetting: bool,
     /// The top players under the board's rules, best first; at most
     /// `rules.top()` of them.
     pub players: Vec<Player>,
@@ -254,6 +258,7 @@ mod tests {
             period: None,
             next_reset: None,
             ends_at_ms: None,
+            resetting: false,
             players: scores
                 .iter()
                 .map(|(id, score)| Player {

@@ -115,6 +115,7 @@ impl CreatedBoard {
             }),
             next_reset: self.period.map(|p| domain::rfc3339(p.end_ms())),
             ends_at_ms: self.period.map(|p| p.end_ms()),
+            resetting: self.archiving.is_some(),
             players: Vec::new(),
         }
     }

@@ -690,7 +690,8 @@ pub fn due_resets() -> Term {
 
 /// Switches a board from period `n` to `n + 1` (from `end` until
 /// `next_end`), marking period `n` as being archived, if the board is still
-/// in period `n`, its end has passed and no reset is unfinished. One atomic
+/// in period `n`, its end has passed, `next_end` is still ahead and no reset is
+/// unfinished. One atomic
 /// update; whoever runs it second changes nothing.
 pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Term {
     r.table(BOARDS)
@@ -702,7 +703,12 @@ pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Term {
                     .g("n")
                     .eq(n)
                     .and(doc.clone().has_fields("archiving").not())
-                    .and(now_ms().ge(end)),
+                    .and(now_ms().ge(end))
+                    // A switch computed before a pause (the worker stopped,
+                    // a stalled VM) must not start a period already over:
+                    // the writes since its end counted in it. Skipped, the
+                    // next round computes the next end from a fresh clock.
+                    .and(now_ms().lt(next_end)),
                 term!({
                     "period": { "n": n + 1, "start": end, "end": next_end },
                     "archiving": { "n": n, "start": doc.g("period").g("start"), "end": end },

@@ -933,6 +933,11 @@ async fn resets(s: &mut Script) {
     }
     s.case("due_resets", reql::due_resets()).await;
     s.case(
+        "switch_period 1 to a period already over",
+        reql::switch_period("weekly", 1, 2_000, 3_000),
+    )
+    .await;
+    s.case(
         "switch_period 1",
         reql::switch_period("weekly", 1, 2_000, 4_102_444_800_000),
     )

@@ -178,11 +178,12 @@ impl StreamSettings {
     }
 }
 
-/// Whether the snapshot's period has ended by this process's clock (its
-/// reset may not be out yet).
+/// Whether the snapshot's period has ended by this process's clock, or its
+/// reset is under way (the board switched, its players not all moved).
 fn period_over(snapshot: &Snapshot) -> bool {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    snapshot.board().ends_at_ms.is_some_and(|end| now >= end)
+    let board = snapshot.board();
+    board.resetting || board.ends_at_ms.is_some_and(|end| now >= end)
 }

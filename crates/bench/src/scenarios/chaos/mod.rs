@@ -389,7 +389,10 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
             serde_json::to_vec_pretty(&received)?,
         )?;
         std::fs::write(keep.join("history.json"), serde_json::to_vec_pretty(&ops)?)?;
-        std::fs::write(keep.join("finals.json"), serde_json::to_vec_pretty(&finals)?)?;
+        std::fs::write(
+            keep.join("finals.json"),
+            serde_json::to_vec_pretty(&finals)?,
+        )?;
         println!(
             "chaos: logs and what subscribers received kept in {}",
             keep.display()
