@@ -285,7 +285,13 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
         );
     }
     found.extend(check::tenures(&records));
-    found.extend(check::statuses(&ops));
+    let origin_kills: Vec<(Ms, Ms)> = windows
+        .iter()
+        .filter(|(f, _, _)| matches!(f, Fault::OriginKill(_)))
+        .map(|(_, t0, t1)| (*t0, *t1))
+        .collect();
+    found.extend(check::statuses(&ops, &origin_kills));
+    let proxied_502s = check::proxied_502s(&ops, &origin_kills);
     found.extend(churn_anomalies(&http, &origin, &churned).await);
     for entry in walk_logs(&logs).into_iter().chain(walk_logs(data.path())) {
         let text = std::fs::read_to_string(&entry).unwrap_or_default();
@@ -351,6 +357,7 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
         converge_ms.len()
     );
     println!("publishes logged: {}", records.len());
+    println!("Pushpin's 502 for a request in flight at a killed origin: {proxied_502s}");
     report.section(
         "chaos",
         json!({
@@ -358,6 +365,7 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
             "faults": faults, "anomalies": anomalies, "anomaly_list": found,
             "availability": availability, "recovery_ms": recovery, "schedule": schedule,
             "publishes": records.len(), "convergence_ms": converge_ms,
+            "proxied_502s": proxied_502s,
         }),
     );
     let line = format!(
