@@ -186,37 +186,50 @@ impl Pushpin {
         self.kill_stragglers();
     }
 
-    /// Kills what is left of this instance's processes. The runner's
-    /// services do not all stay in its process group: after a `kill -9` of
-    /// the group, `pushpin-handler` lives on, still bound to the publish
-    /// port, and a restarted instance then shares that port with it, so
-    /// half the publishes went to a handler with no subscribers.
+    /// Kills what is left of this instance's processes, and waits until
+    /// they are gone (their ports free again). The runner's services do not
+    /// all stay in its process group: after a `kill -9` of the group,
+    /// `pushpin-handler` lived on, still bound to the publish port (a
+    /// restarted instance then shared it, and half the publishes went to no
+    /// subscriber), and `condure` kept the HTTP port (a restart failed to
+    /// bind it). Each names this instance's configuration or its run
+    /// directory on its command line.
     fn kill_stragglers(&self) {
-        let marker = format!("--config={}", self.config.display());
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
+        let config = format!("--config={}", self.config.display());
+        let rundir = self
+            .config
+            .parent()
+            .map(|dir| format!("{}/run/", dir.display()));
+        let ours = |pid: &str| -> bool {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+                return false;
+            };
+            cmdline.split(|b| *b == 0).any(|arg| {
+                let arg = String::from_utf8_lossy(arg);
+                arg == config || rundir.as_deref().is_some_and(|run| arg.contains(run))
+            })
         };
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let matches = cmdline
-                .split(|b| *b == 0)
-                .any(|arg| arg == marker.as_bytes());
-            if matches {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<String> = std::fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|name| name.bytes().all(|b| b.is_ascii_digit()))
+                .filter(|pid| ours(pid))
+                .collect();
+            if left.is_empty() || Instant::now() > deadline {
+                return;
+            }
+            for pid in &left {
                 let _ = std::process::Command::new("kill")
-                    .args(["-s", "KILL", &pid.to_string()])
+                    .args(["-s", "KILL", pid])
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::null())
                     .status();
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
