@@ -24,6 +24,7 @@ use crate::error::ApiError;
 /// How streams are set up, from the configuration.
 #[derive(Clone)]
 pub struct StreamSettings {
+    /// `GRIP_PREFIX`: prepended to a board id to name its channel.
     pub prefix: String,
     /// An idle stream gets an SSE comment this often.
     pub keep_alive: Duration,
@@ -51,6 +52,7 @@ fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
 }
 
 impl StreamSettings {
+    /// The GRIP channel a board's updates are published to.
     pub fn channel(&self, board: &BoardId) -> String {
         domain::channel_name(&self.prefix, board.as_str())
     }
