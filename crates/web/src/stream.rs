@@ -132,7 +132,7 @@ impl StreamSettings {
         // that has a board (a reconnect, a recovery) keeps it: held on what
         // it has, it gets the reset and the new board from the worker.
         let kept = (!has_it && period_over(snapshot))
-            .then(|| request.last_event_id.as_deref())
+            .then_some(request.last_event_id.as_deref())
             .flatten()
             .and_then(|id| ItemId::parse(id.trim()).ok());
         let prev_id = match &kept {
