@@ -28,8 +28,10 @@ use clap::{Args, Parser, Subcommand};
                   or the rethinkdb on PATH."
 )]
 pub struct Cli {
+    /// The scenario to run.
     #[command(subcommand)]
     pub command: Command,
+    /// Sizes and switches that override the scenario's defaults.
     #[command(flatten)]
     pub options: Options,
 }
@@ -84,6 +86,7 @@ pub enum Command {
     },
     /// Prints a completion script for SHELL to standard output
     Completions {
+        /// The shell to print a completion script for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -190,20 +193,35 @@ pub struct List(pub Vec<usize>);
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
+    /// `score-add`: score-add throughput and latency.
     ScoreAdd,
+    /// `read`: board JSON reads and `/healthz`.
     Read,
+    /// `e2e`: from a score-add's answer to its event's arrival.
     E2e,
+    /// `top5`: top-5 read latency by board size.
     Top5,
+    /// `burst`: a burst of score-adds on one board.
     Burst,
+    /// `memory`: RSS of the origin and the worker.
     Memory,
+    /// `devserver`: the database alone.
     DevServer,
+    /// `all`: every single-stack scenario ([`Scenario::SINGLE`]).
     All,
+    /// `worker-ceiling`: one worker's publish ceiling.
     WorkerCeiling,
+    /// `workers`: publishes by several workers sharing the shards.
     Workers,
+    /// `cluster`: a RethinkDB cluster beside a single node.
     Cluster,
+    /// `two-pushpins`: subscribers spread over two Pushpins.
     TwoPushpins,
+    /// `scale`: the scale-out scenarios ([`Scenario::SCALE`]).
     Scale,
+    /// `smoke`: every scenario at tiny sizes.
     Smoke,
+    /// `chaos`: the fault campaign.
     Chaos,
 }
 
@@ -228,6 +246,7 @@ impl Scenario {
         Scenario::Cluster,
     ];
 
+    /// The scenario's name on the command line and in the JSON file.
     pub fn name(self) -> &'static str {
         match self {
             Scenario::ScoreAdd => "score-add",
@@ -276,15 +295,19 @@ impl Command {
 /// Sizes and options of a run.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// What to run.
     pub scenario: Scenario,
+    /// Where the results go.
     pub json: PathBuf,
     /// Measured time of each throughput point.
     pub duration: Duration,
     /// Unmeasured time before it.
     pub warmup: Duration,
+    /// Concurrent clients at each throughput point.
     pub concurrency: Vec<usize>,
     /// Players on the score-add board; operations cycle through them.
     pub players: usize,
+    /// Subscriber counts of the end-to-end scenario.
     pub subscribers: Vec<usize>,
     /// Fewest arrivals to collect per subscriber count (rounds ×
     /// subscribers).
@@ -293,12 +316,15 @@ pub struct Config {
     pub e2e_min_rounds: usize,
     /// Also measure fan-out with Pushpin's default `message_rate`.
     pub compare_pushpin_defaults: bool,
+    /// Board sizes of the top-5 scenario, in players.
     pub top5_sizes: Vec<usize>,
     /// Reads per top-5 size.
     pub top5_reads: usize,
     /// Documents per bulk insert.
     pub batch: usize,
+    /// Score-adds in the burst.
     pub burst_adds: u64,
+    /// Clients sending the burst.
     pub burst_concurrency: usize,
     /// The worker's PUBLISH_INTERVAL_MS.
     pub publish_interval_ms: u64,
@@ -312,10 +338,13 @@ pub struct Config {
     pub workers_rate: usize,
     /// Score-adds per writer query.
     pub write_batch: usize,
+    /// Worker counts of the workers scenario, measured in this order.
     pub workers: Vec<usize>,
     /// WORKER_SHARDS of the worker scenarios' workers.
     pub worker_shards: u16,
+    /// RethinkDB nodes of each cluster run (replicas = nodes).
     pub cluster_nodes: Vec<usize>,
+    /// Subscriber counts of the cluster's end-to-end runs.
     pub cluster_subscribers: Vec<usize>,
     /// Subscriber counts spread over two Pushpins.
     pub wide_subscribers: Vec<usize>,

@@ -120,9 +120,11 @@ pub fn add_one(keys: Vec<String>) -> Term {
 /// rate that one score-add per query could not reach on a durable server,
 /// where each query waits for the disk.
 pub struct BatchUpdateClient {
+    /// The client's own driver connection.
     pub session: Session,
     /// Player document keys, consecutive ones on different boards.
     pub keys: Arc<Vec<String>>,
+    /// Players updated per query.
     pub batch: usize,
 }
 
@@ -149,9 +151,13 @@ impl Client for BatchUpdateClient {
 /// `read_board`, the one that reads the board in the same query
 /// ([`store::score_update`], sent on boards that reset).
 pub struct UpdateClient {
+    /// The client's own driver connection.
     pub session: Session,
+    /// The board whose players are updated.
     pub board: BoardId,
+    /// The players, one per operation in turn.
     pub players: Arc<Vec<PlayerId>>,
+    /// Send the term that also reads the board.
     pub read_board: bool,
 }
 
@@ -193,8 +199,11 @@ pub fn bare_increment(board: &BoardId, player: &PlayerId, delta: ScoreDelta) -> 
 /// A load client sending [`bare_increment`] (+1) straight to the database,
 /// cycling through `players`: [`UpdateClient`] without the board read.
 pub struct BareUpdateClient {
+    /// The client's own driver connection.
     pub session: Session,
+    /// The board whose players are updated.
     pub board: BoardId,
+    /// The players, one per operation in turn.
     pub players: Arc<Vec<PlayerId>>,
 }
 
@@ -212,8 +221,11 @@ impl Client for BareUpdateClient {
 
 /// A load client reading a board's top five straight from the database.
 pub struct TopClient {
+    /// The client's own driver connection.
     pub session: Session,
+    /// The board read.
     pub board: BoardId,
+    /// How many players each read must return (5, or fewer on a small board).
     pub expect: usize,
 }
 
@@ -234,8 +246,11 @@ impl Client for TopClient {
 
 /// A load client inserting one new player per operation.
 pub struct InsertClient {
+    /// The client's own driver connection.
     pub session: Session,
+    /// The board the players join.
     pub board: BoardId,
+    /// Start of every new player's id; the operation's number follows.
     pub prefix: String,
 }
 

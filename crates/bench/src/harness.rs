@@ -16,7 +16,9 @@ use crate::load::Client;
 
 /// The real stack on loopback, wired as in production.
 pub struct Bench {
+    /// Pushpin, the origin and the worker, as testkit runs them.
     pub stack: Stack,
+    /// The stack's database, reached directly (no forwarder).
     pub db_url: DatabaseUrl,
     /// A client for set-up requests straight to the origin.
     setup: tokio::sync::Mutex<Connection>,
@@ -44,8 +46,11 @@ pub enum Server {
 /// A named worker with a status port (`/metrics`).
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
+    /// The worker's `WORKER_ID` (`w1`, `w2`, ...).
     pub id: String,
+    /// Its process id.
     pub pid: u32,
+    /// Its `STATUS_PORT`, serving `/healthz` and `/metrics`.
     pub status_port: u16,
 }
 
@@ -133,14 +138,17 @@ impl Bench {
         self.server.as_ref().map(|(server, _)| server)
     }
 
+    /// The origin's HTTP port, for requests that bypass Pushpin.
     pub fn origin_port(&self) -> u16 {
         self.stack.web_port()
     }
 
+    /// The first Pushpin's client port.
     pub fn pushpin_port(&self) -> u16 {
         self.stack.pushpin.http_port
     }
 
+    /// The first Pushpin's publish (GRIP control) port.
     pub fn publish_port(&self) -> u16 {
         self.stack.pushpin.publish_port
     }

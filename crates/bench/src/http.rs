@@ -66,15 +66,19 @@ impl Request {
 /// An answer: its status and its body.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status code.
     pub status: u16,
+    /// The body's bytes, de-chunked.
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The body parsed as JSON.
     pub fn json(&self) -> anyhow::Result<serde_json::Value> {
         serde_json::from_slice(&self.body).context("response body is not JSON")
     }
 
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -92,6 +96,7 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection to `127.0.0.1:port`, opened on first use.
     pub fn new(port: u16) -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

@@ -10,6 +10,8 @@
 //! Targets are reported, never enforced: the exit status says only whether
 //! every scenario ran and produced numbers.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod db;
 pub mod harness;

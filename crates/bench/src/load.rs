@@ -39,6 +39,7 @@ pub struct Paced<C> {
 }
 
 impl<C> Paced<C> {
+    /// `inner` paced to `per_second` operations a second.
     pub fn new(inner: C, per_second: f64) -> Self {
         Self {
             inner,
@@ -67,7 +68,12 @@ impl<C: Client> Client for Paced<C> {
 pub enum Limit {
     /// Operations started during `warmup` are not measured; measurement
     /// stops taking new operations after `measure`.
-    Time { warmup: Duration, measure: Duration },
+    Time {
+        /// Unmeasured time at the start.
+        warmup: Duration,
+        /// Measured time after the warm-up.
+        measure: Duration,
+    },
     /// Exactly this many operations, all measured, as fast as they go.
     Count(u64),
 }
@@ -75,13 +81,19 @@ pub enum Limit {
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadResult {
+    /// Clients running at once.
     pub concurrency: usize,
+    /// Measured operations that succeeded.
     pub ops: usize,
+    /// Measured operations that failed.
     pub errors: u64,
     /// The first error seen, to say what went wrong.
     pub first_error: Option<String>,
+    /// The measured window, to the last completion, in seconds.
     pub seconds: f64,
+    /// Successful operations per second over the window.
     pub throughput: f64,
+    /// Latencies of the successful measured operations.
     pub latency: Summary,
 }
 

@@ -210,6 +210,7 @@ pub struct Rss {
     pub peak_mb: f64,
 }
 
+/// The memory of process `pid` now, from `/proc`.
 pub fn rss(pid: u32) -> anyhow::Result<Rss> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let mb = |field| status_field(&text, field).map(|kib| kib as f64 * 1024.0 / 1e6);
@@ -227,6 +228,7 @@ pub struct RssSampler {
 }
 
 impl RssSampler {
+    /// Starts sampling process `pid` until [`RssSampler::finish`].
     pub fn start(pid: u32) -> Self {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {

@@ -15,6 +15,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// An empty table with a title and column headings.
     pub fn new(title: &str, header: &[&str]) -> Self {
         Self {
             title: title.to_owned(),
@@ -23,14 +24,17 @@ impl Table {
         }
     }
 
+    /// Appends a row, one cell per column.
     pub fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
+    /// Whether the table has no rows.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
 
+    /// The table as Markdown-style text, preceded by its title.
     pub fn render(&self) -> String {
         let columns = self.header.len();
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
@@ -63,15 +67,20 @@ impl Table {
 /// A target of the issue, checked against this run's own figures.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
+    /// What the target is, e.g. the scenario and figure.
     pub name: String,
     /// What was divided by what, in words.
     pub measured: String,
+    /// The ratio measured in this run.
     pub ratio: f64,
+    /// The largest ratio that meets the target.
     pub limit: f64,
+    /// Whether `ratio` is a number no greater than `limit`.
     pub met: bool,
 }
 
 impl Target {
+    /// A target met when `ratio` is at most `limit` (never when not a number).
     pub fn ratio(name: &str, measured: String, ratio: f64, limit: f64) -> Self {
         Self {
             name: name.to_owned(),
@@ -86,26 +95,34 @@ impl Target {
 /// Everything a run found, scenario by scenario.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Every table printed, in order.
     pub tables: Vec<Table>,
+    /// The JSON results by scenario, written under `results`.
     pub sections: Map<String, Value>,
+    /// The targets checked, written under `targets`.
     pub targets: Vec<Target>,
 }
 
 impl Report {
+    /// Prints a table and keeps it.
     pub fn table(&mut self, table: Table) {
         print!("{}", table.render());
         self.tables.push(table);
     }
 
+    /// Sets the JSON results of section `name` (`null` if `value` does not
+    /// serialise).
     pub fn section(&mut self, name: &str, value: impl Serialize) {
         let value = serde_json::to_value(value).unwrap_or(Value::Null);
         self.sections.insert(name.to_owned(), value);
     }
 
+    /// Records a target's outcome.
     pub fn target(&mut self, target: Target) {
         self.targets.push(target);
     }
 
+    /// Every target as a table, one row each.
     pub fn targets_table(&self) -> Table {
         let mut t = Table::new("Targets", &["target", "measured", "ratio", "limit", "met"]);
         for target in &self.targets {

@@ -16,29 +16,35 @@ pub struct Samples {
 }
 
 impl Samples {
+    /// No samples yet.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// No samples yet, with room for `n`.
     pub fn with_capacity(n: usize) -> Self {
         Self {
             nanos: Vec::with_capacity(n),
         }
     }
 
+    /// Adds one latency (saturating at `u64::MAX` nanoseconds).
     pub fn record(&mut self, latency: Duration) {
         self.nanos
             .push(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
     }
 
+    /// Adds every sample of `other`.
     pub fn extend(&mut self, other: Samples) {
         self.nanos.extend(other.nanos);
     }
 
+    /// How many samples are held.
     pub fn len(&self) -> usize {
         self.nanos.len()
     }
 
+    /// Whether no sample is held.
     pub fn is_empty(&self) -> bool {
         self.nanos.is_empty()
     }
@@ -79,13 +85,21 @@ fn rank(n: usize, q: f64) -> usize {
 /// A latency distribution, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Summary {
+    /// Samples summarised.
     pub count: usize,
+    /// Mean, in µs.
     pub mean_us: f64,
+    /// Fastest sample, in µs.
     pub min_us: f64,
+    /// Median (nearest rank), in µs.
     pub p50_us: f64,
+    /// 90th percentile, in µs.
     pub p90_us: f64,
+    /// 99th percentile, in µs.
     pub p99_us: f64,
+    /// 99.9th percentile, in µs.
     pub p999_us: f64,
+    /// Slowest sample, in µs.
     pub max_us: f64,
 }
 

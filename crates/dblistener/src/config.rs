@@ -27,8 +27,10 @@ struct Env {
     publish_log: Option<String>,
 }
 
+/// Where `GRIP_URL` points when unset: a local Pushpin's control port.
 pub const DEFAULT_GRIP_URL: &str = "http://localhost:5561";
 
+/// The worker's settings, each from the environment variable named on it.
 #[derive(Clone)]
 pub struct Settings {
     /// `DATABASE_URL`, default `rethinkdb://localhost:28015/leaderboard`.
@@ -78,6 +80,7 @@ impl Settings {
         config::variables::<Env>()
     }
 
+    /// Settings from the process environment and `.env`, checked.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(config::from_env()?)
     }

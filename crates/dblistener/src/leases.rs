@@ -93,6 +93,7 @@ pub struct LeasePlan {
     pub release: Vec<u16>,
     /// Free or expired leases to try, in order, until `wanted` are taken.
     pub candidates: Vec<u16>,
+    /// How many more leases this worker should take to reach its fair share.
     pub wanted: usize,
 }
 

@@ -10,6 +10,8 @@
 //! Run as many as you like: boards are split into shards, and each shard is
 //! published by the one worker holding its lease ([`leases`]).
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod leases;
 pub mod metrics;

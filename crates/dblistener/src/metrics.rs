@@ -75,6 +75,7 @@ pub struct LayoutConflict {
 }
 
 impl LayoutConflict {
+    /// The conflict explained for the log and `/healthz`.
     pub fn message(&self) -> String {
         format!(
             "WORKER_SHARDS is {} here but {} on the running workers ({}); \
@@ -87,6 +88,7 @@ impl LayoutConflict {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under the `dblistener` prefix.
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("dblistener".into()), None).unwrap_or_default();
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
@@ -225,10 +227,13 @@ impl Metrics {
             .clone()
     }
 
+    /// Records one publish's lag: from the board's first unpublished change
+    /// to the publish.
     pub fn observe_lag(&self, lag: Duration) {
         self.lag.observe(lag.as_secs_f64());
     }
 
+    /// Every metric in Prometheus' text format, for `/metrics`.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

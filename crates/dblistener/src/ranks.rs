@@ -78,17 +78,33 @@ const WRITE_GUARD: Duration = Duration::from_millis(50);
 /// What the publish loop passes on to the keeper, with when it arrived.
 #[derive(Debug, Clone)]
 pub enum RankEvent {
+    /// A player's place in its board's rank order changed (see
+    /// [`store::BoardChange::Moved`]).
     Moved {
+        /// The player's board id.
         board: String,
+        /// Where the player was ranked, `None` if it was not.
         old: Option<RankKey>,
+        /// Where the player is ranked now, `None` if it is not.
         new: Option<RankKey>,
+        /// When the publish loop received the change.
         at: Instant,
     },
     /// A board document appeared or disappeared.
-    Board { id: String, exists: bool },
+    Board {
+        /// The board's id.
+        id: String,
+        /// True when the board now exists, false when it was deleted.
+        exists: bool,
+    },
     /// A shard's feed (re)opened: changes may have been missed. `boards`
     /// are the shard's boards.
-    ShardOpened { shard: u16, boards: Vec<String> },
+    ShardOpened {
+        /// The shard whose feed opened.
+        shard: u16,
+        /// The ids of the shard's boards at that moment.
+        boards: Vec<String>,
+    },
 }
 
 /// The sending side, kept by the publish loop.
@@ -243,10 +259,12 @@ impl BoardRanks {
         self.chunks.iter().flat_map(|c| c.leaves.iter())
     }
 
+    /// How many leaves the digest holds, across all its chunks.
     pub fn leaf_count(&self) -> usize {
         self.chunks.iter().map(|c| c.leaves.len()).sum()
     }
 
+    /// How many leaves are in doubt: waiting to be recounted.
     pub fn doubtful(&self) -> usize {
         self.leaves().filter(|l| l.doubt).count()
     }

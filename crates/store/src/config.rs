@@ -22,8 +22,10 @@ pub struct DatabaseUrl {
     pub port: u16,
     /// Every host, in the order given; never empty.
     pub hosts: Vec<Endpoint>,
+    /// The user to log in as, percent-decoded; `admin` when the URL names none.
     pub user: String,
     password: String,
+    /// The database name, from the URL's path.
     pub db: String,
     /// TLS, for `rethinkdbs://`: the files named, read when the URL was
     /// parsed so that a wrong path or file is refused at start.
@@ -33,7 +35,9 @@ pub struct DatabaseUrl {
 /// One server of the cluster: a host name or address and a driver port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
+    /// A host name, or an IP address (IPv6 without brackets).
     pub host: String,
+    /// The driver port (28015 unless the URL names another).
     pub port: u16,
 }
 
@@ -47,31 +51,43 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// Why a database URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DatabaseUrlError {
+    /// Not a URL at all; the parser's message.
     #[error("not a URL ({0}); expected rethinkdb://[user[:password]@]host[:port]/dbname")]
     Syntax(String),
+    /// A scheme other than `rethinkdb` or `rethinkdbs`.
     #[error("scheme must be rethinkdb://, not {0}://")]
     Scheme(String),
+    /// A file named by `ca=`, `cert=` or `key=` could not be read or used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// A query parameter other than `ca`, `cert` and `key`.
     #[error("unknown parameter {0:?}; rethinkdbs:// takes ca=, cert= and key=")]
     Parameter(String),
+    /// No host, or an empty item in a host list.
     #[error("a host is required")]
     Host,
+    /// The same host and port appear twice in a host list.
     #[error("host {0} is listed twice")]
     DuplicateHost(String),
+    /// The URL has no path to name the database.
     #[error("a database name is required as the path, e.g. rethinkdb://localhost/leaderboard")]
     MissingDb,
+    /// A database name RethinkDB would refuse.
     #[error("database name {0:?} may contain only letters, digits and '_' (at most 64)")]
     DbName(String),
+    /// The user name or password does not percent-decode to UTF-8.
     #[error("user name or password is not valid UTF-8 after percent-decoding")]
     Encoding,
+    /// TLS parameters on a plain `rethinkdb://` URL.
     #[error("query parameters (ca=, cert=, key=) are for TLS: use rethinkdbs://")]
     Query,
 }
 
 impl DatabaseUrl {
+    /// RethinkDB's driver port, used when the URL names none.
     pub const DEFAULT_PORT: u16 = 28015;
 
     /// Parses a URL with one host or a comma-separated list of them.
@@ -177,6 +193,7 @@ impl DatabaseUrl {
         })
     }
 
+    /// The password, percent-decoded; empty when the URL gives none.
     pub fn password(&self) -> &str {
         &self.password
     }

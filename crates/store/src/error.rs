@@ -30,6 +30,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is [`StoreError::Unavailable`]: worth trying again later.
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }

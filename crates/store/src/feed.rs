@@ -27,12 +27,20 @@ pub enum BoardChange {
     /// and where it is, `None` where it was or is not ranked (no document,
     /// or no score yet). Follows the [`BoardChange::Touched`] of the board.
     Moved {
+        /// The player's board id.
         board: String,
+        /// Where the player was ranked before the change.
         old: Option<RankKey>,
+        /// Where the player is ranked after the change.
         new: Option<RankKey>,
     },
     /// A board document appeared (`exists`) or disappeared.
-    Board { id: String, exists: bool },
+    Board {
+        /// The board's id.
+        id: String,
+        /// True when the board now exists, false when it was deleted.
+        exists: bool,
+    },
 }
 
 /// Where a player document puts its player in its board's rank order.

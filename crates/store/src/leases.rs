@@ -27,8 +27,11 @@ use crate::{reql, Store, StoreError};
 /// One shard's lease as read from the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LeaseRow {
+    /// The shard number, from the document id `shard:<k>`.
     pub shard: u16,
+    /// The id of the worker holding the lease; `None` once released.
     pub holder: Option<String>,
+    /// Raised by every take, so each tenure of the shard has its own number.
     pub epoch: u64,
     /// Milliseconds since the epoch, on the database's clock.
     pub expires: f64,
@@ -39,6 +42,7 @@ pub struct LeaseRow {
 pub struct LeaseTable {
     /// The database's time of the read, in milliseconds since the epoch.
     pub now: f64,
+    /// Every shard lease in the table, held, expired or free.
     pub leases: Vec<LeaseRow>,
     /// Members of the layout whose heartbeat has not expired.
     pub live_workers: Vec<String>,
@@ -56,7 +60,9 @@ impl LeaseTable {
 /// What a slot migration changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MigrationReport {
+    /// Board documents given their slot.
     pub boards: u64,
+    /// Player documents given their slot.
     pub players: u64,
     /// True when the marker showed it had already run, and nothing was read.
     pub skipped: bool,

@@ -16,6 +16,8 @@
 //! client hanging up cannot cancel it); one that times out is stopped on the
 //! server, and its connection goes on serving the others.
 
+#![warn(missing_docs)]
+
 mod config;
 mod error;
 mod feed;

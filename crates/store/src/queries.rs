@@ -60,25 +60,33 @@ impl Resetting {
 /// What a client asks for when creating a board.
 #[derive(Debug, Clone)]
 pub struct NewBoard {
-    /// A chosen id, or `None` to let the database generate a UUID.
+    /// A chosen id, or `None` for a random UUID.
     pub id: Option<BoardId>,
+    /// A display name; `None` stores an empty one.
     pub name: Option<Name>,
+    /// How scores combine and order, and whether the board resets.
     pub rules: Rules,
 }
 
 /// A board as stored: its id, name, rules and, if it resets, its period.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CreatedBoard {
+    /// The board's id.
     pub id: String,
+    /// Its display name, empty if it has none.
     #[serde(default)]
     pub name: String,
+    /// How scores combine and order, and whether the board resets.
     #[serde(default)]
     pub rules: Rules,
+    /// The period in force, on a board that resets.
     #[serde(default)]
     pub period: Option<StoredPeriod>,
     /// The period whose reset is unfinished, if one is.
     #[serde(default)]
     pub archiving: Option<StoredPeriod>,
+    /// The slot (a hash of the id) that puts the board in a worker's shard;
+    /// `None` on a board stored before slots and not migrated yet.
     #[serde(default)]
     pub slot: Option<u16>,
 }
@@ -87,16 +95,21 @@ pub struct CreatedBoard {
 /// since the epoch (RethinkDB numbers are doubles).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct StoredPeriod {
+    /// The period's number, from 1 for the board's first.
     pub n: u64,
+    /// When the period started, in milliseconds since the epoch.
     pub start: f64,
+    /// When it ends (the next reset), in milliseconds since the epoch.
     pub end: f64,
 }
 
 impl StoredPeriod {
+    /// [`StoredPeriod::start`] in whole milliseconds.
     pub fn start_ms(&self) -> i64 {
         self.start as i64
     }
 
+    /// [`StoredPeriod::end`] in whole milliseconds.
     pub fn end_ms(&self) -> i64 {
         self.end as i64
     }
@@ -124,13 +137,16 @@ impl CreatedBoard {
 /// A board whose reset is due: `now` is the database's clock.
 #[derive(Debug, Clone)]
 pub struct DueResets {
+    /// The database's time of the read, in milliseconds since the epoch.
     pub now: i64,
+    /// The boards whose period has ended or whose reset is unfinished.
     pub boards: Vec<CreatedBoard>,
 }
 
 /// A player with its rank and its neighbours in rank order, nearest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Around {
+    /// The player asked about, with its rank.
     pub player: Player,
     /// Better-ranked players, nearest first.
     pub above: Vec<Player>,
@@ -143,6 +159,7 @@ pub struct Around {
 /// Players of a board with their ranks, and out of how many.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ranked {
+    /// Ranked players best first, then unranked ones by id.
     pub players: Vec<Player>,
     /// The board's ranked players.
     pub out_of: u64,
@@ -152,14 +169,18 @@ pub struct Ranked {
 /// its players.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
+    /// Both exist; what was asked for.
     Found(T),
+    /// There is no such board.
     NoBoard,
+    /// The board exists but has no such player.
     NoPlayer,
 }
 
 /// A page of a board in rank order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
+    /// The page's players in rank order, each with its rank.
     pub players: Vec<Player>,
     /// The board's ranked players.
     pub out_of: u64,
@@ -172,14 +193,18 @@ pub struct Page {
 /// the submission changed its score.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
+    /// The player after the submission (for a repeated key, its first result).
     pub player: Player,
+    /// Whether the submission changed the player's score.
     pub changed: bool,
 }
 
 /// What a client asks for when creating a player.
 #[derive(Debug, Clone)]
 pub struct NewPlayer {
+    /// A chosen id, or `None` for a random UUID.
     pub id: Option<PlayerId>,
+    /// The player's display name.
     pub name: Name,
 }
 
@@ -284,6 +309,7 @@ impl Store {
         &self.digests
     }
 
+    /// The database this store connects to.
     pub fn url(&self) -> &DatabaseUrl {
         self.pool.url()
     }
@@ -646,6 +672,8 @@ impl Store {
         }
     }
 
+    /// Inserts a new board (with its first period, if it resets) and
+    /// returns it as stored; [`StoreError::Conflict`] if the id is taken.
     pub async fn create_board(&self, new: NewBoard) -> Result<CreatedBoard, StoreError> {
         // The id is chosen here, not by the database, because the board's
         // slot (a hash of its id) is stored with it.
@@ -885,6 +913,7 @@ impl Store {
         Ok((!value.is_null()).then(|| period_view(value)))
     }
 
+    /// Whether a board with this id exists.
     pub async fn board_exists(&self, board: &BoardId) -> Result<bool, StoreError> {
         let value = single(self.run(reql::get_board(board)).await?)?;
         Ok(!value.is_null())

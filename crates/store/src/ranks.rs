@@ -88,7 +88,9 @@ impl RankKey {
 /// The root document of a board's digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DigestRoot {
+    /// The document id: the board's id.
     pub id: String,
+    /// The board the digest ranks.
     pub board: String,
     /// Bumped on every write of the digest.
     pub v: u64,
@@ -146,7 +148,9 @@ impl<'de> Deserialize<'de> for ChunkRef {
 /// A chunk document of a board's digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DigestChunk {
+    /// The document id, `<board>#<k>` ([`chunk_id`]).
     pub id: String,
+    /// The board the digest ranks.
     pub board: String,
     /// The version of the digest this chunk was written at (0: unknown).
     #[serde(default)]
@@ -374,7 +378,9 @@ pub fn span_counts(board: &str, walk: Walk, spans: &[(RankKey, RankKey)]) -> Ter
 /// A board's digest as stored: its root and chunks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredDigest {
+    /// The root document.
     pub root: DigestRoot,
+    /// Every chunk document of the board.
     pub chunks: Vec<DigestChunk>,
 }
 

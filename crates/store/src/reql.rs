@@ -24,7 +24,7 @@ pub const SYSTEM_DB: &str = "rethinkdb";
 /// from any other write error in `first_error`.
 pub const OUT_OF_RANGE: &str = "leaderboard: score out of range";
 /// Marks the error a write is refused with when it would move its player
-/// on from a period whose archive is not written yet (see [`period_move`]).
+/// on from a period whose archive is not written yet (see `period_move`).
 pub const ARCHIVE_PENDING: &str = "leaderboard: the last period is not archived yet";
 /// The error [`score_update_unread`] refuses a player of a board that
 /// resets with.
@@ -99,6 +99,7 @@ impl Walk {
         }
     }
 
+    /// The opposite direction.
     pub fn reverse(self) -> Self {
         match self {
             Walk::Up => Walk::Down,
@@ -318,6 +319,7 @@ pub fn insert_player(doc: Value) -> Term {
     r.table(PLAYERS).insert(doc).opt("return_changes", true)
 }
 
+/// Deletes a board's document (not its players).
 pub fn delete_board(board: &BoardId) -> Term {
     r.table(BOARDS).get(board.to_string()).delete()
 }
@@ -330,6 +332,7 @@ pub fn delete_board_players(board: &BoardId) -> Term {
         .delete()
 }
 
+/// Deletes one player of a board.
 pub fn delete_player(board: &BoardId, player: &PlayerId) -> Term {
     r.table(PLAYERS).get(player_key(board, player)).delete()
 }
@@ -374,6 +377,7 @@ impl IdempotencyKey {
         Ok(Self(raw.to_owned()))
     }
 
+    /// The key as the client sent it.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -385,7 +389,9 @@ impl IdempotencyKey {
 /// unless it gives up atomicity (`nonAtomic`).
 #[derive(Debug, Clone, Copy)]
 pub struct Idempotency<'a> {
+    /// The client's key.
     pub key: &'a IdempotencyKey,
+    /// The origin's time of the request, in milliseconds since the epoch.
     pub now_millis: i64,
 }
 
@@ -850,10 +856,12 @@ pub fn delete_db_config(id: &str) -> Term {
         .delete()
 }
 
+/// Creates the database `db`.
 pub fn db_create(db: &str) -> Term {
     r.db_create(db.to_owned())
 }
 
+/// Creates `table` in `db` with the server's default layout.
 pub fn table_create(db: &str, table: &str) -> Term {
     r.db(db.to_owned()).table_create(table.to_owned())
 }

@@ -45,7 +45,9 @@ const MAX_ROUNDS: usize = 20;
 /// exist keep their layout; [`Store::reconfigure`] changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaOptions {
+    /// Copies of each shard (`TABLE_REPLICAS`), 1 to [`Self::MAX`].
     pub replicas: u8,
+    /// Shards of each table (`TABLE_SHARDS`), 1 to [`Self::MAX`].
     pub shards: u8,
 }
 

@@ -39,8 +39,11 @@ struct JwtAuth {
 pub struct WriteClaims {
     /// Who holds the token, e.g. a game server's name.
     pub sub: String,
+    /// When the token was issued, in seconds since the epoch.
     pub iat: u64,
+    /// When it expires, in seconds since the epoch.
     pub exp: u64,
+    /// Who issued it; required to match `WRITE_JWT_ISS` when that is set.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub iss: Option<String>,
     /// Must be `write`.
@@ -95,6 +98,7 @@ impl WriteAuth {
         }
     }
 
+    /// Whether any credential is configured (API keys or a JWT key).
     pub fn is_enabled(&self) -> bool {
         !self.api_key_digests.is_empty() || self.jwt.is_some()
     }

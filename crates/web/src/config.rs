@@ -36,6 +36,7 @@ struct Env {
     table_shards: Option<u64>,
 }
 
+/// The origin's settings, each from the environment variable named on it.
 #[derive(Clone)]
 pub struct Settings {
     /// `HOST`: the address to bind, default `0.0.0.0` (all interfaces, as a
@@ -93,8 +94,11 @@ pub struct Settings {
 /// Which browser origins may call the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cors {
+    /// No CORS headers: only same-origin pages may call.
     None,
+    /// `*`: any origin.
     Any,
+    /// These origins only, each `scheme://host[:port]`.
     Origins(Vec<String>),
 }
 
@@ -179,6 +183,7 @@ impl Settings {
         config::variables::<Env>()
     }
 
+    /// Settings from the process environment and `.env`, checked.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(config::from_env()?)
     }

@@ -16,6 +16,7 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The position of the player `player` with score `score`.
     pub fn new(score: i64, player: String) -> Self {
         Self { score, player }
     }

@@ -13,51 +13,92 @@ use serde::Serialize;
 use store::StoreError;
 use utoipa::{ToResponse, ToSchema};
 
+/// Everything a handler can fail with; each maps to one status and one
+/// [`ErrorCode`] (see [`ApiError::code`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    /// 400 `invalid_input`: a value broke a domain rule.
     #[error("{0}")]
     Validation(#[from] ValidationError),
+    /// 400 `bad_request`: a malformed body, query parameter or header; the
+    /// text says what.
     #[error("{0}")]
     BadRequest(String),
+    /// 404: no board has this id.
     #[error("board {0:?} does not exist")]
     BoardNotFound(String),
+    /// 404: the board exists but has no such player.
     #[error("player {player:?} does not exist on board {board:?}")]
-    PlayerNotFound { board: String, player: String },
+    PlayerNotFound {
+        /// The board's id.
+        board: String,
+        /// The player id asked for.
+        player: String,
+    },
+    /// 404: the board has no finished period of this number.
     #[error("board {board:?} has no finished period {number}")]
-    PeriodNotFound { board: String, number: u64 },
+    PeriodNotFound {
+        /// The board's id.
+        board: String,
+        /// The period number asked for.
+        number: u64,
+    },
+    /// 404 `not_found`: no route has this path.
     #[error("no such resource: {0}")]
     RouteNotFound(String),
+    /// 405, with `Allow`.
     #[error("method {method} is not allowed here; allowed: {}", allowed.join(", "))]
     MethodNotAllowed {
+        /// The request's method.
         method: String,
+        /// The methods the path takes, for `Allow`.
         allowed: &'static [&'static str],
     },
+    /// 406: `Accept` allows none of the route's media types.
     #[error("cannot produce any type the Accept header allows; available: {}", available.join(", "))]
-    NotAcceptable { available: &'static [&'static str] },
+    NotAcceptable {
+        /// The media types the route can produce.
+        available: &'static [&'static str],
+    },
+    /// 403: a stream request the proxy did not sign; the text says why.
     #[error("event streams are served through the GRIP proxy, not by the origin directly: {0}")]
     StreamRequiresProxy(String),
+    /// 401 with `WWW-Authenticate`: a write without a Bearer credential.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// 401 with `WWW-Authenticate`: a Bearer credential that is not valid.
     #[error(
         "the credential is not valid (unknown key, bad signature, expired or not a write token)"
     )]
     InvalidCredential,
+    /// 408: the body did not arrive in time; the connection is closed.
     #[error("reading the request body took too long")]
     BodyTimeout,
+    /// 409: the id is taken; the text names what.
     #[error("{0} already exists")]
     Conflict(String),
+    /// 413: the body is over the limit.
     #[error("request body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The largest body accepted, in bytes.
+        limit: usize,
+    },
+    /// 415: a body that is neither JSON nor a form; holds its `Content-Type`.
     #[error("unsupported Content-Type {0:?}; send application/json or application/x-www-form-urlencoded")]
     UnsupportedMediaType(String),
+    /// 422: the score would leave ±`MAX_SCORE`.
     #[error("the resulting score would leave the range ±{}", domain::MAX_SCORE)]
     ScoreOutOfRange,
+    /// 503 with `Retry-After`: the database could not be reached.
     #[error("the database is unavailable; try again shortly")]
     Unavailable(#[source] StoreError),
+    /// 503 with `Retry-After`: the board's rank digest is behind.
     #[error("the board's ranks are being brought up to date; try again shortly")]
     RanksBehind,
+    /// 503 with `Retry-After`: no rank read could be admitted in time.
     #[error("too many rank reads at once; try again shortly")]
     Busy,
+    /// 500: logged with its cause; the client sees only a request id.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -151,7 +192,9 @@ pub enum ErrorCode {
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
-    pub error: ErrorCode,
+    // Not documented here: a doc comment would become a description of
+    // this field in the OpenAPI document. ErrorCode's own says what it is.
+    pub(crate) error: ErrorCode,
     /// What was wrong, for a person to read.
     pub message: String,
     /// On a 5xx only: the id of the log line that holds the cause.

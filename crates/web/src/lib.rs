@@ -5,6 +5,8 @@
 //! process, holds the stream open. It keeps no connection and no state of its
 //! own, so any number of copies can run behind one Pushpin.
 
+#![warn(missing_docs)]
+
 pub mod auth;
 pub mod body;
 pub mod config;

@@ -18,6 +18,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero, registered under the `leaderboard_web` prefix.
     pub fn new() -> Self {
         let registry =
             Registry::new_custom(Some("leaderboard_web".into()), None).unwrap_or_default();

@@ -8,8 +8,11 @@
 /// A representation the origin can produce for a board.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Representation {
+    /// `application/json`: the board as JSON.
     Json,
+    /// `text/event-stream`: a GRIP-held SSE stream.
     EventStream,
+    /// `text/html`: the page for a browser.
     Html,
 }
 

@@ -146,6 +146,7 @@ impl Modify for OptionalBodies {
         (name = "page", description = "The live page and its files"),
     ),
 )]
+/// The OpenAPI document of every route, from the annotations above.
 pub struct ApiDoc;
 
 /// The document as pretty JSON with a final newline, as committed.

@@ -160,6 +160,7 @@ pub struct Health {
     status: &'static str,
 }
 
+/// `GET /healthz`: 200 while the process answers; touches nothing else.
 #[utoipa::path(
     get,
     path = "/healthz",
@@ -172,6 +173,7 @@ pub async fn healthz() -> HttpResponse {
     json_response(StatusCode::OK, Health { status: "ok" })
 }
 
+/// `GET /metrics`: the origin's Prometheus metrics.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -191,6 +193,7 @@ pub async fn metrics(state: Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
+/// `GET /readyz`: 200 once the database answers and the schema is in place.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -232,6 +235,7 @@ pub struct BoardList {
     boards: Vec<domain::BoardSummary>,
 }
 
+/// `GET /boards/`: the boards, in id order.
 #[utoipa::path(
     get,
     path = "/boards/",
@@ -282,6 +286,7 @@ pub struct CreateBoard {
     reset: Option<String>,
 }
 
+/// `POST /boards/`: creates a board (write credential required).
 #[utoipa::path(
     post,
     path = "/boards/",
@@ -514,6 +519,7 @@ impl VaryAccept for HttpResponse {
     }
 }
 
+/// `DELETE /boards/{board}/`: deletes a board and its players (write credential required).
 #[utoipa::path(
     delete,
     path = "/boards/{board}/",
@@ -623,7 +629,9 @@ pub struct Friends {
 /// the friends.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum PlayersAnswer {
+pub(crate) enum PlayersAnswer {
+    // The variants carry no doc comments: they would become descriptions
+    // in the OpenAPI document.
     Page(PlayerPage),
     Friends(Friends),
 }
@@ -821,6 +829,7 @@ pub struct CreatePlayer {
     name: Option<String>,
 }
 
+/// `POST /boards/{board}/players/`: adds a player (write credential required).
 #[utoipa::path(
     post,
     path = "/boards/{board}/players/",
@@ -1005,6 +1014,7 @@ fn found<T>(lookup: Lookup<T>, board: &BoardId, player: &PlayerId) -> Result<T, 
     }
 }
 
+/// `DELETE /boards/{board}/players/{player}/`: removes a player (write credential required).
 #[utoipa::path(
     delete,
     path = "/boards/{board}/players/{player}/",
@@ -1087,6 +1097,7 @@ pub struct IdempotencyKeyHeader {
 #[allow(dead_code)]
 #[schema(rename_all = "lowercase")]
 pub enum With {
+    /// `with=rank`: the player's rank after the write.
     Rank,
 }
 

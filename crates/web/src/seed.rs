@@ -5,6 +5,7 @@
 use domain::{BoardId, Name, PlayerId};
 use store::{NewBoard, NewPlayer, Store, StoreError};
 
+/// The id of the demo board.
 pub const DEMO_BOARD: &str = "demo";
 const DEMO_PLAYERS: [(&str, &str); 5] = [
     ("alice", "Alice"),

@@ -38,6 +38,7 @@ fn database_runtime() -> std::io::Result<tokio::runtime::Handle> {
     Ok(RUNTIME.get_or_init(|| runtime).handle().clone())
 }
 
+/// The origin's HTTP server, bound and ready to run.
 pub struct Application {
     port: u16,
     server: Server,
@@ -141,6 +142,7 @@ impl Application {
         Ok(Self { port, server })
     }
 
+    /// The port bound (the one picked by the system when `PORT=0`).
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -12,9 +12,13 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::stream::StreamSettings;
 
+/// What every handler shares: the database, stream settings and metrics.
 pub struct AppState {
+    /// The database, over the process's pool of connections.
     pub store: Store,
+    /// How board streams are held and signed.
     pub streams: StreamSettings,
+    /// The counters served at `/metrics`.
     pub metrics: Metrics,
     /// Set once the schema is known to exist.
     schema_ready: AtomicBool,
@@ -28,6 +32,8 @@ pub struct AppState {
 const RANK_READ_WAIT: Duration = Duration::from_secs(2);
 
 impl AppState {
+    /// Shared state admitting at most `rank_reads` rank queries at once
+    /// (at least one).
     pub fn new(store: Store, streams: StreamSettings, metrics: Metrics, rank_reads: usize) -> Self {
         Self {
             store,

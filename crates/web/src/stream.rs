@@ -24,6 +24,7 @@ use crate::error::ApiError;
 /// How streams are set up, from the configuration.
 #[derive(Clone)]
 pub struct StreamSettings {
+    /// `GRIP_PREFIX`: prepended to a board id to name its channel.
     pub prefix: String,
     /// An idle stream gets an SSE comment this often.
     pub keep_alive: Duration,
@@ -51,6 +52,7 @@ fn query_param(req: &HttpRequest, name: &str) -> Option<String> {
 }
 
 impl StreamSettings {
+    /// The GRIP channel a board's updates are published to.
     pub fn channel(&self, board: &BoardId) -> String {
         domain::channel_name(&self.prefix, board.as_str())
     }
@@ -130,7 +132,7 @@ impl StreamSettings {
         // that has a board (a reconnect, a recovery) keeps it: held on what
         // it has, it gets the reset and the new board from the worker.
         let kept = (!has_it && period_over(snapshot))
-            .then(|| request.last_event_id.as_deref())
+            .then_some(request.last_event_id.as_deref())
             .flatten()
             .and_then(|id| ItemId::parse(id.trim()).ok());
         let prev_id = match &kept {

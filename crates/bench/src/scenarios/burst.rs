@@ -20,10 +20,14 @@ const BOARD: &str = "burst";
 /// changes all the time and almost every change is worth publishing.
 const PLAYERS: usize = 10;
 
+/// What the burst measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct BurstResult {
+    /// The burst's score-adds, sent as fast as the origin takes them.
     pub score_adds: LoadResult,
+    /// How long the burst took, first request to last answer.
     pub burst_seconds: f64,
+    /// The worker's `PUBLISH_INTERVAL_MS`.
     pub interval_ms: u64,
     /// Events the subscriber got after the initial snapshot.
     pub publishes: usize,
@@ -34,11 +38,13 @@ pub struct BurstResult {
     pub publish_rate: f64,
     /// Score-adds per publish.
     pub coalescing: f64,
+    /// Whether the last event showed the board as the database holds it.
     pub last_is_final: bool,
     /// From the burst's last answer to the final event's arrival.
     pub settle_us: f64,
 }
 
+/// Runs the burst scenario: tables, JSON section and targets.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let players = bench.board(BOARD, PLAYERS).await?;
     let requests = score_add_requests(bench.origin_port(), BOARD, &players);

@@ -27,15 +27,20 @@ const E2E_BOARD: &str = "cle2e";
 /// What one cluster size measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterRun {
+    /// RethinkDB nodes of the cluster.
     pub nodes: usize,
+    /// Replicas asked for each table (`TABLE_REPLICAS`), as many as nodes.
     pub replicas: usize,
     /// Replicas per shard of the players table, as the cluster reports
     /// them: checks that the layout asked for is the one measured.
     pub players_replicas: Vec<usize>,
+    /// Score-adds to the origin, one run per concurrency level.
     pub score_add: Vec<PathResult>,
+    /// End-to-end latency, one run per subscriber count.
     pub e2e: Vec<FanOut>,
 }
 
+/// Runs the cluster scenario, one fresh cluster and stack per node count.
 pub async fn run(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let Some(bin) = rethinkdb_binary() else {
         let why = "no real rethinkdb (set RETHINKDB_BIN or put rethinkdb on PATH)";

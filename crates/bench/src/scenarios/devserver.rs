@@ -31,6 +31,7 @@ fn bulk_docs(config: &Config) -> usize {
     }
 }
 
+/// Runs the database-alone scenario on a server of its own.
 pub async fn run(config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let dir = TempDir::new("bench")?;
     let path = dir.path().to_path_buf();

@@ -165,7 +165,9 @@ impl Audience {
 /// What one subscriber count measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct FanOut {
+    /// Subscribers holding a stream.
     pub subscribers: usize,
+    /// Measured score-adds, and as many raw publishes.
     pub rounds: usize,
     /// Score-add response → arrival, every arrival.
     pub e2e: Summary,
@@ -173,8 +175,12 @@ pub struct FanOut {
     pub e2e_last: Summary,
     /// Raw publish sent → arrival, every arrival.
     pub raw: Summary,
+    /// Raw publish sent → arrival at the last subscriber, per round.
     pub raw_last: Summary,
+    /// Score-add events that missed a subscriber within the round's
+    /// time-out, summed over rounds.
     pub lost_e2e: usize,
+    /// Raw publishes that missed a subscriber, summed over rounds.
     pub lost_raw: usize,
     /// Arrivals before the score-add's response (counted as 0 in `e2e`).
     /// A real RethinkDB can deliver the change on a changefeed before it
@@ -463,6 +469,7 @@ pub(crate) fn fan_out_header<'a>(first: &[&'a str]) -> Vec<&'a str> {
     header
 }
 
+/// Runs the end-to-end scenario at each `--subscribers` count.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let results = fan_out(bench, config, BOARD, &config.subscribers).await?;
     let mut table = Table::new(

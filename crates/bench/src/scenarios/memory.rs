@@ -17,14 +17,18 @@ use crate::report::{Report, Table, Target};
 
 const BOARD: &str = "mem";
 
+/// One process's memory over the scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct ProcessMemory {
+    /// After start-up, before any load.
     pub idle: Rss,
     /// Highest VmRSS sampled under load, MB.
     pub load_peak_mb: f64,
+    /// Once the load has stopped and the subscribers left.
     pub after: Rss,
 }
 
+/// Runs the memory scenario for the origin and the worker.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let (web_pid, worker_pid) = bench.pids()?;
     let players = bench.board(BOARD, config.players).await?;

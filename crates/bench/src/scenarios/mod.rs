@@ -65,7 +65,9 @@ pub fn labelled_row(labels: &[&str], r: &LoadResult) -> Vec<String> {
 /// A load result with the path it measured, for the JSON document.
 #[derive(Debug, Clone, Serialize)]
 pub struct PathResult {
+    /// The path measured, as its table row says (`origin`, `pushpin → origin`, ...).
     pub path: String,
+    /// What the run measured.
     #[serde(flatten)]
     pub result: LoadResult,
 }

@@ -14,6 +14,7 @@ use crate::report::{Report, Table};
 
 const BOARD: &str = "rd";
 
+/// Runs the read scenario: board JSON and `/healthz`, origin and Pushpin.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     bench.board(BOARD, config.players).await?;
     let path = format!("/boards/{BOARD}/");

@@ -177,6 +177,7 @@ async fn store_term(
     Ok((r, cpu))
 }
 
+/// Runs the score-add scenario and its pool and connection parts.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let (web_pid, worker_pid) = bench.pids()?;
     let mut pids = vec![("origin", web_pid), ("worker", worker_pid)];

@@ -50,12 +50,16 @@ const LAG_BURST: usize = 400;
 /// The lag docs/scaling.md states: a board quiet this long has every rank exact.
 const STATED_LAG: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// What one board size measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct SizeResult {
+    /// Players on the board.
     pub players: usize,
     /// Documents per second of the load that grew the board to this size.
     pub load_rate: f64,
+    /// Board reads through the origin (the snapshot query).
     pub origin: LoadResult,
+    /// The bare top-5 index query through the driver.
     pub database: LoadResult,
     /// Rank, around-me and page reads through the origin.
     pub ranked: Vec<RankedResult>,
@@ -72,10 +76,13 @@ pub struct SizeResult {
 pub struct RankedResult {
     /// `rank`, `around`, `page after` or `first page`.
     pub read: String,
+    /// The depth of the read: 1 for the first page, else 10, 10,000 or
+    /// 1,000,000 (those the board has).
     pub rank: usize,
     /// The database server's CPU time per read (µs), when its process is
     /// on this machine.
     pub db_cpu_us: Option<f64>,
+    /// The reads' throughput and latencies.
     #[serde(flatten)]
     pub result: LoadResult,
 }
@@ -204,6 +211,7 @@ async fn load_players(bench: &Bench, from: usize, to: usize, batch: usize) -> an
     Ok(())
 }
 
+/// Runs the top-5 scenario, growing one board through each size.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     bench.board(BOARD, 0).await?;
     let mut sizes = config.top5_sizes.clone();

@@ -12,6 +12,7 @@ use crate::report::{Report, Table};
 
 const BOARD: &str = "wide";
 
+/// Runs end-to-end rounds with subscribers spread over two Pushpins.
 pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> anyhow::Result<()> {
     let pushpins = bench.proxies().len();
     anyhow::ensure!(

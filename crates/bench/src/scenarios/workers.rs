@@ -51,10 +51,13 @@ const WRITERS: usize = 4;
 /// What one load level measured, summed over the workers.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerLoad {
+    /// Workers sharing the shards.
     pub workers: usize,
     /// Score-adds per second offered.
     pub offered: usize,
+    /// Score-adds per writer query, each on another board.
     pub write_batch: usize,
+    /// Boards the score-adds are spread over.
     pub boards: usize,
     /// The writers' queries (their latencies include the wait for each
     /// query's slot).
@@ -74,6 +77,7 @@ pub struct WorkerLoad {
     pub feed_reconnects: f64,
     /// Boards changed and not yet published, sampled every 100 ms.
     pub backlog_mean: f64,
+    /// The largest backlog sampled.
     pub backlog_max: f64,
     /// Mean time from a board's first unpublished change to the publish
     /// carrying it, over the publishes of the window, ms.

@@ -13,18 +13,24 @@ pub type Ms = u64;
 /// What a board's rules make of its scores, as the model needs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Operator {
+    /// `incr`: a write adds to the score.
     Incr,
+    /// `set`: a write replaces the score.
     Set,
+    /// `best`: a write keeps the better of the two scores.
     Best,
 }
 
 /// One board of the workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct BoardModel {
+    /// The board's id.
     pub id: String,
+    /// How its writes combine with the score.
     pub operator: Operator,
     /// Lower is better.
     pub asc: bool,
+    /// Whether the board resets every few seconds during the run.
     pub resets: bool,
 }
 
@@ -59,30 +65,43 @@ pub enum Outcome {
 /// One try of an operation.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
+    /// When the request was sent.
     pub at: Ms,
+    /// How long until its answer or failure, in milliseconds.
     pub took_ms: u64,
     /// `None`: no answer (refused, reset or timed out).
     pub status: Option<u16>,
+    /// Whether the answer carried `Retry-After`.
     pub retry_after: bool,
 }
 
 /// One keyed write, from its invocation to its completion.
 #[derive(Debug, Clone, Serialize)]
 pub struct Op {
+    /// The board's id.
     pub board: String,
+    /// The player's id.
     pub player: String,
+    /// The `value` sent: added on `incr` boards, submitted on the others.
     pub value: i64,
+    /// The `Idempotency-Key`, the same on every attempt.
     pub key: String,
+    /// When the first attempt was sent.
     pub invoked: Ms,
+    /// When the client stopped trying.
     pub completed: Ms,
+    /// How it ended.
     pub outcome: Outcome,
+    /// Every try, in order.
     pub attempts: Vec<Attempt>,
 }
 
 /// One period of a board as the database holds it afterwards.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PeriodState {
+    /// The period's number, from 1 (0 on a board that never resets).
     pub number: u64,
+    /// When it started.
     pub start: Ms,
     /// `None` for the period in force.
     pub end: Option<Ms>,
@@ -94,23 +113,32 @@ pub struct PeriodState {
 /// that never resets has just the one).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FinalBoard {
+    /// Every period, oldest first, the one in force last.
     pub periods: Vec<PeriodState>,
 }
 
 /// One event a subscriber received.
 #[derive(Debug, Clone, Serialize)]
 pub struct SubEvent {
+    /// When it arrived.
     pub at: Ms,
+    /// The SSE event name (`update`, ...).
     pub event: String,
+    /// The event's data parsed as JSON (`null` if it is not).
     pub data: serde_json::Value,
 }
 
 /// One line of a worker's publish log.
 #[derive(Debug, Clone, serde::Deserialize, Serialize)]
 pub struct PublishRecord {
+    /// The publishing worker's id.
     pub worker: String,
+    /// The shard of the board published.
     pub shard: u16,
+    /// The epoch of the tenure the worker believed it held; `None` if it
+    /// held none.
     pub epoch: Option<u64>,
+    /// The board published.
     pub board: String,
     /// When the publish began.
     pub t0: Ms,
@@ -122,7 +150,9 @@ pub struct PublishRecord {
 /// Something the system promised and did not do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Anomaly {
+    /// A short fixed name of what went wrong, e.g. `board-missing`.
     pub kind: &'static str,
+    /// The specifics: which board, player, key or line.
     pub detail: String,
 }
 

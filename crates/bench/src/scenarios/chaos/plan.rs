@@ -12,14 +12,20 @@ pub enum Fault {
     DbKill(usize),
     /// SIGSTOP of a database node, SIGCONT at the heal.
     DbStop(usize),
+    /// SIGSTOP of worker `w<i>`, SIGCONT at the heal.
     WorkerStop(usize),
+    /// `kill -9` of worker `w<i>`, started again at the heal.
     WorkerKill(usize),
+    /// SIGSTOP of an origin, SIGCONT at the heal.
     OriginStop(usize),
+    /// `kill -9` of an origin, started again at the heal.
     OriginKill(usize),
+    /// `kill -9` of a Pushpin, restarted at the heal.
     PushpinKill(usize),
 }
 
 impl Fault {
+    /// The fault's name in the report and the log, e.g. `db-kill`.
     pub fn kind(self) -> &'static str {
         match self {
             Fault::DbKill(_) => "db-kill",
@@ -36,8 +42,11 @@ impl Fault {
 /// One fault of the schedule, in milliseconds from the start of the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Planned {
+    /// When the fault is injected.
     pub at_ms: u64,
+    /// How long it lasts before the heal, in milliseconds.
     pub hold_ms: u64,
+    /// What is injected, and on which target.
     pub fault: Fault,
 }
 
@@ -47,8 +56,11 @@ pub struct Sizes {
     /// Database nodes that may fail: 0 on the dev server, whose one node
     /// holds the only copy.
     pub db_nodes: usize,
+    /// Workers.
     pub workers: usize,
+    /// Origins.
     pub origins: usize,
+    /// Pushpins.
     pub pushpins: usize,
 }
 
