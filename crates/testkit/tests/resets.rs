@@ -195,8 +195,9 @@ async fn every_score_add_counts_in_exactly_one_period_with_two_workers() {
     assert!(per_number.values().all(|n| *n == 1), "{per_number:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
+/// A board `b` that resets once a year, with ann at 4 and bob at 9 in its
+/// first period, and its worker killed.
+async fn board_of_two_without_its_worker() -> Stack {
     let mut stack = Stack::start().await.unwrap();
     stack
         .post_json_answer(
@@ -207,11 +208,16 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     add_players(&stack, "b", &["ann", "bob"]).await;
     stack.score_add("b", "ann", 4).await;
     stack.score_add("b", "bob", 9).await;
+    stack.kill_worker();
+    stack
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     // The worker dies right after switching the board over: the board is in
     // period 2 with period 1 marked as being archived, its players still in
     // period 1.
-    stack.kill_worker();
+    let mut stack = board_of_two_without_its_worker().await;
     let session = stack.db_session().await;
     let _: Value = r
         .table("boards")
@@ -269,17 +275,7 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
 /// and every period holds its own writes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_write_waits_rather_than_erase_a_period_not_yet_archived() {
-    let mut stack = Stack::start().await.unwrap();
-    stack
-        .post_json_answer(
-            "/boards/",
-            json!({"id": "b", "reset": "0 0 1 1 *", "top": 5}),
-        )
-        .await;
-    add_players(&stack, "b", &["ann", "bob"]).await;
-    stack.score_add("b", "ann", 4).await;
-    stack.score_add("b", "bob", 9).await;
-    stack.kill_worker();
+    let mut stack = board_of_two_without_its_worker().await;
     let session = stack.db_session().await;
     let set_period = |end: i64| {
         r.table("boards").get("b").update(r.expr(json!({
