@@ -27,7 +27,9 @@ impl Binary {
 /// cargo puts the workspace's binaries.
 fn profile_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("LEADERBOARD_BIN_DIR") {
-        return PathBuf::from(dir);
+        // Absolute: the processes are started in directories of their own.
+        let dir = PathBuf::from(dir);
+        return std::path::absolute(&dir).unwrap_or(dir);
     }
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test-binary>
