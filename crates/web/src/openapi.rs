@@ -163,7 +163,6 @@ pub fn document() -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use actix_web::middleware::{NormalizePath, TrailingSlash};
     use actix_web::test::{self, TestRequest};
@@ -173,9 +172,7 @@ mod tests {
 
     use super::*;
     use crate::auth::WriteAuth;
-    use crate::metrics::Metrics;
     use crate::state::AppState;
-    use crate::stream::StreamSettings;
 
     const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
@@ -183,21 +180,8 @@ mod tests {
         serde_json::from_str(document()).expect("the document is JSON")
     }
 
-    /// The state of an origin whose database cannot be reached: every
-    /// route still answers, with 503 where it needs the database.
     fn state() -> AppState {
-        let url = store::DatabaseUrl::parse("rethinkdb://127.0.0.1:1/test").expect("a valid URL");
-        AppState::new(
-            store::Store::new(url, store::PoolOptions::default()),
-            StreamSettings {
-                prefix: "lb-".into(),
-                keep_alive: Duration::from_secs(20),
-                recovery_timeout: Duration::from_secs(120),
-                signature: None,
-            },
-            Metrics::new(),
-            4,
-        )
+        AppState::offline(4)
     }
 
     /// Every documented operation: its method, an address for it and the

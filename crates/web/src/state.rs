@@ -88,12 +88,12 @@ impl AppState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(rank_reads: usize) -> AppState {
+impl AppState {
+    /// The state of an origin whose database cannot be reached: every
+    /// route still answers, with 503 where it needs the database.
+    pub(crate) fn offline(rank_reads: usize) -> Self {
         let url = store::DatabaseUrl::parse("rethinkdb://127.0.0.1:1/test").expect("a valid URL");
-        AppState::new(
+        Self::new(
             Store::new(url, store::PoolOptions::default()),
             StreamSettings {
                 prefix: "lb-".into(),
@@ -104,6 +104,15 @@ mod tests {
             Metrics::new(),
             rank_reads,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(rank_reads: usize) -> AppState {
+        AppState::offline(rank_reads)
     }
 
     #[tokio::test]
