@@ -373,9 +373,21 @@ impl BoardRanks {
         }
         self.chunks[c].leaves.splice(l..=l, pieces);
         self.chunks[c].dirty = true;
-        self.generation += 1;
+        self.moved();
         self.dirty = true;
         self.care = true;
+    }
+
+    /// The leaves' places changed: a recount in flight names leaves by
+    /// place, so its answer will be set aside (its generation is past), and
+    /// no leaf is left marked as being counted by it. A mark left behind
+    /// would keep the leaf from ever being recounted again, and a wrong
+    /// count in it wrong for good.
+    fn moved(&mut self) {
+        self.generation += 1;
+        for leaf in self.chunks.iter_mut().flat_map(|c| c.leaves.iter_mut()) {
+            leaf.counting = false;
+        }
     }
 
     /// Merges small leaves into their neighbours, then splits full chunks
@@ -432,7 +444,7 @@ impl BoardRanks {
             c += 1;
         }
         if changed {
-            self.generation += 1;
+            self.moved();
             self.dirty = true;
         }
     }
@@ -505,6 +517,63 @@ impl BoardRanks {
         (chunks, root)
     }
 
+    /// Marks the leaves of `spans` as being counted by a recount sent at
+    /// `sent`.
+    fn counting(&mut self, spans: &[(Place, (RankKey, RankKey))], sent: Instant) {
+        for &((c, l), _) in spans {
+            let leaf = &mut self.chunks[c].leaves[l];
+            leaf.counting = true;
+            leaf.checked = Some(sent);
+        }
+    }
+
+    /// Takes the answer of a recount sent at `sent` when the leaves were
+    /// at `generation`: `counts`, each leaf's players by place.
+    fn take(&mut self, generation: u64, sent: Instant, counts: &[(Place, u64)]) -> Taken {
+        let mut taken = Taken::default();
+        self.care = true;
+        if self.generation != generation {
+            // The places name other leaves now (and no leaf is marked as
+            // being counted by this recount any more: see `moved`).
+            taken.aside = counts.len() as u64;
+            return taken;
+        }
+        for &((c, l), count) in counts {
+            let Some(leaf) = self.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l)) else {
+                continue;
+            };
+            leaf.counting = false;
+            // A change since the count was sent may or may not be in it.
+            let since = leaf.touched.is_some_and(|t| t + SLACK >= sent);
+            let count = count as i64;
+            // A count that changes raced with may be off by those changes:
+            // set aside, unless it is far from the leaf's, which only a
+            // gross error explains.
+            let gross = (count - leaf.count).abs() > RACE_SLACK;
+            if since && !gross {
+                taken.aside += 1;
+                continue;
+            }
+            if !since && leaf.count == count {
+                // Confirmed: the count agrees with the index.
+                leaf.doubt = false;
+                taken.confirmed += 1;
+                continue;
+            }
+            // Corrected, and still in doubt until a later count agrees: a
+            // change delivered late by the feed would otherwise stay
+            // counted twice.
+            if !since {
+                taken.wrong.push((leaf.count, count));
+            }
+            leaf.count = count;
+            self.chunks[c].dirty = true;
+            self.dirty = true;
+            taken.corrected += 1;
+        }
+        taken
+    }
+
     /// Puts the next [`AUDIT_LEAVES`] leaves of this board in doubt, in turn.
     fn audit(&mut self) {
         let total = self.leaf_count();
@@ -544,6 +613,16 @@ struct Recount {
     sent: Instant,
     take_at: Instant,
     counts: Vec<(Place, u64)>,
+}
+
+/// What one recount's answer did to a board's leaves.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Taken {
+    confirmed: u64,
+    corrected: u64,
+    aside: u64,
+    /// The corrections made with no change racing the count: (was, is).
+    wrong: Vec<(i64, i64)>,
 }
 
 /// The keeper task's state.
@@ -791,57 +870,20 @@ impl RankKeeper {
             let Some(ranks) = self.boards.get_mut(&recount.board) else {
                 continue;
             };
-            let current = ranks.generation == recount.generation;
-            ranks.care = true;
-            let (mut confirmed, mut corrected, mut aside) = (0, 0, 0);
-            for ((c, l), count) in recount.counts {
-                let Some(leaf) = ranks.chunks.get_mut(c).and_then(|ch| ch.leaves.get_mut(l)) else {
-                    continue;
-                };
-                leaf.counting = false;
-                // A change since the count was sent may or may not be in it.
-                let since = leaf.touched.is_some_and(|t| t + SLACK >= recount.sent);
-                let count = count as i64;
-                // A count that changes raced with may be off by those
-                // changes: set aside, unless it is far from the leaf's,
-                // which only a gross error explains.
-                let gross = (count - leaf.count).abs() > RACE_SLACK;
-                if !current || (since && !gross) {
-                    aside += 1;
-                    continue;
-                }
-                if since {
-                    // Corrected, and still in doubt.
-                    leaf.count = count;
-                    ranks.chunks[c].dirty = true;
-                    ranks.dirty = true;
-                    corrected += 1;
-                    self.metrics.rank_corrections.inc();
-                    continue;
-                }
-                if leaf.count == count {
-                    // Confirmed: the count agrees with the index.
-                    leaf.doubt = false;
-                    confirmed += 1;
-                } else {
-                    corrected += 1;
-                    // Corrected, and still in doubt until a later count
-                    // agrees: a change delivered late by the feed would
-                    // otherwise stay counted twice.
-                    log::debug!(
-                        "rank digest of {:?}: a leaf held {count}, not {}",
-                        recount.board,
-                        leaf.count
-                    );
-                    self.metrics.rank_corrections.inc();
-                    leaf.count = count;
-                    ranks.chunks[c].dirty = true;
-                    ranks.dirty = true;
-                }
+            let taken = ranks.take(recount.generation, recount.sent, &recount.counts);
+            self.metrics.rank_corrections.inc_by(taken.corrected);
+            for (was, count) in &taken.wrong {
+                log::debug!(
+                    "rank digest of {:?}: a leaf held {count}, not {was}",
+                    recount.board
+                );
             }
             log::trace!(
-                "recount of {:?}: {confirmed} confirmed, {corrected} corrected, {aside} set aside (same generation: {current})",
-                recount.board
+                "recount of {:?}: {} confirmed, {} corrected, {} set aside",
+                recount.board,
+                taken.confirmed,
+                taken.corrected,
+                taken.aside
             );
         }
     }
@@ -897,11 +939,7 @@ impl RankKeeper {
             }
             let (walk, generation) = (ranks.walk, ranks.generation);
             let sent = Instant::now();
-            for (c, l) in spans.iter().map(|(p, _)| *p) {
-                let leaf = &mut ranks.chunks[c].leaves[l];
-                leaf.counting = true;
-                leaf.checked = Some(sent);
-            }
+            ranks.counting(&spans, sent);
             let ranges: Vec<(RankKey, RankKey)> = spans.iter().map(|(_, s)| s.clone()).collect();
             let result = self.store.span_counts(board, walk, &ranges).await;
             let done = Instant::now();
@@ -1216,6 +1254,59 @@ mod tests {
         assert_eq!(back.total(), 30_000);
         assert_eq!(back.leaf_count(), ranks.leaf_count());
         assert!(BoardRanks::from_stored(Walk::Up, &stored, "b").is_none());
+    }
+
+    #[test]
+    fn a_recount_overtaken_by_a_cut_leaves_no_leaf_unrecountable() {
+        // Four leaves of 64 in doubt; one of them is counted wrong.
+        let (mut ranks, keys) = board(Walk::Down, 256, 64);
+        ranks.doubt_all();
+        ranks.chunks[0].leaves[3].count = 70;
+        let sent = Instant::now();
+        let spans = ranks.to_recount(sent, COUNTS_PER_QUERY);
+        assert_eq!(spans.len(), 4);
+        ranks.counting(&spans, sent);
+        let generation = ranks.generation;
+        // While the count is out, the first leaf is cut in two: every
+        // later leaf's place moves on by one.
+        ranks.cut((0, 0), vec![keys[32].clone()], vec![32, 32]);
+        let counts: Vec<(Place, u64)> = spans.iter().map(|(p, _)| (*p, 64)).collect();
+        let taken = ranks.take(generation, sent, &counts);
+        assert_eq!((taken.aside, taken.confirmed, taken.corrected), (4, 0, 0));
+        // Every leaf, the wrong one included, is recounted at the next
+        // chance, and its answer is taken.
+        let later = sent + Duration::from_secs(2);
+        let spans = ranks.to_recount(later, COUNTS_PER_QUERY);
+        assert_eq!(spans.len(), 5, "no leaf is left marked as being counted");
+        ranks.counting(&spans, later);
+        let counts: Vec<(Place, u64)> = spans
+            .iter()
+            .map(|(p, _)| (*p, if p.1 < 2 { 32 } else { 64 }))
+            .collect();
+        let taken = ranks.take(ranks.generation, later, &counts);
+        assert_eq!(taken.wrong, vec![(70, 64)]);
+        assert_eq!(ranks.total(), 256);
+    }
+
+    #[test]
+    fn a_recount_answer_confirms_corrects_or_is_set_aside() {
+        let (mut ranks, _) = board(Walk::Up, 128, 64);
+        ranks.doubt_all();
+        let sent = Instant::now();
+        let spans = ranks.to_recount(sent, COUNTS_PER_QUERY);
+        ranks.counting(&spans, sent);
+        // A change reaches the second leaf after the count was sent.
+        ranks.chunks[0].leaves[1].touched = Some(sent + Duration::from_millis(5));
+        let taken = ranks.take(ranks.generation, sent, &[((0, 0), 64), ((0, 1), 65)]);
+        assert_eq!((taken.confirmed, taken.aside), (1, 1));
+        assert_eq!(ranks.doubtful(), 1);
+        // A count far off is taken even when raced.
+        let spans = ranks.to_recount(sent + Duration::from_secs(2), COUNTS_PER_QUERY);
+        ranks.counting(&spans, sent);
+        let taken = ranks.take(ranks.generation, sent, &[((0, 1), 20)]);
+        assert_eq!(taken.corrected, 1);
+        assert_eq!(ranks.chunks[0].leaves[1].count, 20);
+        assert!(ranks.chunks[0].leaves[1].doubt, "still in doubt");
     }
 
     #[test]
