@@ -11,7 +11,7 @@ use anyhow::Context;
 use reql_terms::{r, term, Term};
 use serde_json::Value;
 
-use crate::{free_port, DbSession, ManagedProcess};
+use crate::{free_port, DbSession, ManagedProcess, NetProxy, Scope};
 
 /// One node of a [`RethinkCluster`].
 pub struct ClusterNode {
@@ -25,6 +25,15 @@ pub struct ClusterNode {
     pub cluster_port: u16,
 }
 
+/// The links between the nodes of a cluster started with
+/// [`RethinkCluster::start_linked`]: a proxy in front of each node's
+/// cluster port, which its peers know as its address, and the source port
+/// of each node's own connections to its peers.
+struct Links {
+    proxies: Vec<NetProxy>,
+    client_ports: Vec<u16>,
+}
+
 /// `n` RethinkDB nodes on loopback, every one after the first joined to the
 /// first. Stopped (SIGKILL) when dropped.
 pub struct RethinkCluster {
@@ -32,6 +41,7 @@ pub struct RethinkCluster {
     pub nodes: Vec<ClusterNode>,
     bin: PathBuf,
     dir: PathBuf,
+    links: Option<Links>,
 }
 
 /// How node `i` is started: the same each time it is restarted.
@@ -44,26 +54,103 @@ struct NodeSpec<'a> {
     driver_port: Option<u16>,
     /// The cluster port to join.
     join: Option<u16>,
+    /// With links: the port its connections to its peers come from, and
+    /// the address (its link's port) its peers reach it at.
+    linked: Option<(u16, u16)>,
 }
 
 impl RethinkCluster {
     /// Starts `n` nodes from `bin` with their data under `dir`, and waits
     /// until every node sees all `n` servers.
     pub async fn start(bin: &Path, dir: &Path, n: usize) -> anyhow::Result<Self> {
+        Self::start_with(bin, dir, n, None).await
+    }
+
+    /// As [`RethinkCluster::start`], with every link between two nodes
+    /// through a proxy, so that a node can be cut off from its peers
+    /// ([`RethinkCluster::partition`]) or reached late
+    /// ([`RethinkCluster::slow_links`]) while clients still reach it.
+    ///
+    /// Each node's peers know it by its proxy's port
+    /// (`--canonical-address`), and each node connects to its peers from a
+    /// port of its own (`--client-port`), by which the proxies in front of
+    /// its peers tell its connections apart.
+    pub async fn start_linked(bin: &Path, dir: &Path, n: usize) -> anyhow::Result<Self> {
+        let mut proxies = Vec::with_capacity(n);
+        let mut cluster_ports = Vec::with_capacity(n);
+        for _ in 0..n {
+            let port = free_port();
+            proxies.push(NetProxy::start_link(format!("127.0.0.1:{port}")).await?);
+            cluster_ports.push(port);
+        }
+        let client_ports = (0..n).map(|_| free_port()).collect();
+        let links = Links {
+            proxies,
+            client_ports,
+        };
+        Self::start_with(bin, dir, n, Some((links, cluster_ports))).await
+    }
+
+    async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        n: usize,
+        links: Option<(Links, Vec<u16>)>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(n >= 1, "a cluster has at least one node");
+        let (links, ports) = match links {
+            Some((links, ports)) => (Some(links), ports),
+            None => (None, (0..n).map(|_| free_port()).collect()),
+        };
         let mut cluster = Self {
             nodes: Vec::with_capacity(n),
             bin: bin.to_path_buf(),
             dir: dir.to_path_buf(),
+            links,
         };
-        for i in 0..n {
-            let node = cluster
-                .spawn(i, free_port(), None, (i > 0).then_some(0))
-                .await?;
+        for (i, port) in ports.into_iter().enumerate() {
+            let node = cluster.spawn(i, port, None, (i > 0).then_some(0)).await?;
             cluster.nodes.push(node);
         }
         cluster.wait_formed(Duration::from_secs(60)).await?;
         Ok(cluster)
+    }
+
+    /// Cuts node `i` off from its peers: nothing passes between them, and
+    /// nothing is closed, as when a partition drops every packet. Clients
+    /// still reach it. Needs [`RethinkCluster::start_linked`].
+    pub fn partition(&self, i: usize) -> anyhow::Result<()> {
+        let links = self.links.as_ref().context("the cluster has no links")?;
+        for (j, proxy) in links.proxies.iter().enumerate() {
+            proxy.stall(if j == i {
+                Scope::Everyone
+            } else {
+                Scope::From(links.client_ports[i])
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds `delay` each way to every link between node `i` and its peers.
+    /// Needs [`RethinkCluster::start_linked`].
+    pub fn slow_links(&self, i: usize, delay: Duration) -> anyhow::Result<()> {
+        let links = self.links.as_ref().context("the cluster has no links")?;
+        for (j, proxy) in links.proxies.iter().enumerate() {
+            let scope = if j == i {
+                Scope::Everyone
+            } else {
+                Scope::From(links.client_ports[i])
+            };
+            proxy.slow(scope, delay);
+        }
+        Ok(())
+    }
+
+    /// Ends every partition and delay.
+    pub fn heal_links(&self) {
+        for proxy in self.links.iter().flat_map(|l| &l.proxies) {
+            proxy.heal();
+        }
     }
 
     /// Starts node `i` (joining node `join`), in a blocking task.
@@ -75,7 +162,16 @@ impl RethinkCluster {
         join: Option<usize>,
     ) -> anyhow::Result<ClusterNode> {
         let (bin, dir) = (self.bin.clone(), self.dir.clone());
-        let join = join.map(|j| self.nodes.get(j).map_or(cluster_port, |n| n.cluster_port));
+        // Peers are joined where they are known: at their link when linked.
+        let address = |j: usize| match &self.links {
+            Some(links) => Some(links.proxies[j].port()),
+            None => self.nodes.get(j).map(|n| n.cluster_port),
+        };
+        let join = join.map(|j| address(j).unwrap_or(cluster_port));
+        let linked = self
+            .links
+            .as_ref()
+            .map(|l| (l.client_ports[i], l.proxies[i].port()));
         tokio::task::spawn_blocking(move || {
             start_node(&NodeSpec {
                 bin: &bin,
@@ -84,6 +180,7 @@ impl RethinkCluster {
                 cluster_port,
                 driver_port,
                 join,
+                linked,
             })
         })
         .await?
@@ -187,6 +284,10 @@ fn start_node(spec: &NodeSpec<'_>) -> anyhow::Result<ClusterNode> {
         .args(["--cache-size", "128", "--server-name", &name]);
     if let Some(port) = spec.join {
         cmd.args(["--join", &format!("127.0.0.1:{port}")]);
+    }
+    if let Some((client_port, link)) = spec.linked {
+        cmd.args(["--client-port", &client_port.to_string()])
+            .args(["--canonical-address", &format!("127.0.0.1:{link}")]);
     }
     let mut process = ManagedProcess::spawn(&name, cmd, spec.dir)?;
     let driver_port = process.wait_for_line(Duration::from_secs(60), |line| {

@@ -30,7 +30,7 @@ mod tls;
 pub use bins::{binary, Binary};
 pub use cluster::{ClusterNode, RethinkCluster};
 pub use database::{rethinkdb_binary, Database, ServerKind};
-pub use netproxy::NetProxy;
+pub use netproxy::{NetProxy, Scope};
 pub use ports::free_port;
 pub use process::ManagedProcess;
 pub use pushpin::{Pushpin, PushpinOptions};
