@@ -484,12 +484,14 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             {
                 Some(Ok(())) => {}
                 Some(Err(e)) => {
-                    return Err(StoreError::Query(format!("publishing the reset: {e}")))
+                    self.forget_published(&board.id);
+                    return Err(StoreError::Query(format!("publishing the reset: {e}")));
                 }
                 None => {
+                    self.forget_published(&board.id);
                     return Err(StoreError::Query(
                         "publishing the reset: abandoned, the shard's lease ran out".into(),
-                    ))
+                    ));
                 }
             }
             self.boards.entry(board.id.clone()).or_default().published =
@@ -718,6 +720,7 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
                     for (board, _, _) in chunk {
                         report.failed += 1;
                         self.metrics.publish_failures.inc();
+                        self.forget_published(board);
                         self.retry_later(
                             board.clone(),
                             first_seen.get(board).copied().unwrap_or(now),
@@ -727,6 +730,18 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
             }
         }
         report
+    }
+
+    /// After a publish that failed, subscribers may hold either side of it:
+    /// with several Pushpins, some got the items and the others did not,
+    /// and a publish cut short may have reached one anyway. No `prev-id`
+    /// fits both, and an item whose `prev-id` a Pushpin does not hold is
+    /// not delivered (Pushpin may or may not recover it through the next
+    /// link), so the board's next item goes out without one.
+    fn forget_published(&mut self, board: &str) {
+        if let Some(state) = self.boards.get_mut(board) {
+            state.published = None;
+        }
     }
 
     /// Puts a board back on the dirty set, due after the retry delay, and

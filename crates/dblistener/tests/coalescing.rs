@@ -139,6 +139,8 @@ struct Proxy(Arc<Mutex<ProxyState>>);
 #[derive(Default)]
 struct ProxyState {
     sent: Vec<(Instant, String, String)>,
+    /// The (id, prev-id) of each item sent, in order.
+    chain: Vec<(Option<String>, Option<String>)>,
     attempts: Vec<Instant>,
     failures: usize,
 }
@@ -183,6 +185,8 @@ impl Publish for Proxy {
             state
                 .sent
                 .push((now, item.channel().as_str().to_owned(), content));
+            let id = |i: Option<&grip::ItemId>| i.map(|i| i.as_str().to_owned());
+            state.chain.push((id(item.id()), id(item.prev_id())));
         }
         ready(Ok(()))
     }
@@ -401,4 +405,32 @@ async fn the_dirty_gauge_follows_the_dirty_set() {
     sleep(INTERVAL).await;
     worker.publish_due().await;
     assert_eq!(metrics.dirty_boards.get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_failed_publish_the_next_item_is_not_chained() {
+    let (db, proxy, metrics) = (Db::with_board("b", 0), Proxy::default(), Metrics::new());
+    let mut worker = worker(&db, &proxy, &metrics);
+    worker.mark_dirty("b");
+    worker.publish_due().await;
+    // Score 1 fails (with two Pushpins, it may have reached one of them).
+    sleep(INTERVAL).await;
+    db.0.lock().unwrap().scores.insert("b".into(), 1);
+    worker.mark_dirty("b");
+    proxy.0.lock().unwrap().failures = 1;
+    assert_eq!(worker.publish_due().await.failed, 1);
+    sleep(RETRY_DELAY + INTERVAL).await;
+    assert_eq!(worker.publish_due().await.published, 1);
+    sleep(INTERVAL).await;
+    db.0.lock().unwrap().scores.insert("b".into(), 2);
+    worker.mark_dirty("b");
+    assert_eq!(worker.publish_due().await.published, 1);
+    let chain = proxy.0.lock().unwrap().chain.clone();
+    assert_eq!(chain.len(), 3, "{chain:?}");
+    assert_eq!(chain[0].1, None, "the first publish is not chained");
+    assert_eq!(
+        chain[1].1, None,
+        "no prev-id fits every Pushpin after a failure: {chain:?}"
+    );
+    assert_eq!(chain[2].1, chain[1].0, "chained again after a success");
 }

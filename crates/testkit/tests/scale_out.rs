@@ -427,6 +427,47 @@ async fn both_proxies_get_every_update_and_route_to_both_origins() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn with_one_proxy_down_the_other_still_gets_every_update() {
+    let mut stack = cluster(&["w1"]).await;
+    stack.create_board("half", &[("p", "P")]).await;
+    let via_two = follow(subscribe_via(&stack, 1, "half").await);
+    stack.score_add("half", "p", 1).await;
+    assert!(wait_score(&via_two, 1, Duration::from_secs(5)).await);
+    // Every publish now fails on the first Pushpin and reaches the second:
+    // each update must reach its subscribers, though the item before it
+    // did not reach every proxy (the `prev-id` chain is broken there).
+    stack.pushpin_at(0).kill_hard();
+    for n in 2..=4 {
+        // Straight to the origin: the first Pushpin is down.
+        let resp = stack
+            .client
+            .post(stack.origin_url("/boards/half/players/p/score-add/"))
+            .json(&json!({"value": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(
+            wait_score(&via_two, n, Duration::from_secs(10)).await,
+            "update {n} not seen through the second Pushpin: {:?}",
+            via_two.all()
+        );
+    }
+    // Back up, the first proxy's new subscribers get the board, and both
+    // get what follows.
+    stack.restart_pushpin_at(0).await.expect("pushpin back");
+    let via_one = follow(subscribe_via(&stack, 0, "half").await);
+    stack.score_add("half", "p", 1).await;
+    for seen in [&via_one, &via_two] {
+        assert!(
+            wait_score(seen, 5, Duration::from_secs(10)).await,
+            "{:?}",
+            seen.all()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_worker_with_another_shard_count_is_kept_out_until_the_others_are_gone() {
     let mut stack = cluster(&["w1", "w2"]).await;
     wait_balanced(&stack, &["w1", "w2"], Duration::from_secs(15)).await;
