@@ -83,6 +83,9 @@ pub enum Command {
         /// The seed of the fault schedule [default: random, printed]
         #[arg(long, value_name = "S")]
         seed: Option<u64>,
+        /// Clients sending keyed writes, each one write at a time
+        #[arg(long, default_value_t = 32, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+        clients: u64,
     },
     /// Prints a completion script for SHELL to standard output
     Completions {
@@ -90,6 +93,17 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// How `bench chaos` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chaos {
+    /// How long the load runs, in seconds.
+    pub seconds: u64,
+    /// The seed of the fault schedule.
+    pub seed: u64,
+    /// Clients sending keyed writes.
+    pub clients: usize,
 }
 
 /// Sizes and switches; each overrides the scenario's default. They may
@@ -348,8 +362,8 @@ pub struct Config {
     pub cluster_subscribers: Vec<usize>,
     /// Subscriber counts spread over two Pushpins.
     pub wide_subscribers: Vec<usize>,
-    /// The chaos campaign's seconds and seed.
-    pub chaos: Option<(u64, u64)>,
+    /// The chaos campaign's seconds, seed and clients.
+    pub chaos: Option<Chaos>,
 }
 
 impl Config {
@@ -579,9 +593,13 @@ mod tests {
             cli.command,
             Command::Chaos {
                 seconds: 60,
-                seed: Some(7)
+                seed: Some(7),
+                clients: 32,
             }
         );
+        let few = Cli::try_parse_from(["bench", "chaos", "--clients", "8"]).unwrap();
+        assert!(matches!(few.command, Command::Chaos { clients: 8, .. }));
+        assert!(Cli::try_parse_from(["bench", "chaos", "--clients", "0"]).is_err());
         assert_eq!(cli.command.scenario(), Some(Scenario::Chaos));
     }
 

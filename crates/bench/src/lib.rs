@@ -115,8 +115,12 @@ async fn run_one(
         Scenario::DevServer => scenarios::devserver::run(config, report).await,
         Scenario::Cluster => scenarios::cluster::run(config, report).await,
         Scenario::Chaos => {
-            let (seconds, seed) = config.chaos.unwrap_or((600, 0));
-            scenarios::chaos::run(seconds, seed, report).await
+            let chaos = config.chaos.unwrap_or(cli::Chaos {
+                seconds: 600,
+                seed: 0,
+                clients: 32,
+            });
+            scenarios::chaos::run(chaos, report).await
         }
         Scenario::WorkerCeiling | Scenario::Workers | Scenario::TwoPushpins => {
             // Done with the single-Pushpin stack: free what it holds.

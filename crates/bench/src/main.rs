@@ -15,8 +15,17 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     };
     let mut config = Config::from_cli(scenario, cli.options);
-    if let Command::Chaos { seconds, seed } = cli.command {
-        config.chaos = Some((seconds, seed.unwrap_or_else(rand::random)));
+    if let Command::Chaos {
+        seconds,
+        seed,
+        clients,
+    } = cli.command
+    {
+        config.chaos = Some(bench::cli::Chaos {
+            seconds,
+            seed: seed.unwrap_or_else(rand::random),
+            clients: clients as usize,
+        });
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     // On Ctrl-C or SIGTERM the run is dropped, and with it the stack, whose

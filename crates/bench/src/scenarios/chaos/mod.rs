@@ -18,17 +18,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use testkit::{
-    rethinkdb_binary, Database, RethinkCluster, Stack, StackOptions, Subscriber, TempDir,
-};
+use testkit::{rethinkdb_binary, RethinkCluster, Scope, Stack, StackOptions, Subscriber, TempDir};
 
 use self::check::{
     Anomaly, Attempt, BoardModel, FinalBoard, Ms, Op, Operator, Outcome, PeriodState, SubEvent,
 };
 use self::plan::{Fault, Planned, Sizes};
+use crate::cli::Chaos;
 use crate::report::Report;
 
-const CLIENTS: usize = 32;
 const PLAYERS: usize = 8;
 const WORKERS: usize = 3;
 /// Every few seconds, so that a ten-minute run crosses a hundred resets.
@@ -61,27 +59,23 @@ fn boards() -> Vec<BoardModel> {
     ]
 }
 
-/// `bench chaos --seconds N --seed S`.
-pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result<()> {
-    println!("chaos: seed {seed}, {seconds} s");
+/// `bench chaos --seconds N --seed S [--clients C]`.
+pub async fn run(chaos: Chaos, report: &mut Report) -> anyhow::Result<()> {
+    let Chaos {
+        seconds,
+        seed,
+        clients: client_count,
+    } = chaos;
+    println!("chaos: seed {seed}, {seconds} s, {client_count} clients");
     let data = TempDir::new("chaos")?;
-    let mut cluster = None;
-    let mut _dev = None;
-    let base = match rethinkdb_binary() {
-        Some(bin) => {
-            let c = RethinkCluster::start(&bin, data.path(), 3).await?;
-            let base = c.base_url();
-            cluster = Some(c);
-            base
-        }
-        None => {
-            let path = data.path().to_path_buf();
-            let db = tokio::task::spawn_blocking(move || Database::start(&path)).await??;
-            let base = db.url("").trim_end_matches('/').to_owned();
-            _dev = Some(db);
-            base
-        }
+    // A cluster's nodes reach each other through links that the nemesis
+    // can cut or slow; the dev server is the stack's own, reached through
+    // its proxy (`Stack::db_proxy`), the link the nemesis breaks there.
+    let mut cluster = match rethinkdb_binary() {
+        Some(bin) => Some(RethinkCluster::start_linked(&bin, data.path(), 3).await?),
+        None => None,
     };
+    let base = cluster.as_ref().map(RethinkCluster::base_url);
     let server = if cluster.is_some() {
         "RethinkDB 2.4 cluster, 3 nodes, replicas=3"
     } else {
@@ -94,7 +88,7 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
         worker: false,
         pushpins: 2,
         extra_webs: 1,
-        database: Some(base),
+        database: base,
         web_env: env.clone(),
         worker_env: [env, vec![("WORKER_SHARDS".to_owned(), "16".to_owned())]].concat(),
         ..StackOptions::default()
@@ -172,8 +166,13 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
         .flat_map(|b| (0..PLAYERS).map(move |p| (b.clone(), format!("p{p}"))))
         .collect();
     let mut clients = Vec::new();
-    for c in 0..CLIENTS {
-        let mine: Vec<_> = pairs.iter().skip(c).step_by(CLIENTS).cloned().collect();
+    for c in 0..client_count {
+        let mine: Vec<_> = pairs
+            .iter()
+            .skip(c)
+            .step_by(client_count)
+            .cloned()
+            .collect();
         clients.push(tokio::spawn(client(
             c,
             mine,
@@ -186,6 +185,7 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
     // The nemesis.
     let sizes = Sizes {
         db_nodes: if cluster.is_some() { 3 } else { 0 },
+        db_links: if cluster.is_some() { 3 } else { 1 },
         workers: WORKERS,
         origins: 2,
         pushpins: 2,
@@ -200,8 +200,12 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(planned.hold_ms)).await;
         heal(&mut stack, cluster.as_mut(), planned).await?;
         let t1 = now_ms();
+        let delay = match planned.fault {
+            Fault::DbSlow(_, ms) => format!(", +{ms} ms each way"),
+            _ => String::new(),
+        };
         println!(
-            "  {:>6.1} s  {:<13} target {} held {:.1} s",
+            "  {:>6.1} s  {:<13} target {} held {:.1} s{delay}",
             planned.at_ms as f64 / 1e3,
             planned.fault.kind(),
             target(planned.fault),
@@ -361,7 +365,7 @@ pub async fn run(seconds: u64, seed: u64, report: &mut Report) -> anyhow::Result
     report.section(
         "chaos",
         json!({
-            "seed": seed, "seconds": seconds, "server": server, "ops": ops.len(),
+            "seed": seed, "seconds": seconds, "clients": client_count, "server": server, "ops": ops.len(),
             "faults": faults, "anomalies": anomalies, "anomaly_list": found,
             "availability": availability, "recovery_ms": recovery, "schedule": schedule,
             "publishes": records.len(), "convergence_ms": converge_ms,
@@ -417,6 +421,8 @@ fn target(f: Fault) -> usize {
     match f {
         Fault::DbKill(i)
         | Fault::DbStop(i)
+        | Fault::DbPartition(i)
+        | Fault::DbSlow(i, _)
         | Fault::WorkerStop(i)
         | Fault::WorkerKill(i)
         | Fault::OriginStop(i)
@@ -452,6 +458,17 @@ async fn inject(
         }
         Fault::OriginKill(i) => stack.kill_web_at(i),
         Fault::PushpinKill(i) => stack.pushpin_at(i).kill_hard(),
+        Fault::DbPartition(i) => match cluster {
+            Some(cluster) => cluster.partition(i)?,
+            None => stack.db_proxy.stall(Scope::Everyone),
+        },
+        Fault::DbSlow(i, ms) => {
+            let delay = Duration::from_millis(ms);
+            match cluster {
+                Some(cluster) => cluster.slow_links(i, delay)?,
+                None => stack.db_proxy.slow(Scope::Everyone, delay),
+            }
+        }
     }
     Ok(())
 }
@@ -475,6 +492,10 @@ async fn heal(
         }
         Fault::OriginKill(i) => stack.start_web_at(i).await?,
         Fault::PushpinKill(i) => stack.restart_pushpin_at(i).await?,
+        Fault::DbPartition(_) | Fault::DbSlow(..) => match cluster {
+            Some(cluster) => cluster.heal_links(),
+            None => stack.db_proxy.heal(),
+        },
     }
     Ok(())
 }

@@ -22,6 +22,13 @@ pub enum Fault {
     OriginKill(usize),
     /// `kill -9` of a Pushpin, restarted at the heal.
     PushpinKill(usize),
+    /// A partition: on a cluster, node `i` cut off from its peers (nothing
+    /// passes, nothing is closed; clients still reach it); on the dev
+    /// server, the stack cut off from the database the same way.
+    DbPartition(usize),
+    /// The links to database node `i` (on the dev server, the stack's link
+    /// to it) slowed by this many milliseconds each way.
+    DbSlow(usize, u64),
 }
 
 impl Fault {
@@ -35,6 +42,8 @@ impl Fault {
             Fault::OriginStop(_) => "origin-stop",
             Fault::OriginKill(_) => "origin-kill",
             Fault::PushpinKill(_) => "pushpin-kill",
+            Fault::DbPartition(_) => "db-partition",
+            Fault::DbSlow(..) => "db-slow",
         }
     }
 }
@@ -56,6 +65,9 @@ pub struct Sizes {
     /// Database nodes that may fail: 0 on the dev server, whose one node
     /// holds the only copy.
     pub db_nodes: usize,
+    /// Database nodes whose links may be cut or slowed: every node of a
+    /// cluster, or the dev server's one link to the stack.
+    pub db_links: usize,
     /// Workers.
     pub workers: usize,
     /// Origins.
@@ -63,6 +75,10 @@ pub struct Sizes {
     /// Pushpins.
     pub pushpins: usize,
 }
+
+/// The delay a `db-slow` fault adds each way, in milliseconds.
+const MIN_DELAY_MS: u64 = 20;
+const MAX_DELAY_MS: u64 = 300;
 
 /// Quiet time at the start, before the first fault.
 const LEAD_MS: u64 = 3_000;
@@ -83,17 +99,27 @@ pub fn schedule(seed: u64, total_ms: u64, sizes: Sizes) -> Vec<Planned> {
     if sizes.db_nodes > 0 {
         kinds.extend([Fault::DbKill as fn(usize) -> Fault, Fault::DbStop]);
     }
+    if sizes.db_links > 0 {
+        kinds.extend([Fault::DbPartition as fn(usize) -> Fault, |i| {
+            Fault::DbSlow(i, 0)
+        }]);
+    }
     let mut plan = Vec::new();
     let mut at = LEAD_MS;
     loop {
         let pick = kinds[rng.gen_range(0..kinds.len())];
         let targets = match pick(0) {
             Fault::DbKill(_) | Fault::DbStop(_) => sizes.db_nodes,
+            Fault::DbPartition(_) | Fault::DbSlow(..) => sizes.db_links,
             Fault::WorkerStop(_) | Fault::WorkerKill(_) => sizes.workers,
             Fault::OriginStop(_) | Fault::OriginKill(_) => sizes.origins,
             Fault::PushpinKill(_) => sizes.pushpins,
         };
-        let fault = pick(rng.gen_range(0..targets.max(1)));
+        let fault = match pick(rng.gen_range(0..targets.max(1))) {
+            // A delay a distant replica or a congested link might add.
+            Fault::DbSlow(i, _) => Fault::DbSlow(i, rng.gen_range(MIN_DELAY_MS..=MAX_DELAY_MS)),
+            fault => fault,
+        };
         let hold_ms = rng.gen_range(1_000..=10_000);
         if at + hold_ms + TAIL_MS > total_ms {
             break;
@@ -114,6 +140,7 @@ mod tests {
 
     const CLUSTER: Sizes = Sizes {
         db_nodes: 3,
+        db_links: 3,
         workers: 3,
         origins: 2,
         pushpins: 2,
@@ -140,17 +167,31 @@ mod tests {
     }
 
     #[test]
-    fn one_node_has_only_process_faults() {
+    fn one_node_loses_only_its_link() {
         let dev = Sizes {
             db_nodes: 0,
+            db_links: 1,
             ..CLUSTER
         };
         let plan = schedule(3, 600_000, dev);
         assert!(plan
             .iter()
             .all(|p| !matches!(p.fault, Fault::DbKill(_) | Fault::DbStop(_))));
-        assert!(schedule(3, 600_000, CLUSTER)
+        assert!(plan.iter().all(|p| match p.fault {
+            Fault::DbPartition(i) | Fault::DbSlow(i, _) => i == 0,
+            _ => true,
+        }));
+        assert!(plan
             .iter()
-            .any(|p| matches!(p.fault, Fault::DbKill(_))));
+            .any(|p| matches!(p.fault, Fault::DbPartition(_))));
+        let cluster = schedule(3, 600_000, CLUSTER);
+        for kind in ["db-kill", "db-stop", "db-partition", "db-slow"] {
+            assert!(cluster.iter().any(|p| p.fault.kind() == kind), "{kind}");
+        }
+        for p in &cluster {
+            if let Fault::DbSlow(_, ms) = p.fault {
+                assert!((MIN_DELAY_MS..=MAX_DELAY_MS).contains(&ms));
+            }
+        }
     }
 }
