@@ -52,14 +52,15 @@ pub trait BoardSource {
         }))
     }
 
-    /// Switches a board from period `n` to the next (ending at `next_end`);
-    /// whether this call did it.
+    /// Switches a board from period `n` to the next (ending at `next_end`,
+    /// the one after it at `then`); whether this call did it.
     fn switch_period(
         &self,
         _board: &str,
         _n: u64,
         _end: i64,
         _next_end: i64,
+        _then: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> {
         std::future::ready(Ok(false))
     }
@@ -133,8 +134,9 @@ impl BoardSource for Store {
         n: u64,
         end: i64,
         next_end: i64,
+        then: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> {
-        Store::switch_period(self, board, n, end, next_end)
+        Store::switch_period(self, board, n, end, next_end, then)
     }
 
     async fn archive_period(

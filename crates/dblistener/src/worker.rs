@@ -425,12 +425,19 @@ impl<S: BoardSource, P: Publish> Worker<S, P> {
         let finishing = match (board.archiving, board.period) {
             (Some(archiving), _) => archiving,
             (None, Some(period)) if now >= period.end_ms() => {
+                let no_next = || StoreError::Query("the schedule has no next reset".into());
+                // The next period ends at the next reset after now (it is
+                // stretched when the switch is late), never before the end
+                // stored with the board: writes up to that time counted in
+                // it.
                 let next_end = reset
                     .next_after(period.end_ms().max(now))
-                    .ok_or_else(|| StoreError::Query("the schedule has no next reset".into()))?;
+                    .ok_or_else(no_next)?
+                    .max(period.next_end.map_or(i64::MIN, |e| e as i64));
+                let then = reset.next_after(next_end).ok_or_else(no_next)?;
                 if !self
                     .source
-                    .switch_period(&board.id, period.n, period.end_ms(), next_end)
+                    .switch_period(&board.id, period.n, period.end_ms(), next_end, then)
                     .await?
                 {
                     return Ok(());

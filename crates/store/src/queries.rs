@@ -101,6 +101,11 @@ pub struct StoredPeriod {
     pub start: f64,
     /// When it ends (the next reset), in milliseconds since the epoch.
     pub end: f64,
+    /// When the period after it ends, in milliseconds since the epoch:
+    /// writes past it are refused until the board has switched (see
+    /// `reql::RESET_BEHIND`). Absent on boards written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_end: Option<f64>,
 }
 
 impl StoredPeriod {
@@ -692,7 +697,10 @@ impl Store {
             let end = reset
                 .next_after(now)
                 .ok_or_else(|| StoreError::Query("the reset schedule has no next time".into()))?;
-            doc["period"] = json!({ "n": 1, "start": now, "end": end });
+            let next_end = reset
+                .next_after(end)
+                .ok_or_else(|| StoreError::Query("the reset schedule has no next time".into()))?;
+            doc["period"] = json!({ "n": 1, "start": now, "end": end, "next_end": next_end });
         }
         let result = self.write(reql::insert_board(doc)).await?;
         if result.errors > 0 {
@@ -788,17 +796,19 @@ impl Store {
     }
 
     /// Switches `board` from period `n` to the next, which ends at
-    /// `next_end`; `false` if the board was not in period `n` with its end
-    /// passed (someone else switched it, or it is not due).
+    /// `next_end`, the one after it at `then`; `false` if the board was not
+    /// in period `n` with its end passed (someone else switched it, or it is
+    /// not due).
     pub async fn switch_period(
         &self,
         board: &str,
         n: u64,
         end: i64,
         next_end: i64,
+        then: i64,
     ) -> Result<bool, StoreError> {
         let result = self
-            .write(reql::switch_period(board, n, end, next_end))
+            .write(reql::switch_period(board, n, end, next_end, then))
             .await?;
         if result.errors > 0 {
             return Err(write_error(result.first_error));
@@ -1062,6 +1072,9 @@ impl Store {
                 Some(e) if e.contains(OUT_OF_RANGE) => Err(StoreError::ScoreOutOfRange),
                 Some(e) if e.contains(reql::ARCHIVE_PENDING) => Err(StoreError::Unavailable(
                     "the board's last reset is being finished".into(),
+                )),
+                Some(e) if e.contains(reql::RESET_BEHIND) => Err(StoreError::Unavailable(
+                    "the board's resets are behind its schedule".into(),
                 )),
                 _ => Err(write_error(result.first_error)),
             };

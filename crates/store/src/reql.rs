@@ -26,6 +26,11 @@ pub const OUT_OF_RANGE: &str = "leaderboard: score out of range";
 /// Marks the error a write is refused with when it would move its player
 /// on from a period whose archive is not written yet (see `period_move`).
 pub const ARCHIVE_PENDING: &str = "leaderboard: the last period is not archived yet";
+/// The error a write raises when, by the database's clock, the board is more
+/// than one period past the one it is in (its resets are behind): which
+/// period the write belongs to is not known yet. It is answered 503, to be
+/// sent again once the board has caught up.
+pub const RESET_BEHIND: &str = "leaderboard: the board's resets are behind";
 /// The error [`score_update_unread`] refuses a player of a board that
 /// resets with.
 pub const BOARD_RESETS: &str = "leaderboard: the board resets";
@@ -610,16 +615,32 @@ fn now_ms() -> Term {
 }
 
 /// The period a write at the database's `now` belongs to on the board
-/// `doc`: the board's period, or the next one once its end has passed
-/// (before the worker has switched the board over).
+/// `doc`: the board's period; the next one once its end has passed (before
+/// the worker has switched the board over), until that one's end
+/// (`next_end`, stored with the period); past that, none yet: the write is
+/// refused with [`RESET_BEHIND`].
+///
+/// The bound matters on a cluster, where `r.now()` is the time a query was
+/// received, not the time it is applied: a switch received before a write
+/// may be applied after it. Without the bound, a write two periods past the
+/// board's counted in the next one, and the switch, applied late, then
+/// closed that period before the write's time.
 fn write_period(doc: Term) -> Term {
     let period = doc.g("period");
     r.branch(
-        now_ms().ge(period.clone().g("end")),
-        period.clone().g("n").add(1),
-        period.g("n"),
+        now_ms().lt(period.clone().g("end")),
+        period.clone().g("n"),
+        r.branch(
+            // Boards written before `next_end` existed have no bound.
+            now_ms().lt(period.clone().g("next_end").default(NO_BOUND_MS)),
+            period.g("n").add(1),
+            r.error(RESET_BEHIND),
+        ),
     )
 }
+
+/// Later than any time: the `next_end` of a period stored without one.
+const NO_BOUND_MS: i64 = 1 << 53;
 
 /// Brings player `p` of board `doc` into the period a write now belongs to:
 /// `(current, fields)`, where `current` is the player as that period sees it
@@ -695,11 +716,19 @@ pub fn due_resets() -> Term {
 }
 
 /// Switches a board from period `n` to `n + 1` (from `end` until
-/// `next_end`), marking period `n` as being archived, if the board is still
-/// in period `n`, its end has passed, `next_end` is still ahead and no reset is
-/// unfinished. One atomic
-/// update; whoever runs it second changes nothing.
-pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Term {
+/// `next_end`, the period after it ending at `then`), marking period `n` as
+/// being archived, if the board is still in period `n`, its end has passed
+/// and no reset is unfinished. One atomic update; whoever runs it second
+/// changes nothing.
+///
+/// `next_end` must be at least the `next_end` stored with period `n`: the
+/// writes since `end` counted in period `n + 1` up to that time (see
+/// [`write_period`]). It may be later (the worker was behind: the period
+/// is stretched to the next reset after the switch); the writes past the
+/// stored bound were refused, so none counted where they should not. A
+/// switch applied after the period it starts is over is therefore sound,
+/// and the board switches again at the next round.
+pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64, then: i64) -> Term {
     r.table(BOARDS)
         .get(board.to_owned())
         .update(func!(|doc| {
@@ -709,14 +738,9 @@ pub fn switch_period(board: &str, n: u64, end: i64, next_end: i64) -> Term {
                     .g("n")
                     .eq(n)
                     .and(doc.clone().has_fields("archiving").not())
-                    .and(now_ms().ge(end))
-                    // A switch computed before a pause (the worker stopped,
-                    // a stalled VM) must not start a period already over:
-                    // the writes since its end counted in it. Skipped, the
-                    // next round computes the next end from a fresh clock.
-                    .and(now_ms().lt(next_end)),
+                    .and(now_ms().ge(end)),
                 term!({
-                    "period": { "n": n + 1, "start": end, "end": next_end },
+                    "period": { "n": n + 1, "start": end, "end": next_end, "next_end": then },
                     "archiving": { "n": n, "start": doc.g("period").g("start"), "end": end },
                 }),
                 term!({}),

@@ -932,19 +932,27 @@ async fn resets(s: &mut Script) {
         .await;
     }
     s.case("due_resets", reql::due_resets()).await;
-    s.case(
-        "switch_period 1 to a period already over",
-        reql::switch_period("weekly", 1, 2_000, 3_000),
-    )
-    .await;
+    const WEEK: i64 = 604_800_000;
     s.case(
         "switch_period 1",
-        reql::switch_period("weekly", 1, 2_000, 4_102_444_800_000),
+        reql::switch_period(
+            "weekly",
+            1,
+            2_000,
+            4_102_444_800_000,
+            4_102_444_800_000 + WEEK,
+        ),
     )
     .await;
     s.case(
         "switch_period 1, again",
-        reql::switch_period("weekly", 1, 2_000, 4_102_444_800_000),
+        reql::switch_period(
+            "weekly",
+            1,
+            2_000,
+            4_102_444_800_000,
+            4_102_444_800_000 + WEEK,
+        ),
     )
     .await;
     s.case("due_resets, archiving", reql::due_resets()).await;
@@ -1000,6 +1008,43 @@ async fn resets(s: &mut Script) {
         })),
     )
     .await;
+    // A board two periods behind its schedule (its resets are late): which
+    // period a write belongs to is not known, and the write is refused.
+    // One a period behind counts in the next period, up to its end.
+    for (board, next_end) in [("behind", 3_000_i64), ("due", 4_102_444_800_000)] {
+        s.case(
+            &format!("insert_board {board}"),
+            reql::insert_board(json!({
+                "id": board,
+                "name": board,
+                "rules": {"reset": "weekly"},
+                "period": {"n": 1, "start": 1_000, "end": 2_000, "next_end": next_end},
+            })),
+        )
+        .await;
+        s.case(
+            &format!("insert_player {board} ann"),
+            reql::insert_player(json!({
+                "id": format!("{board}:ann"),
+                "board": board,
+                "player": "ann",
+                "name": "ann",
+                "score": 4,
+                "period": 1,
+            })),
+        )
+        .await;
+        s.case(
+            &format!("score_update on {board}"),
+            reql::score_update(
+                &id(BoardId::parse, board),
+                &id(PlayerId::parse, "ann"),
+                delta(3),
+                None,
+            ),
+        )
+        .await;
+    }
     s.case(
         "score_update, its player already moved on",
         reql::score_update(

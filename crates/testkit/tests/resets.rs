@@ -339,6 +339,71 @@ async fn a_write_waits_rather_than_erase_a_period_not_yet_archived() {
     );
 }
 
+/// A board more than a period behind its schedule (its worker is gone past
+/// the end of the period after the board's): which period a write belongs
+/// to is not known yet, so the write is refused (503 with `Retry-After`)
+/// and changes nothing; once a worker has caught the board up, it counts in
+/// the period that was due, and the late period holds only its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_two_periods_past_a_late_board_waits_for_its_reset() {
+    let mut stack = board_of_two_without_its_worker().await;
+    let session = stack.db_session().await;
+    let _: Value = r
+        .table("boards")
+        .get("b")
+        .update(r.expr(json!({
+            "period": {"n": 1, "start": 0, "end": 1_000, "next_end": 2_000},
+        })))
+        .exec(&session)
+        .await
+        .unwrap();
+    let resp = stack
+        .post_json("/boards/b/players/ann/score-add/", json!({"value": 2}))
+        .await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "database_unavailable", "{body}");
+    let ann: Value = r
+        .table("players")
+        .get("b:ann")
+        .exec(&session)
+        .await
+        .unwrap();
+    assert_eq!(
+        (&ann["score"], &ann["period"]),
+        (&json!(4), &json!(1)),
+        "{ann}"
+    );
+
+    stack.start_worker().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = stack
+            .post_json_answer("/boards/b/players/ann/score-add/", json!({"value": 2}))
+            .await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "still refused: {body}");
+        sleep(Duration::from_millis(200)).await;
+    }
+    let periods = wait_periods(&stack, "b", 1, Duration::from_secs(15)).await;
+    assert_eq!(periods[0]["number"], 1);
+    assert_eq!(
+        periods[0]["top"],
+        json!([
+            {"id": "bob", "name": "bob", "score": 9, "rank": 1},
+            {"id": "ann", "name": "ann", "score": 4, "rank": 2},
+        ])
+    );
+    let (_, board) = stack.get_json("/boards/b/").await;
+    assert_eq!(board["period"]["number"], 2, "{board}");
+    let scores: BTreeMap<String, i64> = testkit::scores(&board).into_iter().collect();
+    assert_eq!(scores.get("ann"), Some(&2), "{board}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_reset_best_boards_start_unscored() {
     let stack = Stack::start().await.unwrap();
