@@ -405,6 +405,27 @@ impl Stack {
     /// its own and the stack's worker environment plus `env`, and waits
     /// until its feeds are ready (for the shards it holds, perhaps none).
     pub async fn add_worker(&mut self, id: &str, env: &[(&str, &str)]) -> anyhow::Result<()> {
+        self.named_worker_started(id, env, true).await
+    }
+
+    /// Starts a worker as [`Stack::add_worker`] does, without waiting for
+    /// it to follow its shards: as a restart in production would be, while
+    /// the database may still be recovering from a fault (the fault
+    /// campaign judges what it then does by its outcome).
+    pub async fn add_worker_unready(
+        &mut self,
+        id: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        self.named_worker_started(id, env, false).await
+    }
+
+    async fn named_worker_started(
+        &mut self,
+        id: &str,
+        env: &[(&str, &str)],
+        wait: bool,
+    ) -> anyhow::Result<()> {
         let id = id.to_owned();
         let env: Vec<(String, String)> = env
             .iter()
@@ -425,7 +446,9 @@ impl Stack {
             }
             let mut process =
                 ManagedProcess::spawn(&format!("dblistener-{id}"), cmd, s.dir.path())?;
-            Self::wait_worker_ready(&mut process)?;
+            if wait {
+                Self::wait_worker_ready(&mut process)?;
+            }
             s.workers.retain(|w| w.id != id);
             s.workers.push(NamedWorker {
                 id,
@@ -738,6 +761,28 @@ impl Stack {
         if i == 0 {
             self.web = None;
         }
+    }
+
+    /// Starts origin `i` again on its port, and waits only until it
+    /// listens, not until it is ready: as a restart in production would be,
+    /// while the database may still be recovering from a fault.
+    pub async fn start_web_at_unready(&mut self, i: usize) -> anyhow::Result<()> {
+        self.blocking(move |s| {
+            let port = match i {
+                0 => s.web_port,
+                i => s.extra_webs[i - 1].0,
+            };
+            let mut web = s.spawn_web(port)?;
+            web.wait_for_line(Duration::from_secs(20), |l| {
+                l.contains("leaderboard-web listening on").then_some(())
+            })?;
+            match i {
+                0 => s.web = Some(web),
+                i => s.extra_webs[i - 1].1 = web,
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Starts origin `i` again on its port, and waits until it is ready.

@@ -97,7 +97,7 @@ pub async fn run(chaos: Chaos, report: &mut Report) -> anyhow::Result<()> {
     .context("start the stack")?;
     let logs = stack.dir().to_path_buf();
     for w in 0..WORKERS {
-        start_worker(&mut stack, w).await?;
+        start_worker(&mut stack, w, true).await?;
     }
     let origin = stack.origin_url("");
     let pushpins = vec![stack.pushpin.url(), stack.extra_pushpins[0].url()];
@@ -431,12 +431,19 @@ fn target(f: Fault) -> usize {
     }
 }
 
-async fn start_worker(stack: &mut Stack, w: usize) -> anyhow::Result<()> {
+/// Starts worker `w<w>`: at the campaign's start, once it follows its
+/// shards; at a heal, without waiting, as a restart in production would be
+/// (the database may still be recovering from an earlier fault; the
+/// checker judges what the worker then does).
+async fn start_worker(stack: &mut Stack, w: usize, wait: bool) -> anyhow::Result<()> {
     let log = stack.dir().join(format!("publish-w{w}.jsonl"));
     let log = log.display().to_string();
-    stack
-        .add_worker(&format!("w{w}"), &[("PUBLISH_LOG", &log)])
-        .await
+    let (id, env) = (format!("w{w}"), [("PUBLISH_LOG", log.as_str())]);
+    if wait {
+        stack.add_worker(&id, &env).await
+    } else {
+        stack.add_worker_unready(&id, &env).await
+    }
 }
 
 async fn inject(
@@ -484,13 +491,13 @@ async fn heal(
             .process
             .signal("CONT"),
         Fault::WorkerStop(i) => stack.named_worker(&format!("w{i}")).process.signal("CONT"),
-        Fault::WorkerKill(i) => start_worker(stack, i).await?,
+        Fault::WorkerKill(i) => start_worker(stack, i, false).await?,
         Fault::OriginStop(i) => {
             if let Some(web) = stack.web_at(i) {
                 web.signal("CONT");
             }
         }
-        Fault::OriginKill(i) => stack.start_web_at(i).await?,
+        Fault::OriginKill(i) => stack.start_web_at_unready(i).await?,
         Fault::PushpinKill(i) => stack.restart_pushpin_at(i).await?,
         Fault::DbPartition(_) | Fault::DbSlow(..) => match cluster {
             Some(cluster) => cluster.heal_links(),
