@@ -271,6 +271,29 @@ mod tests {
         port
     }
 
+    /// A proxy in front of an echo server.
+    async fn proxied_echo() -> NetProxy {
+        NetProxy::start(format!("127.0.0.1:{}", echo().await))
+            .await
+            .unwrap()
+    }
+
+    async fn connect(proxy: &NetProxy) -> TcpStream {
+        TcpStream::connect(("127.0.0.1", proxy.port()))
+            .await
+            .unwrap()
+    }
+
+    /// Reads `n` bytes within 5 s.
+    async fn read_soon(s: &mut TcpStream, n: usize, why: &str) -> Vec<u8> {
+        let mut back = vec![0u8; n];
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+            .await
+            .expect(why)
+            .unwrap();
+        back
+    }
+
     async fn round_trip(s: &mut TcpStream, what: &[u8]) -> std::io::Result<Vec<u8>> {
         s.write_all(what).await?;
         let mut back = vec![0u8; what.len()];
@@ -280,46 +303,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_stall_holds_the_bytes_until_the_heal_and_closes_nothing() {
-        let proxy = NetProxy::start(format!("127.0.0.1:{}", echo().await))
-            .await
-            .unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let proxy = proxied_echo().await;
+        let mut s = connect(&proxy).await;
         assert_eq!(round_trip(&mut s, b"one").await.unwrap(), b"one");
         proxy.stall(Scope::Everyone);
         let held = tokio::time::timeout(Duration::from_millis(300), round_trip(&mut s, b"two"));
         assert!(held.await.is_err(), "nothing gets through a stall");
-        let mut new = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let mut new = connect(&proxy).await;
         new.write_all(b"n").await.unwrap();
         proxy.heal();
-        let mut back = vec![0u8; 1];
-        tokio::time::timeout(Duration::from_secs(5), new.read_exact(&mut back))
-            .await
-            .expect("a connection made during the stall is forwarded at the heal")
-            .unwrap();
-        assert_eq!(back, b"n");
-        let mut back = vec![0u8; 3];
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
-            .await
-            .expect("the held bytes arrive after the heal")
-            .unwrap();
-        assert_eq!(back, b"two");
+        let why = "a connection made during the stall is forwarded at the heal";
+        assert_eq!(read_soon(&mut new, 1, why).await, b"n");
+        let why = "the held bytes arrive after the heal";
+        assert_eq!(read_soon(&mut s, 3, why).await, b"two");
     }
 
     #[tokio::test]
     async fn a_stall_from_one_port_spares_the_others() {
-        let proxy = NetProxy::start(format!("127.0.0.1:{}", echo().await))
-            .await
-            .unwrap();
-        let mut a = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
-        let mut b = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let proxy = proxied_echo().await;
+        let mut a = connect(&proxy).await;
+        let mut b = connect(&proxy).await;
         proxy.stall(Scope::From(a.local_addr().unwrap().port()));
         let held = tokio::time::timeout(Duration::from_millis(300), round_trip(&mut a, b"a"));
         assert!(held.await.is_err(), "the stalled source gets nothing");
@@ -328,12 +331,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_delay_slows_both_ways_and_keeps_the_order() {
-        let proxy = NetProxy::start(format!("127.0.0.1:{}", echo().await))
-            .await
-            .unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let proxy = proxied_echo().await;
+        let mut s = connect(&proxy).await;
         proxy.slow(Scope::Everyone, Duration::from_millis(150));
         let t = std::time::Instant::now();
         assert_eq!(round_trip(&mut s, b"abc").await.unwrap(), b"abc");
@@ -357,9 +356,7 @@ mod tests {
         let proxy = NetProxy::start_link(format!("127.0.0.1:{port}"))
             .await
             .unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let mut s = connect(&proxy).await;
         s.write_all(b"early").await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         // The server starts on its port: the held connection reaches it.
@@ -375,20 +372,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_closes_open_connections_and_refuses_new_ones() {
-        let proxy = NetProxy::start(format!("127.0.0.1:{}", echo().await))
-            .await
-            .unwrap();
-        let mut s = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let proxy = proxied_echo().await;
+        let mut s = connect(&proxy).await;
         assert_eq!(round_trip(&mut s, b"x").await.unwrap(), b"x");
         proxy.cut();
         let closed = tokio::time::timeout(Duration::from_secs(5), round_trip(&mut s, b"y"));
         assert!(closed.await.unwrap().is_err(), "closed by the cut");
         proxy.restore();
-        let mut again = TcpStream::connect(("127.0.0.1", proxy.port()))
-            .await
-            .unwrap();
+        let mut again = connect(&proxy).await;
         assert_eq!(round_trip(&mut again, b"z").await.unwrap(), b"z");
     }
 }

@@ -212,6 +212,26 @@ async fn board_of_two_without_its_worker() -> Stack {
     stack
 }
 
+/// Adds `value` to `player` on board `b` once the write is taken, within
+/// 15 s of 503s (the board's reset is being caught up).
+async fn add_once_accepted(stack: &Stack, player: &str, value: i64) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = stack
+            .post_json_answer(
+                &format!("/boards/b/players/{player}/score-add/"),
+                json!({ "value": value }),
+            )
+            .await;
+        if status == 200 {
+            return;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(Instant::now() < deadline, "still refused: {body}");
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     // The worker dies right after switching the board over: the board is in
@@ -306,18 +326,7 @@ async fn a_write_waits_rather_than_erase_a_period_not_yet_archived() {
     );
 
     stack.start_worker().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = stack
-            .post_json_answer("/boards/b/players/ann/score-add/", json!({"value": 2}))
-            .await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "still refused: {body}");
-        sleep(Duration::from_millis(200)).await;
-    }
+    add_once_accepted(&stack, "ann", 2).await;
     let periods = wait_periods(&stack, "b", 2, Duration::from_secs(15)).await;
     let by_number: BTreeMap<u64, Value> = periods
         .iter()
@@ -377,18 +386,7 @@ async fn a_write_two_periods_past_a_late_board_waits_for_its_reset() {
     );
 
     stack.start_worker().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = stack
-            .post_json_answer("/boards/b/players/ann/score-add/", json!({"value": 2}))
-            .await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(Instant::now() < deadline, "still refused: {body}");
-        sleep(Duration::from_millis(200)).await;
-    }
+    add_once_accepted(&stack, "ann", 2).await;
     let periods = wait_periods(&stack, "b", 1, Duration::from_secs(15)).await;
     assert_eq!(periods[0]["number"], 1);
     assert_eq!(
