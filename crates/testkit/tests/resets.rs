@@ -232,6 +232,27 @@ async fn add_once_accepted(stack: &Stack, player: &str, value: i64) {
     }
 }
 
+/// Sets fields of board `b` straight in the database, as a worker that
+/// died half-way (or is late) would have left them.
+async fn set_board_b(session: &unreql::Session, fields: Value) {
+    let _: Value = r
+        .table("boards")
+        .get("b")
+        .update(r.expr(fields))
+        .exec(session)
+        .await
+        .unwrap();
+}
+
+/// Player `id` of board `b`, as stored.
+async fn player_of_b(session: &unreql::Session, id: &str) -> Value {
+    r.table("players")
+        .get(format!("b:{id}"))
+        .exec(session)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     // The worker dies right after switching the board over: the board is in
@@ -239,16 +260,14 @@ async fn a_reset_left_half_done_is_finished_once_by_the_next_holder() {
     // period 1.
     let mut stack = board_of_two_without_its_worker().await;
     let session = stack.db_session().await;
-    let _: Value = r
-        .table("boards")
-        .get("b")
-        .update(r.expr(json!({
+    set_board_b(
+        &session,
+        json!({
             "period": {"n": 2, "start": 1_000, "end": 4_102_444_800_000_i64},
             "archiving": {"n": 1, "start": 0, "end": 1_000},
-        })))
-        .exec(&session)
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     // A write after the switch lands in period 2.
     stack.score_add("b", "ann", 1).await;
 
@@ -298,27 +317,22 @@ async fn a_write_waits_rather_than_erase_a_period_not_yet_archived() {
     let mut stack = board_of_two_without_its_worker().await;
     let session = stack.db_session().await;
     let set_period = |end: i64| {
-        r.table("boards").get("b").update(r.expr(json!({
+        json!({
             "period": {"n": 2, "start": 1_000, "end": end},
             "archiving": {"n": 1, "start": 0, "end": 1_000},
-        })))
+        })
     };
     // The worker died right after switching to period 2; ann's next write
     // moves her into it, keeping her period-1 score.
-    let _: Value = set_period(4_102_444_800_000).exec(&session).await.unwrap();
+    set_board_b(&session, set_period(4_102_444_800_000)).await;
     stack.score_add("b", "ann", 1).await;
     // Period 2 ends too, its reset still unfinished.
-    let _: Value = set_period(2_000).exec(&session).await.unwrap();
+    set_board_b(&session, set_period(2_000)).await;
     let (status, body) = stack
         .post_json_answer("/boards/b/players/ann/score-add/", json!({"value": 2}))
         .await;
     assert_eq!(status, 503, "{body}");
-    let ann: Value = r
-        .table("players")
-        .get("b:ann")
-        .exec(&session)
-        .await
-        .unwrap();
+    let ann = player_of_b(&session, "ann").await;
     assert_eq!(
         (&ann["prev"]["n"], &ann["prev"]["score"]),
         (&json!(1), &json!(4)),
@@ -357,15 +371,13 @@ async fn a_write_waits_rather_than_erase_a_period_not_yet_archived() {
 async fn a_write_two_periods_past_a_late_board_waits_for_its_reset() {
     let mut stack = board_of_two_without_its_worker().await;
     let session = stack.db_session().await;
-    let _: Value = r
-        .table("boards")
-        .get("b")
-        .update(r.expr(json!({
+    set_board_b(
+        &session,
+        json!({
             "period": {"n": 1, "start": 0, "end": 1_000, "next_end": 2_000},
-        })))
-        .exec(&session)
-        .await
-        .unwrap();
+        }),
+    )
+    .await;
     let resp = stack
         .post_json("/boards/b/players/ann/score-add/", json!({"value": 2}))
         .await;
@@ -373,12 +385,7 @@ async fn a_write_two_periods_past_a_late_board_waits_for_its_reset() {
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "database_unavailable", "{body}");
-    let ann: Value = r
-        .table("players")
-        .get("b:ann")
-        .exec(&session)
-        .await
-        .unwrap();
+    let ann = player_of_b(&session, "ann").await;
     assert_eq!(
         (&ann["score"], &ann["period"]),
         (&json!(4), &json!(1)),
