@@ -106,6 +106,12 @@ struct Outcome {
 
 /// Runs `clients` (one task each) under `limit`.
 pub async fn run<C: Client>(clients: Vec<C>, limit: Limit) -> LoadResult {
+    run_sampled(clients, limit).await.0
+}
+
+/// [`run`], also giving back the latency samples, so that several runs'
+/// percentiles can be taken over all their samples at once.
+pub async fn run_sampled<C: Client>(clients: Vec<C>, limit: Limit) -> (LoadResult, Samples) {
     let concurrency = clients.len();
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -182,7 +188,7 @@ pub async fn run<C: Client>(clients: Vec<C>, limit: Limit) -> LoadResult {
         .saturating_duration_since(measure_from)
         .as_secs_f64();
     let ops = samples.len();
-    LoadResult {
+    let result = LoadResult {
         concurrency,
         ops,
         errors,
@@ -193,8 +199,9 @@ pub async fn run<C: Client>(clients: Vec<C>, limit: Limit) -> LoadResult {
         } else {
             0.0
         },
-        latency: samples.summary(),
-    }
+        latency: samples.clone().summary(),
+    };
+    (result, samples)
 }
 
 #[cfg(test)]

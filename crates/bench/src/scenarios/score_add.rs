@@ -8,11 +8,14 @@
 //! through the driver, say in the same run what the rules and the board
 //! read cost.
 //!
-//! Two parts of their own measure what the deployment's connection costs:
-//! the origin's throughput by `DB_POOL_SIZE` (module `origin_pool`) and the
-//! store's with TLS to the database against without (module `tls`).
+//! Three parts of their own measure what the deployment's connection costs:
+//! the store's pool against the database's own throughput (module
+//! `store_pool`), the origin's throughput by `DB_POOL_SIZE` (module
+//! `origin_pool`) and the store's with TLS to the database against without
+//! (module `tls`).
 
 mod origin_pool;
+mod store_pool;
 mod tls;
 
 use std::collections::BTreeMap;
@@ -21,7 +24,7 @@ use std::time::Duration;
 
 use domain::{BoardId, PlayerId, ScoreDelta};
 use serde::Serialize;
-use store::{PoolOptions, Store};
+use store::Store;
 
 use super::{check, load_row, PathResult, LOAD_HEADER};
 use crate::cli::Config;
@@ -33,8 +36,6 @@ use crate::report::{Report, Table, Target};
 use crate::stats::fmt_us;
 
 const BOARD: &str = "sa";
-/// Connections of the in-process store pools measured.
-const POOL_SIZES: [usize; 2] = [2, 4];
 
 /// The origin's database layer, run in this process.
 struct StoreClient {
@@ -186,28 +187,6 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         pids.push(("database", db_pid));
     }
     let players = bench.board(BOARD, config.players).await?;
-    // The pool at the sizes the targets name: DB_POOL_SIZE ≤ 4
-    // against one connection per client for the database's own figure.
-    let stores: Vec<(usize, Store)> = POOL_SIZES
-        .iter()
-        .map(|&size| {
-            let options = PoolOptions {
-                max_connections: size,
-                ..PoolOptions::default()
-            };
-            (size, Store::new(bench.db_url.clone(), options))
-        })
-        .collect();
-    let mut pool_ratios = Table::new(
-        "Store pool against the database's own (the store's term, one connection per client)",
-        &[
-            "concurrency",
-            "pool connections",
-            "store ops/s",
-            "database ops/s",
-            "store / database",
-        ],
-    );
     let board = BoardId::parse(BOARD)?;
     let player_ids = Arc::new(
         players
@@ -302,46 +281,6 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         push(&mut table, READ_PATH, r.clone(), cpu);
         let read = r;
 
-        for (size, store) in &stores {
-            let clients = (0..c)
-                .map(|i| StoreClient {
-                    store: store.clone(),
-                    board: board.clone(),
-                    players: Arc::clone(&player_ids),
-                    offset: i,
-                })
-                .collect();
-            let meter = CpuMeter::start(&pids);
-            let r = load::run(clients, config.timed()).await;
-            let cpu = meter.per_op(r.ops);
-            check(config, "store add_score", &r)?;
-            let ratio = term.throughput / r.throughput;
-            pool_ratios.row(vec![
-                c.to_string(),
-                size.to_string(),
-                format!("{:.0}", r.throughput),
-                format!("{:.0}", term.throughput),
-                format!("{:.2}", r.throughput / term.throughput),
-            ]);
-            if c >= 16 {
-                report.target(Target::ratio(
-                    &format!("store pool of {size} ≥ 0.95× the database's own throughput (c={c})"),
-                    format!(
-                        "database {:.0}/s / store {:.0}/s",
-                        term.throughput, r.throughput
-                    ),
-                    ratio,
-                    1.0 / 0.95,
-                ));
-            }
-            push(
-                &mut table,
-                &format!("store pool of {size} (in-process)"),
-                r,
-                cpu,
-            );
-        }
-
         let clients = HttpClient::many(c, bench.origin_port(), Arc::clone(&direct), 200).await?;
         let meter = CpuMeter::start(&pids);
         let r = load::run(clients, config.timed()).await;
@@ -365,11 +304,11 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
     report.table(table);
     report.table(cpu_table);
     report.table(ratios);
-    report.table(pool_ratios);
     report.section("score_add", &results);
     report.section("score_add_cpu", &cpu_results);
     report.section("score_add_ratios", &ratio_results);
 
+    store_pool::run(bench, config, report, &board, &player_ids).await?;
     origin_pool::run(bench, config, report, BOARD, &players).await?;
     tls::run(config, report, &board, &player_ids).await?;
 

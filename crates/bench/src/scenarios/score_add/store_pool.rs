@@ -1,0 +1,208 @@
+//! The store's pool against the database's own throughput: the store's
+//! `add_score` through a pool of 2 and of 4 shared connections, in this
+//! process, against the same term sent by as many driver connections as
+//! there are clients. At each concurrency the three run in turn, then in
+//! the reverse order (database, 2, 4, 4, 2, database), twice: RethinkDB's
+//! CPU per update drifts by a fifth from one 3 s run to the next (its
+//! background writes), and the alternation puts that drift on all three
+//! alike. The target: at 16 and 64 clients, a pool of 4 or less
+//! (`DB_POOL_SIZE`) keeps at least 0.95× the database's own throughput;
+//! it is checked on the pool of 4, and the pool of 2 is reported beside it.
+
+use std::sync::Arc;
+
+use domain::{BoardId, PlayerId};
+use serde::Serialize;
+use store::{PoolOptions, Store};
+
+use super::super::{check, labelled_row, rounds_header};
+use super::{store_term, StoreClient};
+use crate::cli::Config;
+use crate::harness::Bench;
+use crate::load::{self, LoadResult};
+use crate::report::{Report, Table, Target};
+
+/// Connections of the in-process store pools measured.
+const POOL_SIZES: [usize; 2] = [2, 4];
+/// The target: a store pool of this many connections keeps at least this
+/// × the database's own throughput, from this concurrency up.
+const TARGET_POOL: usize = 4;
+const AT_LEAST: f64 = 0.95;
+const TARGET_FROM: usize = 16;
+/// Rounds at each concurrency: forwards, backwards, forwards, backwards.
+const ROUNDS: usize = 4;
+
+/// What a run sent its queries through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Through {
+    /// One driver connection per client.
+    Database,
+    /// The store, with this many connections.
+    Pool(usize),
+}
+
+impl Through {
+    fn label(self) -> String {
+        match self {
+            Through::Database => "database".to_owned(),
+            Through::Pool(n) => format!("store pool of {n}"),
+        }
+    }
+}
+
+/// One run.
+#[derive(Debug, Clone, Serialize)]
+struct PoolRun {
+    through: Through,
+    concurrency: usize,
+    round: usize,
+    #[serde(flatten)]
+    result: LoadResult,
+}
+
+/// Throughput summed over runs: operations over measured seconds.
+fn throughput(runs: &[PoolRun], c: usize, through: Through) -> f64 {
+    let (ops, secs) = runs
+        .iter()
+        .filter(|r| r.concurrency == c && r.through == through)
+        .fold((0.0, 0.0), |(ops, secs), r| {
+            (ops + r.result.ops as f64, secs + r.result.seconds)
+        });
+    ops / secs
+}
+
+/// The order of the runs in `round`: forwards, then backwards.
+fn order(round: usize) -> Vec<Through> {
+    let mut order: Vec<Through> = std::iter::once(Through::Database)
+        .chain(POOL_SIZES.iter().map(|&n| Through::Pool(n)))
+        .collect();
+    if round % 2 == 0 {
+        order.reverse();
+    }
+    order
+}
+
+pub async fn run(
+    bench: &Bench,
+    config: &Config,
+    report: &mut Report,
+    board: &BoardId,
+    players: &Arc<Vec<PlayerId>>,
+) -> anyhow::Result<()> {
+    // The pools stay open across runs, so their handshakes fall in the
+    // first warm-up.
+    let stores: Vec<(usize, Store)> = POOL_SIZES
+        .iter()
+        .map(|&size| {
+            let options = PoolOptions {
+                max_connections: size,
+                ..PoolOptions::default()
+            };
+            (size, Store::new(bench.db_url.clone(), options))
+        })
+        .collect();
+    // One round in the smoke run, which only shows that the path works.
+    let rounds = if config.strict() { 1 } else { ROUNDS };
+    let mut table = Table::new(
+        "Store pool against the database's own (the store's term; the database with one connection per client; runs alternating)",
+        &rounds_header("concurrency, through"),
+    );
+    let mut runs = Vec::new();
+    for &c in &config.concurrency {
+        for round in 1..=rounds {
+            for through in order(round) {
+                let r = match through {
+                    Through::Database => {
+                        store_term(bench, config, board, players, c, &[], false)
+                            .await?
+                            .0
+                    }
+                    Through::Pool(size) => {
+                        let store = stores
+                            .iter()
+                            .find(|(n, _)| *n == size)
+                            .map(|(_, s)| s.clone())
+                            .ok_or_else(|| anyhow::anyhow!("no pool of {size}"))?;
+                        let clients = (0..c)
+                            .map(|i| StoreClient {
+                                store: store.clone(),
+                                board: board.clone(),
+                                players: Arc::clone(players),
+                                offset: i,
+                            })
+                            .collect();
+                        load::run(clients, config.timed()).await
+                    }
+                };
+                check(config, &format!("{} (c={c})", through.label()), &r)?;
+                table.row(labelled_row(
+                    &[&format!("{c}, {}", through.label()), &round.to_string()],
+                    &r,
+                ));
+                runs.push(PoolRun {
+                    through,
+                    concurrency: c,
+                    round,
+                    result: r,
+                });
+            }
+        }
+    }
+    report.table(table);
+    let mut ratios = Table::new(
+        "Store pool / the database's own throughput (sums over the alternating runs)",
+        &[
+            "concurrency",
+            "pool connections",
+            "store ops/s",
+            "database ops/s",
+            "store / database",
+        ],
+    );
+    for &c in &config.concurrency {
+        let database = throughput(&runs, c, Through::Database);
+        for size in POOL_SIZES {
+            let store = throughput(&runs, c, Through::Pool(size));
+            ratios.row(vec![
+                c.to_string(),
+                size.to_string(),
+                format!("{store:.0}"),
+                format!("{database:.0}"),
+                format!("{:.2}", store / database),
+            ]);
+            if c >= TARGET_FROM && size == TARGET_POOL {
+                // Stated as database / store ≤ 1/0.95, as every target is a
+                // ratio that must not exceed its limit.
+                report.target(Target::ratio(
+                    &format!(
+                        "store pool of {size} ≥ {AT_LEAST}× the database's own throughput (c={c})"
+                    ),
+                    format!("database {database:.0}/s / store {store:.0}/s"),
+                    database / store,
+                    1.0 / AT_LEAST,
+                ));
+            }
+        }
+    }
+    report.table(ratios);
+    report.section("score_add_store_pool", &runs);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rounds_run_forwards_then_backwards() {
+        assert_eq!(
+            order(1),
+            [Through::Database, Through::Pool(2), Through::Pool(4)]
+        );
+        assert_eq!(
+            order(2),
+            [Through::Pool(4), Through::Pool(2), Through::Database]
+        );
+    }
+}
