@@ -151,8 +151,8 @@ impl Client for BatchUpdateClient {
 /// `read_board`, the one that reads the board in the same query
 /// ([`store::score_update`], sent on boards that reset).
 pub struct UpdateClient {
-    /// The client's own driver connection.
-    pub session: Session,
+    /// The client's driver connection: its own, or shared with others.
+    pub session: Arc<Session>,
     /// The board whose players are updated.
     pub board: BoardId,
     /// The players, one per operation in turn.

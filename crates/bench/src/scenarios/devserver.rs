@@ -113,7 +113,7 @@ async fn measure(
         let mut clients = Vec::new();
         for _ in 0..c {
             clients.push(UpdateClient {
-                session: db::connect(&url).await?,
+                session: Arc::new(db::connect(&url).await?),
                 board: board.clone(),
                 players: Arc::clone(&players),
                 read_board: false,

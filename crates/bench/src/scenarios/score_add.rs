@@ -37,17 +37,20 @@ use crate::stats::fmt_us;
 
 const BOARD: &str = "sa";
 
-/// The origin's database layer, run in this process.
+/// The origin's database layer, run in this process. It cycles through
+/// `players` by the run's operation number, as [`UpdateClient`] does, so
+/// that both send the same players in the same order: two updates of one
+/// player at once wait for each other in the database, and a client-skewed
+/// order made such collisions, which the database's own figure did not have.
 struct StoreClient {
     store: Store,
     board: BoardId,
     players: Arc<Vec<PlayerId>>,
-    offset: usize,
 }
 
 impl Client for StoreClient {
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
-        let player = &self.players[(self.offset + seq as usize) % self.players.len()];
+        let player = &self.players[seq as usize % self.players.len()];
         let found = self
             .store
             .add_score(&self.board, player, ScoreDelta::ONE, None)
@@ -166,7 +169,7 @@ async fn store_term(
     let mut clients = Vec::with_capacity(c);
     for _ in 0..c {
         clients.push(UpdateClient {
-            session: db::connect(&bench.db_url).await?,
+            session: Arc::new(db::connect(&bench.db_url).await?),
             board: board.clone(),
             players: Arc::clone(players),
             read_board,

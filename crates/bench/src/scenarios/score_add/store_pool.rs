@@ -1,8 +1,9 @@
 //! The store's pool against the database's own throughput: the store's
 //! `add_score` through a pool of 2 and of 4 shared connections, in this
 //! process, against the same term sent by as many driver connections as
-//! there are clients. At each concurrency the three run in turn, then in
-//! the reverse order (database, 2, 4, 4, 2, database), twice: RethinkDB's
+//! there are clients, and by 4 driver connections shared by the clients
+//! (what the number of connections costs without the store's own work). At each concurrency the three run in turn, then in
+//! the reverse order (database, shared, 2, 4, then back), eight times: RethinkDB's
 //! CPU per update drifts by a fifth from one 3 s run to the next (its
 //! background writes), and the alternation puts that drift on all three
 //! alike. The target: at 16 and 64 clients, a pool of 4 or less
@@ -18,6 +19,7 @@ use store::{PoolOptions, Store};
 use super::super::{check, labelled_row, rounds_header};
 use super::{store_term, StoreClient};
 use crate::cli::Config;
+use crate::db::{self, UpdateClient};
 use crate::harness::Bench;
 use crate::load::{self, LoadResult};
 use crate::report::{Report, Table, Target};
@@ -29,8 +31,10 @@ const POOL_SIZES: [usize; 2] = [2, 4];
 const TARGET_POOL: usize = 4;
 const AT_LEAST: f64 = 0.95;
 const TARGET_FROM: usize = 16;
-/// Rounds at each concurrency: forwards, backwards, forwards, backwards.
-const ROUNDS: usize = 4;
+/// Rounds at each concurrency, forwards and backwards in turn: a 3 s run's
+/// throughput moves by up to a tenth from one run to the next here, and a
+/// 5% difference needs this many runs of each kind to show.
+const ROUNDS: usize = 8;
 
 /// What a run sent its queries through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +42,9 @@ const ROUNDS: usize = 4;
 enum Through {
     /// One driver connection per client.
     Database,
+    /// This many driver connections, shared by the clients: what the number
+    /// of connections alone costs, without the store's own work.
+    Shared(usize),
     /// The store, with this many connections.
     Pool(usize),
 }
@@ -46,6 +53,7 @@ impl Through {
     fn label(self) -> String {
         match self {
             Through::Database => "database".to_owned(),
+            Through::Shared(n) => format!("{n} shared driver connections"),
             Through::Pool(n) => format!("store pool of {n}"),
         }
     }
@@ -74,7 +82,8 @@ fn throughput(runs: &[PoolRun], c: usize, through: Through) -> f64 {
 
 /// The order of the runs in `round`: forwards, then backwards.
 fn order(round: usize) -> Vec<Through> {
-    let mut order: Vec<Through> = std::iter::once(Through::Database)
+    let mut order: Vec<Through> = [Through::Database, Through::Shared(TARGET_POOL)]
+        .into_iter()
         .chain(POOL_SIZES.iter().map(|&n| Through::Pool(n)))
         .collect();
     if round % 2 == 0 {
@@ -90,26 +99,25 @@ pub async fn run(
     board: &BoardId,
     players: &Arc<Vec<PlayerId>>,
 ) -> anyhow::Result<()> {
-    // The pools stay open across runs, so their handshakes fall in the
-    // first warm-up.
-    let stores: Vec<(usize, Store)> = POOL_SIZES
-        .iter()
-        .map(|&size| {
-            let options = PoolOptions {
-                max_connections: size,
-                ..PoolOptions::default()
-            };
-            (size, Store::new(bench.db_url.clone(), options))
-        })
-        .collect();
     // One round in the smoke run, which only shows that the path works.
     let rounds = if config.strict() { 1 } else { ROUNDS };
     let mut table = Table::new(
         "Store pool against the database's own (the store's term; the database with one connection per client; runs alternating)",
         &rounds_header("concurrency, through"),
     );
+    // The concurrencies the target names (the smoke run's largest when it
+    // has none): the main table has every level once.
+    let mut levels: Vec<usize> = config
+        .concurrency
+        .iter()
+        .copied()
+        .filter(|&c| c >= TARGET_FROM)
+        .collect();
+    if levels.is_empty() {
+        levels.extend(config.concurrency.iter().max());
+    }
     let mut runs = Vec::new();
-    for &c in &config.concurrency {
+    for &c in &levels {
         for round in 1..=rounds {
             for through in order(round) {
                 let r = match through {
@@ -118,18 +126,42 @@ pub async fn run(
                             .await?
                             .0
                     }
-                    Through::Pool(size) => {
-                        let store = stores
-                            .iter()
-                            .find(|(n, _)| *n == size)
-                            .map(|(_, s)| s.clone())
-                            .ok_or_else(|| anyhow::anyhow!("no pool of {size}"))?;
+                    Through::Shared(n) => {
+                        let mut sessions = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            sessions.push(Arc::new(db::connect(&bench.db_url).await?));
+                        }
                         let clients = (0..c)
-                            .map(|i| StoreClient {
+                            .map(|i| UpdateClient {
+                                session: Arc::clone(&sessions[i % n]),
+                                board: board.clone(),
+                                players: Arc::clone(players),
+                                read_board: false,
+                            })
+                            .collect();
+                        load::run(clients, config.timed()).await
+                    }
+                    Through::Pool(size) => {
+                        // A pool of its own for each run, as the shared
+                        // driver connections and the database's are opened
+                        // for each: RethinkDB gives each connection to one
+                        // of its threads in turn, so connections opened
+                        // together are spread over its threads, and a pool
+                        // kept from run to run would carry one placement's
+                        // luck into every figure. Its handshakes fall in
+                        // the warm-up.
+                        let store = Store::new(
+                            bench.db_url.clone(),
+                            PoolOptions {
+                                max_connections: size,
+                                ..PoolOptions::default()
+                            },
+                        );
+                        let clients = (0..c)
+                            .map(|_| StoreClient {
                                 store: store.clone(),
                                 board: board.clone(),
                                 players: Arc::clone(players),
-                                offset: i,
                             })
                             .collect();
                         load::run(clients, config.timed()).await
@@ -160,8 +192,16 @@ pub async fn run(
             "store / database",
         ],
     );
-    for &c in &config.concurrency {
+    for &c in &levels {
         let database = throughput(&runs, c, Through::Database);
+        let shared = throughput(&runs, c, Through::Shared(TARGET_POOL));
+        ratios.row(vec![
+            c.to_string(),
+            format!("{TARGET_POOL}, driver only"),
+            format!("{shared:.0}"),
+            format!("{database:.0}"),
+            format!("{:.2}", shared / database),
+        ]);
         for size in POOL_SIZES {
             let store = throughput(&runs, c, Through::Pool(size));
             ratios.row(vec![
@@ -198,11 +238,21 @@ mod tests {
     fn the_rounds_run_forwards_then_backwards() {
         assert_eq!(
             order(1),
-            [Through::Database, Through::Pool(2), Through::Pool(4)]
+            [
+                Through::Database,
+                Through::Shared(4),
+                Through::Pool(2),
+                Through::Pool(4)
+            ]
         );
         assert_eq!(
             order(2),
-            [Through::Pool(4), Through::Pool(2), Through::Database]
+            [
+                Through::Pool(4),
+                Through::Pool(2),
+                Through::Shared(4),
+                Through::Database
+            ]
         );
     }
 }

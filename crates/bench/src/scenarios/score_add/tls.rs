@@ -179,11 +179,10 @@ pub async fn run(
     for round in 1..=rounds {
         for (with_tls, store) in [(false, &plain), (true, &tls)] {
             let clients = (0..CONCURRENCY)
-                .map(|i| StoreClient {
+                .map(|_| StoreClient {
                     store: store.clone(),
                     board: board.clone(),
                     players: Arc::clone(players),
-                    offset: i,
                 })
                 .collect();
             let r = load::run(clients, config.timed()).await;
