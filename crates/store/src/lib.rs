@@ -12,9 +12,11 @@
 //!   touches.
 //!
 //! Query terms are built with `reql-terms` and sent, as JSON, through
-//! `reql-client`. Each query runs to completion in a task of its own (an HTTP
-//! client hanging up cannot cancel it); one that times out is stopped on the
-//! server, and its connection goes on serving the others.
+//! `reql-client`. Each query runs in its caller's task; one that times out,
+//! or whose caller goes away (an HTTP client that hung up), is stopped on
+//! the server (STOP), and its connection goes on serving the others. A
+//! write so stopped changes its one document whole or not at all, and a
+//! retry with the same idempotency key counts once either way.
 
 #![warn(missing_docs)]
 

@@ -20,8 +20,9 @@ use crate::routes;
 use crate::state::AppState;
 use crate::stream::StreamSettings;
 
-/// The runtime of the store's queries and connections: one thread of its
-/// own, for the life of the process. actix-web runs each worker on a
+/// The runtime of the store's connections (their readers and writers; the
+/// queries run in the requests' tasks): one thread of its own, for the life
+/// of the process. actix-web runs each worker on a
 /// runtime of its own and stops idle ones first at shutdown; a shared
 /// database connection whose tasks lived there would die under the
 /// requests still finishing on other workers.
