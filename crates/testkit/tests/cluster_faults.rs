@@ -94,27 +94,17 @@ async fn a_partitioned_node_is_cut_off_from_its_peers_and_rejoins_at_the_heal() 
     assert!(write.is_err(), "a write on the minority side: {write:?}");
     // The majority writes, once it has a primary (node2 may have been
     // the primary, and the majority elects another).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while let Err(e) = cluster
-        .query(0, r.db("p").table("t").insert(term!({"id": "y"})))
-        .await
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no write on the majority side: {e}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    write_within_a_minute(&cluster, "y", "no write on the majority side").await;
     cluster.heal_links();
     wait_seen(&cluster, 2, 3).await;
     wait_seen(&cluster, 0, 3).await;
 
-    // A delay on a node's links slows it and breaks nothing.
+    // A delay on a node's links slows it and breaks nothing. Right after
+    // the heal the primary may still be moving back to node2 ("The primary
+    // replica is currently changing"), so the write is retried as a client
+    // would.
     cluster.slow_links(1, Duration::from_millis(100)).unwrap();
-    cluster
-        .query(0, r.db("p").table("t").insert(term!({"id": "z"})))
-        .await
-        .expect("a write while node1's links are slow");
+    write_within_a_minute(&cluster, "z", "no write while node1's links are slow").await;
     cluster.heal_links();
 
     // A killed node restarts with its links, and can be cut off again.
@@ -126,4 +116,18 @@ async fn a_partitioned_node_is_cut_off_from_its_peers_and_rejoins_at_the_heal() 
     wait_seen(&cluster, 0, 2).await;
     cluster.heal_links();
     wait_seen(&cluster, 0, 3).await;
+}
+
+/// Inserts `{id}` through node0, retrying every half second while the
+/// cluster answers with an error (no primary yet, or one changing); fails
+/// with `what` and the last error after a minute.
+async fn write_within_a_minute(cluster: &RethinkCluster, id: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = cluster
+        .query(0, r.db("p").table("t").insert(term!({ "id": id })))
+        .await
+    {
+        assert!(Instant::now() < deadline, "{what}: {e}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
