@@ -155,6 +155,15 @@ impl Ratios {
     }
 }
 
+/// Throughput over several runs: their operations over their measured
+/// seconds, so that a longer run weighs more than a shorter one.
+fn summed_throughput<'a>(runs: impl IntoIterator<Item = &'a LoadResult>) -> f64 {
+    let (ops, secs) = runs.into_iter().fold((0.0, 0.0), |(ops, secs), r| {
+        (ops + r.ops as f64, secs + r.seconds)
+    });
+    ops / secs
+}
+
 /// The store's score-add term sent straight to the database by `c`
 /// clients (see [`UpdateClient`]), with the CPU it cost per operation.
 async fn store_term(
@@ -342,4 +351,28 @@ pub async fn run(bench: &mut Bench, config: &Config, report: &mut Report) -> any
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Summary;
+
+    fn run(ops: usize, seconds: f64) -> LoadResult {
+        LoadResult {
+            concurrency: 1,
+            ops,
+            errors: 0,
+            first_error: None,
+            seconds,
+            throughput: ops as f64 / seconds,
+            latency: Summary::default(),
+        }
+    }
+
+    #[test]
+    fn throughput_over_runs_weighs_each_by_its_length() {
+        let runs = [run(300, 1.0), run(100, 3.0)];
+        assert_eq!(summed_throughput(&runs), 100.0);
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::super::{check, labelled_row, rounds_header};
+use super::summed_throughput;
 use crate::cli::Config;
 use crate::harness::{score_add_requests, Bench, HttpClient};
 use crate::load::{self, LoadResult};
@@ -34,13 +35,11 @@ struct PoolRun {
 
 /// Throughput summed over runs: operations over measured seconds.
 fn throughput(runs: &[PoolRun], size: usize) -> f64 {
-    let (ops, secs) = runs
-        .iter()
-        .filter(|r| r.db_pool_size == size)
-        .fold((0.0, 0.0), |(ops, secs), r| {
-            (ops + r.result.ops as f64, secs + r.result.seconds)
-        });
-    ops / secs
+    summed_throughput(
+        runs.iter()
+            .filter(|r| r.db_pool_size == size)
+            .map(|r| &r.result),
+    )
 }
 
 /// Restarts the origin with `DB_POOL_SIZE` set to `size`, or unset when

@@ -17,7 +17,7 @@ use serde::Serialize;
 use store::{PoolOptions, Store};
 
 use super::super::{check, labelled_row, rounds_header};
-use super::{store_term, StoreClient};
+use super::{store_term, summed_throughput, StoreClient};
 use crate::cli::Config;
 use crate::db::{self, UpdateClient};
 use crate::harness::Bench;
@@ -71,13 +71,11 @@ struct PoolRun {
 
 /// Throughput summed over runs: operations over measured seconds.
 fn throughput(runs: &[PoolRun], c: usize, through: Through) -> f64 {
-    let (ops, secs) = runs
-        .iter()
-        .filter(|r| r.concurrency == c && r.through == through)
-        .fold((0.0, 0.0), |(ops, secs), r| {
-            (ops + r.result.ops as f64, secs + r.result.seconds)
-        });
-    ops / secs
+    summed_throughput(
+        runs.iter()
+            .filter(|r| r.concurrency == c && r.through == through)
+            .map(|r| &r.result),
+    )
 }
 
 /// The order of the runs in `round`: forwards, then backwards.

@@ -18,7 +18,7 @@ use store::{DatabaseUrl, NewBoard, NewPlayer, PoolOptions, Store};
 use testkit::{rethinkdb_binary, CertFiles, Database, ServerKind, TempDir, TestCa};
 
 use super::super::{check, labelled_row, rounds_header};
-use super::StoreClient;
+use super::{summed_throughput, StoreClient};
 use crate::cli::Config;
 use crate::load::{self, LoadResult};
 use crate::report::{Report, Table, Target};
@@ -124,13 +124,7 @@ async fn store_with_board(
 
 /// Operations over measured seconds of the runs with or without TLS.
 fn throughput(runs: &[TlsRun], tls: bool) -> f64 {
-    let (ops, secs) = runs
-        .iter()
-        .filter(|r| r.tls == tls)
-        .fold((0.0, 0.0), |(ops, secs), r| {
-            (ops + r.result.ops as f64, secs + r.result.seconds)
-        });
-    ops / secs
+    summed_throughput(runs.iter().filter(|r| r.tls == tls).map(|r| &r.result))
 }
 
 pub async fn run(
