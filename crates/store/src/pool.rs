@@ -288,9 +288,8 @@ impl Pool {
     /// Runs `query` and collects every result, within the query time limit.
     ///
     /// The query runs in the caller's task: a task of its own would cost
-    /// every query a spawn and a wake-up across threads (about 15 µs of CPU
-    /// at 64 clients, 0.87× of the database's throughput where the
-    /// caller's task gives 1.0×). A caller that goes away (an HTTP client
+    /// every query a spawn and a wake-up across threads (about 15 µs of
+    /// client CPU at 64 clients, BENCHMARKS.md). A caller that goes away (an HTTP client
     /// that hung up) drops the cursor, which stops the query on the server
     /// (STOP); the connection goes on serving the others.
     pub(crate) async fn run(&self, query: Term) -> Result<Vec<Value>, StoreError> {

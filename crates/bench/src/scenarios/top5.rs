@@ -547,13 +547,14 @@ async fn beside_writes(
         warmup: std::time::Duration::from_secs(1),
         measure: config.duration,
     };
+    let beside_measure = if config.strict() {
+        config.duration
+    } else {
+        config.duration.max(BESIDE_WINDOW)
+    };
     let beside_window = Limit::Time {
         warmup: std::time::Duration::from_secs(1),
-        measure: if config.strict() {
-            config.duration
-        } else {
-            config.duration.max(BESIDE_WINDOW)
-        },
+        measure: beside_measure,
     };
     // A steady 200 score-adds a second from 2 clients, well below what
     // the origin sustains alone, each measured from its slot: the question
@@ -614,17 +615,14 @@ async fn beside_writes(
         let readers =
             HttpClient::many(16, bench.origin_port(), Arc::clone(&deep_reads), 200).await?;
         let writers = paced_writers(bench.origin_port()).await?;
-        let reading = match beside_window {
-            Limit::Time { warmup, measure } => warmup + measure,
-            Limit::Count(_) => config.duration,
-        };
         let ((beside, samples), reads) = tokio::join!(
             load::run_sampled(writers, beside_window),
             load::run(
                 readers,
                 Limit::Time {
                     warmup: std::time::Duration::ZERO,
-                    measure: reading + std::time::Duration::from_secs(1),
+                    // The writers' warm-up and window, and a second more.
+                    measure: beside_measure + std::time::Duration::from_secs(2),
                 }
             )
         );
