@@ -115,7 +115,8 @@ impl Hosts {
 
 /// A few connections, each carrying any number of queries at once.
 ///
-/// A query goes to the next connection in turn. A connection that broke
+/// A query goes to the open connection with the fewest queries in flight
+/// ([`Pool::connection`]). A connection that broke
 /// (the database restarted, the network dropped it) is replaced by the first
 /// query that finds it broken, through [`Hosts`]; the queries that arrive
 /// meanwhile wait for that one attempt and share its outcome, so a dead
@@ -145,6 +146,15 @@ struct Slot {
 }
 
 impl Slot {
+    /// Queries in flight on the slot's connection; `None` unless it is open
+    /// and working.
+    fn in_flight(&self) -> Option<usize> {
+        let open = self.open.read().unwrap_or_else(|p| p.into_inner());
+        open.as_ref()
+            .filter(|(_, c)| !c.is_broken())
+            .map(|(_, c)| c.in_flight())
+    }
+
     fn usable(&self) -> Option<(usize, Connection)> {
         let open = self.open.read().unwrap_or_else(|p| p.into_inner());
         open.as_ref().filter(|(_, c)| !c.is_broken()).cloned()
@@ -226,17 +236,51 @@ impl Pool {
         }
     }
 
+    /// The slot of the open connection with the fewest queries in flight,
+    /// the first such from `first` on.
+    fn least_loaded(&self, first: usize) -> Option<usize> {
+        let n = self.slots.len();
+        let mut best: Option<(usize, usize)> = None;
+        for i in (first..n).chain(0..first) {
+            if let Some(in_flight) = self.slots[i].in_flight() {
+                if best.is_none_or(|(_, least)| in_flight < least) {
+                    best = Some((i, in_flight));
+                    if in_flight == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     /// Reports that a connection to `host` broke, so that new connections
     /// prefer the other hosts for a while.
     pub(crate) fn host_failed(&self, host: usize) {
         self.hosts.failed(host, Instant::now());
     }
 
-    /// A working connection of the next slot in turn, opened if need be.
+    /// A working connection: the open one with the fewest queries in
+    /// flight, looked for from the next slot in turn (so that ties take
+    /// turns); that slot is opened first if it is not open, so that every
+    /// slot opens once queries arrive.
+    ///
+    /// Not simply the next in turn: queries in turn leave one connection
+    /// with more in flight than another while they last, and RethinkDB
+    /// serves each connection on one of its threads, so its threads' loads
+    /// drift apart with them. Keeping the counts level kept the throughput
+    /// of shared driver connections given to fixed clients, where turns
+    /// lost 2–5% of it at 64 clients on four connections (BENCHMARKS.md).
     async fn connection(&self) -> Result<(usize, Connection), StoreError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
-        if let Some(open) = slot.usable() {
-            return Ok(open);
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let slot = &self.slots[first];
+        if slot.in_flight().is_some() {
+            if let Some(open) = self
+                .least_loaded(first)
+                .and_then(|i| self.slots[i].usable())
+            {
+                return Ok(open);
+            }
         }
         let attempts = slot.attempts.load(Ordering::Acquire);
         let _opening = slot.opening.lock().await;
@@ -422,6 +466,43 @@ mod tests {
             2,
             "two connections carried all"
         );
+    }
+
+    #[tokio::test]
+    async fn a_query_goes_to_the_connection_with_the_fewest_in_flight() {
+        let server = CountedServer::start().await;
+        let pool = pool_on(server.port, 2, Duration::from_secs(10));
+        pool.run(r.table_create("t"))
+            .await
+            .expect("create the table");
+        pool.run(r.table("t").count()).await.expect("count");
+        assert_eq!(server.connections_opened(), 2, "both slots are open");
+
+        // Three changefeeds stay in flight on whichever connections they
+        // were given: the first goes to an idle one, the next two to the
+        // other idle one and then to the less busy, so one connection
+        // carries two and the other one.
+        let mut feeds = Vec::new();
+        for _ in 0..3 {
+            feeds.push(pool.cursor(&r.table("t").changes()).await.expect("feed"));
+        }
+        let counts = || -> Vec<usize> {
+            let mut counts: Vec<usize> = pool
+                .slots
+                .iter()
+                .map(|slot| slot.in_flight().expect("open"))
+                .collect();
+            counts.sort_unstable();
+            counts
+        };
+        assert_eq!(counts(), [1, 2], "the feeds were spread");
+        // Every checkout now, whichever slot's turn it is, gives the
+        // connection with one feed.
+        for _ in 0..4 {
+            let (_, conn) = pool.connection().await.expect("a connection");
+            assert_eq!(conn.in_flight(), 1, "{conn:?}");
+        }
+        drop(feeds);
     }
 
     #[tokio::test]

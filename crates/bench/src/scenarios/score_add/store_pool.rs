@@ -3,7 +3,7 @@
 //! process, against the same term sent by as many driver connections as
 //! there are clients, and by 4 driver connections shared by the clients
 //! (what the number of connections costs without the store's own work). At each concurrency the three run in turn, then in
-//! the reverse order (database, shared, 2, 4, then back), eight times: RethinkDB's
+//! the reverse order (database, shared, 2, 4, then back), twelve times: RethinkDB's
 //! CPU per update drifts by a fifth from one 3 s run to the next (its
 //! background writes), and the alternation puts that drift on all three
 //! alike. The target: at 16 and 64 clients, a pool of 4 or less
@@ -34,7 +34,7 @@ const TARGET_FROM: usize = 16;
 /// Rounds at each concurrency, forwards and backwards in turn: a 3 s run's
 /// throughput moves by up to a tenth from one run to the next here, and a
 /// 5% difference needs this many runs of each kind to show.
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 12;
 
 /// What a run sent its queries through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
