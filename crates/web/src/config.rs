@@ -20,6 +20,7 @@ struct Env {
     grip_prefix: Option<String>,
     db_pool_size: Option<u64>,
     rank_reads: Option<u64>,
+    rank_read_share: Option<u64>,
     db_timeout_ms: Option<u64>,
     keep_alive_secs: Option<u64>,
     recovery_link_secs: Option<u64>,
@@ -59,6 +60,11 @@ pub struct Settings {
     /// the same at any depth, but a crowd of readers must not starve the
     /// writes.
     pub rank_reads: usize,
+    /// `RANK_READ_SHARE`: while rank reads wait for a place, the percent of
+    /// the time their places are busy, default 50: each place rests after
+    /// its read until the share is kept (at most 250 ms). A rank read alone
+    /// never waits. 100 turns the rests off.
+    pub rank_read_share: u8,
     /// `DB_TIMEOUT_MS`: time limit of one query, default 10000.
     pub db_timeout: Duration,
     /// `KEEP_ALIVE_SECS`: an idle stream gets an SSE comment this often,
@@ -210,6 +216,7 @@ impl Settings {
                 .map_err(|e| ConfigError::new("GRIP_PREFIX", e.message))?,
             db_pool_size: config::number("DB_POOL_SIZE", env.db_pool_size, 1..=1024, 16)?,
             rank_reads: config::number("RANK_READS", env.rank_reads, 1..=1024, 1)?,
+            rank_read_share: config::number("RANK_READ_SHARE", env.rank_read_share, 1..=100, 50)?,
             db_timeout: config::millis(
                 "DB_TIMEOUT_MS",
                 env.db_timeout_ms,
@@ -253,6 +260,7 @@ impl fmt::Debug for Settings {
             .field("grip_prefix", &self.grip_prefix)
             .field("db_pool_size", &self.db_pool_size)
             .field("rank_reads", &self.rank_reads)
+            .field("rank_read_share", &self.rank_read_share)
             .field("db_timeout", &self.db_timeout)
             .field("keep_alive", &self.keep_alive)
             .field("recovery_timeout", &self.recovery_timeout)

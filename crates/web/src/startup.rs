@@ -71,6 +71,7 @@ impl Application {
             },
             Metrics::new(),
             settings.rank_reads,
+            settings.rank_read_share,
         ));
         spawn_schema_setup(state.clone());
         let body = BodyConfig {
