@@ -268,9 +268,10 @@ impl Pool {
     /// Not simply the next in turn: queries in turn leave one connection
     /// with more in flight than another while they last, and RethinkDB
     /// serves each connection on one of its threads, so its threads' loads
-    /// drift apart with them. Keeping the counts level kept the throughput
-    /// of shared driver connections given to fixed clients, where turns
-    /// lost 2–5% of it at 64 clients on four connections (BENCHMARKS.md).
+    /// drift apart with them. In turn, a pool of 4 kept 0.89× of the
+    /// database's own throughput at 64 clients in two runs; with the
+    /// fewest in flight, 1.01× and 0.95× (BENCHMARKS.md, "The connection
+    /// with the fewest queries in flight").
     async fn connection(&self) -> Result<(usize, Connection), StoreError> {
         let first = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let slot = &self.slots[first];

@@ -61,9 +61,9 @@ pub struct Settings {
     /// writes.
     pub rank_reads: usize,
     /// `RANK_READ_SHARE`: while rank reads wait for a place, the percent of
-    /// the time their places are busy, default 50: each place rests after
-    /// its read until the share is kept (at most 250 ms). A rank read alone
-    /// never waits. 100 turns the rests off.
+    /// the time their places may be busy, default 100 (no rests): below
+    /// 100, each place rests after its read until the share is kept (at
+    /// most 250 ms). A rank read alone never waits.
     pub rank_read_share: u8,
     /// `DB_TIMEOUT_MS`: time limit of one query, default 10000.
     pub db_timeout: Duration,
@@ -216,7 +216,7 @@ impl Settings {
                 .map_err(|e| ConfigError::new("GRIP_PREFIX", e.message))?,
             db_pool_size: config::number("DB_POOL_SIZE", env.db_pool_size, 1..=1024, 16)?,
             rank_reads: config::number("RANK_READS", env.rank_reads, 1..=1024, 1)?,
-            rank_read_share: config::number("RANK_READ_SHARE", env.rank_read_share, 1..=100, 50)?,
+            rank_read_share: config::number("RANK_READ_SHARE", env.rank_read_share, 1..=100, 100)?,
             db_timeout: config::millis(
                 "DB_TIMEOUT_MS",
                 env.db_timeout_ms,
