@@ -469,15 +469,22 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_query_goes_to_the_connection_with_the_fewest_in_flight() {
+    /// A pool of two on a counted dev server, with a table `t` and both
+    /// connections open.
+    async fn two_open(query_timeout: Duration) -> (CountedServer, Arc<Pool>) {
         let server = CountedServer::start().await;
-        let pool = pool_on(server.port, 2, Duration::from_secs(10));
+        let pool = pool_on(server.port, 2, query_timeout);
         pool.run(r.table_create("t"))
             .await
             .expect("create the table");
         pool.run(r.table("t").count()).await.expect("count");
         assert_eq!(server.connections_opened(), 2, "both slots are open");
+        (server, pool)
+    }
+
+    #[tokio::test]
+    async fn a_query_goes_to_the_connection_with_the_fewest_in_flight() {
+        let (_server, pool) = two_open(Duration::from_secs(10)).await;
 
         // Three changefeeds stay in flight on whichever connections they
         // were given: the first goes to an idle one, the next two to the
@@ -508,13 +515,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_timed_out_or_cancelled_query_costs_no_new_connection() {
-        let server = CountedServer::start().await;
-        let pool = pool_on(server.port, 2, Duration::from_millis(300));
-        pool.run(r.table_create("t"))
-            .await
-            .expect("create the table");
-        pool.run(r.table("t").count()).await.expect("count");
-        assert_eq!(server.connections_opened(), 2);
+        let (server, pool) = two_open(Duration::from_millis(300)).await;
 
         // A changefeed never ends, so collecting it times out, and is stopped.
         for _ in 0..3 {
