@@ -146,18 +146,21 @@ struct Slot {
 }
 
 impl Slot {
-    /// Queries in flight on the slot's connection; `None` unless it is open
-    /// and working.
-    fn in_flight(&self) -> Option<usize> {
+    /// `f` of the slot's host and connection; `None` unless it is open and
+    /// working.
+    fn with_open<R>(&self, f: impl FnOnce(&(usize, Connection)) -> R) -> Option<R> {
         let open = self.open.read().unwrap_or_else(|p| p.into_inner());
-        open.as_ref()
-            .filter(|(_, c)| !c.is_broken())
-            .map(|(_, c)| c.in_flight())
+        open.as_ref().filter(|(_, c)| !c.is_broken()).map(f)
+    }
+
+    /// Queries in flight on the slot's connection, if it is open and
+    /// working (read without taking a copy of the connection).
+    fn in_flight(&self) -> Option<usize> {
+        self.with_open(|(_, c)| c.in_flight())
     }
 
     fn usable(&self) -> Option<(usize, Connection)> {
-        let open = self.open.read().unwrap_or_else(|p| p.into_inner());
-        open.as_ref().filter(|(_, c)| !c.is_broken()).cloned()
+        self.with_open(Clone::clone)
     }
 }
 
