@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -115,11 +115,20 @@ struct Shared {
     state: Mutex<State>,
     broken: AtomicBool,
     next_token: AtomicU64,
+    /// `state.queries.len()`, kept beside it so that a pool choosing a
+    /// connection for each query reads it without the lock.
+    in_flight: AtomicUsize,
 }
 
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Publishes the count of queries after `state.queries` changed; called
+    /// with the lock held, so the count follows the map's changes in order.
+    fn counted(&self, state: &State) {
+        self.in_flight.store(state.queries.len(), Ordering::Relaxed);
     }
 
     /// Marks the connection broken (the first reason wins) and fails every
@@ -131,7 +140,9 @@ impl Shared {
                 state.broken = Some(error.clone());
             }
             self.broken.store(true, Ordering::Release);
-            state.queries.drain().map(|(_, w)| w).collect()
+            let waiting = state.queries.drain().map(|(_, w)| w).collect();
+            self.counted(&state);
+            waiting
         };
         for w in waiting {
             if let Waiting::Live(tx) = w {
@@ -257,6 +268,7 @@ impl Connection {
             }),
             broken: AtomicBool::new(false),
             next_token: AtomicU64::new(1),
+            in_flight: AtomicUsize::new(0),
         });
         let write = tokio::spawn(write_loop(writer, frames, Arc::clone(&shared)));
         let read = tokio::spawn(read_loop(reader, Arc::clone(&shared)));
@@ -276,7 +288,7 @@ impl Connection {
 
     /// Queries sent and not finished, stopped ones included.
     pub fn in_flight(&self) -> usize {
-        self.shared.state().queries.len()
+        self.shared.in_flight.load(Ordering::Relaxed)
     }
 
     /// Starts a query: sends `[1, term, global_optargs]` and returns the
@@ -302,9 +314,12 @@ impl Connection {
                 return Err(error.clone());
             }
             state.queries.insert(token, Waiting::Live(tx));
+            self.shared.counted(&state);
         }
         if self.shared.out.send(frame).is_err() {
-            self.shared.state().queries.remove(&token);
+            let mut state = self.shared.state();
+            state.queries.remove(&token);
+            self.shared.counted(&state);
             return Err(Error::Broken("the connection's writer stopped".into()));
         }
         Ok(Cursor {
@@ -499,6 +514,7 @@ fn deliver(shared: &Shared, token: u64, body: &[u8]) {
             if partial {
                 let _ = tx.send(response);
             } else if let Some(Waiting::Live(tx)) = state.queries.remove(&token) {
+                shared.counted(&state);
                 let _ = tx.send(response);
             }
         }
@@ -517,6 +533,7 @@ fn deliver(shared: &Shared, token: u64, body: &[u8]) {
                 // answered yet.
             } else {
                 state.queries.remove(&token);
+                shared.counted(&state);
             }
         }
     }
