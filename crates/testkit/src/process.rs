@@ -85,6 +85,17 @@ impl ManagedProcess {
         }
     }
 
+    /// The lines this run of the process has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        let Ok(mut file) = File::open(&self.log) else {
+            return Vec::new();
+        };
+        if file.seek(SeekFrom::Start(self.log_start)).is_err() {
+            return Vec::new();
+        }
+        BufReader::new(file).lines().map_while(Result::ok).collect()
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))

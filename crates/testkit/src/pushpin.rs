@@ -233,6 +233,60 @@ impl Pushpin {
         }
     }
 
+    /// Waits until Pushpin has checked, with the origin, every stream that
+    /// `channel` (the GRIP channel, prefix included) held when its first
+    /// subscription was one second old.
+    ///
+    /// Pushpin 1.36 asks for the next link (`Grip-Link: rel=next`) of every
+    /// stream on a channel one second after the channel's first
+    /// subscription (its handler's `SUBSCRIBED_DELAY`), the same request as
+    /// a recovery. Until that request is answered, the stream queues the
+    /// channel's publishes rather than sending them; when it fails because
+    /// the origin is down, Pushpin tries again after about 1, 2, 4, 8 and 16
+    /// seconds and then closes the stream. A test that stops the origin
+    /// just after its streams opened waits here first, so that it tests
+    /// what streams do once held.
+    ///
+    /// Read from Pushpin's own log: its `subscribe ... channel=` lines and
+    /// the `?recover=1 code=200 ... #channel=` lines of the answered checks.
+    pub fn wait_subscription_checked(
+        &mut self,
+        channel: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let subscribed = format!("channel={channel}");
+        let answered = format!("#{channel}=");
+        loop {
+            let lines = self.process.log_lines();
+            let subscribes: Vec<u64> = lines
+                .iter()
+                .filter(|l| l.contains("[handler] subscribe ") && l.ends_with(&subscribed))
+                .filter_map(|l| log_time_ms(l))
+                .collect();
+            if let Some(&first) = subscribes.first() {
+                let check = first + 1000;
+                let held = subscribes.iter().filter(|&&t| t < check).count();
+                let checked = lines
+                    .iter()
+                    .filter(|l| l.contains("?recover=1 code=200") && l.contains(&answered))
+                    .filter_map(|l| log_time_ms(l))
+                    .filter(|&t| t >= check)
+                    .count();
+                if checked >= held {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "pushpin did not check the streams of {channel} within {timeout:?}:\n{}",
+                    self.process.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The `pushpin` process, to stop, signal or read the log of.
     pub fn process(&mut self) -> &mut ManagedProcess {
         &mut self.process
@@ -264,6 +318,26 @@ impl Pushpin {
     }
 }
 
+/// The time of a Pushpin log line (`[INFO] 2026-12-07 01:23:58.124 ...`),
+/// in milliseconds since 1970 (UTC, as Pushpin logs it).
+fn log_time_ms(line: &str) -> Option<u64> {
+    let mut words = line.split_whitespace().skip(1);
+    let (date, time) = (words.next()?, words.next()?);
+    let mut ymd = date.split('-').map(|n| n.parse::<i64>().ok());
+    let (y, m, d) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    let (hms, millis) = time.split_once('.')?;
+    let mut hms = hms.split(':').map(|n| n.parse::<u64>().ok());
+    let (h, min, s) = (hms.next()??, hms.next()??, hms.next()??);
+    // Days since 1970-01-01 of a proleptic Gregorian date.
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()?;
+    Some(((days * 24 + h) * 60 + min) * 60_000 + s * 1000 + millis.parse::<u64>().ok()?)
+}
+
 /// The status of one plain HTTP/1.1 request to `127.0.0.1:port`; `None`
 /// when nothing answered. Synchronous and dependency-free so that it can run
 /// in constructors and drops.
@@ -282,4 +356,26 @@ pub(crate) fn http_status(method: &str, port: u16, path: &str, body: &str) -> Op
     let n = stream.read(&mut response).ok()?;
     let text = std::str::from_utf8(&response[..n]).ok()?;
     text.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_time_ms;
+
+    #[test]
+    fn log_times_count_from_1970_across_days() {
+        assert_eq!(
+            log_time_ms("[INFO] 1970-01-01 00:00:01.005 [handler] x"),
+            Some(1005)
+        );
+        let before = log_time_ms("[INFO] 2026-12-06 23:59:59.900 [handler] x").unwrap();
+        let after = log_time_ms("[DEBUG] 2026-12-07 00:00:00.100 [handler] x").unwrap();
+        assert_eq!(after - before, 200);
+        // 2000-03-01 is day 11,017 (a leap year's February counted).
+        assert_eq!(
+            log_time_ms("[INFO] 2000-03-01 00:00:00.000 x"),
+            Some(11_017 * 86_400_000)
+        );
+        assert_eq!(log_time_ms("starting..."), None);
+    }
 }

@@ -108,6 +108,13 @@ async fn origin_restart_while_streams_are_held() {
             .await
             .unwrap();
     }
+    // Pushpin checks each new channel's streams with the origin a second
+    // after they open, and a stream whose check fails holds its publishes
+    // until the origin answers: let that check pass first.
+    stack
+        .pushpin
+        .wait_subscription_checked("leaderboard-o", Duration::from_secs(20))
+        .unwrap();
     stack.stop_web();
     // Streams are held by Pushpin, so they live on without the origin, and
     // the worker keeps publishing to them.
