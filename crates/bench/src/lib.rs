@@ -37,6 +37,7 @@ pub async fn run(config: &Config, args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
     // Other work on the machine skews every figure; say how busy it was.
     let load_before = machine::load_average();
+    let cpu_before = machine::cpu_times();
     let mut report = Report::default();
     let outcome = run_scenarios(config, &mut report).await;
 
@@ -49,6 +50,7 @@ pub async fn run(config: &Config, args: &[String]) -> anyhow::Result<()> {
     } else {
         "reql-dev-server"
     };
+    let steal = machine::steal_percent(cpu_before, machine::cpu_times());
     let head = json!({
         "scenario": config.scenario.name(),
         "args": args,
@@ -61,10 +63,14 @@ pub async fn run(config: &Config, args: &[String]) -> anyhow::Result<()> {
             .unwrap_or(0),
         "machine": machine::describe(database),
         "load_average": {"before": load_before, "after": machine::load_average()},
+        "cpu_steal_percent": steal,
     });
     report.write_json(&config.json, head)?;
+    let steal = steal.map_or_else(String::new, |p| {
+        format!("; {p:.1}% of the CPU time taken by the host (steal)")
+    });
     println!(
-        "\n{} in {:.1} s (load average {load_before} before, {} after); results in {}",
+        "\n{} in {:.1} s (load average {load_before} before, {} after{steal}); results in {}",
         config.scenario.name(),
         started.elapsed().as_secs_f64(),
         machine::load_average(),

@@ -135,6 +135,37 @@ pub fn listener_pid(port: u16) -> Option<u32> {
     })
 }
 
+/// The machine's CPU time so far, from the `cpu` line of `/proc/stat`:
+/// (time stolen by the host, all time), in clock ticks.
+pub fn cpu_times() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_cpu_times(stat.lines().next()?)
+}
+
+/// `cpu  user nice system idle iowait irq softirq steal ...`: guest time is
+/// already counted in user and nice, so the total is the first eight.
+fn parse_cpu_times(line: &str) -> Option<(u64, u64)> {
+    let mut words = line.split_whitespace();
+    if words.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = words
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (ticks.len() == 8).then(|| (ticks[7], ticks.iter().sum()))
+}
+
+/// The percent of the CPU time between two [`cpu_times`] that the host took
+/// (steal): on a virtual machine whose host is busy, every figure of the
+/// run suffers, and the load average does not show it.
+pub fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((steal0, total0), (steal1, total1)) = (before?, after?);
+    let total = total1.checked_sub(total0).filter(|&t| t > 0)?;
+    Some(100.0 * steal1.saturating_sub(steal0) as f64 / total as f64)
+}
+
 /// The 1-minute load average, from `/proc/loadavg`.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -257,6 +288,18 @@ impl RssSampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steal_is_the_hosts_share_of_the_cpu_time_between_two_readings() {
+        let before = parse_cpu_times("cpu  100 0 50 800 10 0 0 40 7 0").unwrap();
+        assert_eq!(before, (40, 1000));
+        let after = parse_cpu_times("cpu  200 0 100 1500 10 0 0 190 9 0").unwrap();
+        assert_eq!(steal_percent(Some(before), Some(after)), Some(15.0));
+        assert_eq!(steal_percent(Some(after), Some(after)), None);
+        assert_eq!(parse_cpu_times("cpu0 1 2 3 4 5 6 7 8"), None);
+        assert_eq!(parse_cpu_times("cpu  1 2 3"), None);
+        assert!(cpu_times().is_some());
+    }
 
     #[test]
     fn reads_this_process_memory() {
