@@ -56,9 +56,7 @@ impl ManagedProcess {
     ) -> anyhow::Result<T> {
         let deadline = Instant::now() + timeout;
         loop {
-            let mut file = File::open(&self.log)?;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(self.log_start))?;
-            for line in BufReader::new(file).lines().map_while(Result::ok) {
+            for line in self.this_run()? {
                 if let Some(found) = find(&line) {
                     return Ok(found);
                 }
@@ -87,13 +85,15 @@ impl ManagedProcess {
 
     /// The lines this run of the process has logged so far.
     pub fn log_lines(&self) -> Vec<String> {
-        let Ok(mut file) = File::open(&self.log) else {
-            return Vec::new();
-        };
-        if file.seek(SeekFrom::Start(self.log_start)).is_err() {
-            return Vec::new();
-        }
-        BufReader::new(file).lines().map_while(Result::ok).collect()
+        self.this_run().map(Iterator::collect).unwrap_or_default()
+    }
+
+    /// The log's lines from where this run's output starts, read as they
+    /// are asked for.
+    fn this_run(&self) -> std::io::Result<impl Iterator<Item = String>> {
+        let mut file = File::open(&self.log)?;
+        file.seek(SeekFrom::Start(self.log_start))?;
+        Ok(BufReader::new(file).lines().map_while(Result::ok))
     }
 
     /// Whether the process is still running.
