@@ -35,6 +35,8 @@ pub trait Client: Send + 'static {
 pub struct Paced<C> {
     inner: C,
     period: Duration,
+    /// From the first call to the first slot.
+    phase: Duration,
     next: Option<tokio::time::Instant>,
 }
 
@@ -44,15 +46,33 @@ impl<C> Paced<C> {
         Self {
             inner,
             period: Duration::from_secs_f64(1.0 / per_second.max(1e-3)),
+            phase: Duration::ZERO,
             next: None,
         }
+    }
+
+    /// `clients` sharing `per_second` operations a second evenly, their
+    /// slots spread over the period rather than all at once: n clients at
+    /// r/n a second offer a steady r a second, not a burst of n every n/r
+    /// seconds, whose queue would count in every latency.
+    pub fn staggered(clients: Vec<C>, per_second: f64) -> Vec<Self> {
+        let n = clients.len().max(1);
+        clients
+            .into_iter()
+            .enumerate()
+            .map(|(k, inner)| {
+                let mut paced = Self::new(inner, per_second / n as f64);
+                paced.phase = paced.period * k as u32 / n as u32;
+                paced
+            })
+            .collect()
     }
 }
 
 impl<C: Client> Client for Paced<C> {
     async fn due(&mut self) -> Instant {
         let now = tokio::time::Instant::now();
-        let slot = self.next.unwrap_or(now);
+        let slot = self.next.unwrap_or(now + self.phase);
         self.next = Some(slot + self.period);
         tokio::time::sleep_until(slot).await;
         slot.into_std()
@@ -242,6 +262,22 @@ mod tests {
         // 50 slots in 250 ms, a tenth of them failing by design.
         let done = r.ops + r.errors as usize;
         assert!((45..=55).contains(&done), "{r:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn staggered_clients_spread_their_slots_over_the_period() {
+        let mut clients = Paced::staggered((0..4).map(|_| Sleepy(Duration::ZERO)).collect(), 40.0);
+        // Four clients at 10/s each: the first slots 0, 25, 50 and 75 ms
+        // after the first call, the second ones 100 ms after those.
+        let start = tokio::time::Instant::now().into_std();
+        let firsts: Vec<u128> = futures::future::join_all(clients.iter_mut().map(|c| c.due()))
+            .await
+            .into_iter()
+            .map(|due| due.duration_since(start).as_millis())
+            .collect();
+        assert_eq!(firsts, [0, 25, 50, 75]);
+        let second = clients[1].due().await.duration_since(start).as_millis();
+        assert_eq!(second, 125);
     }
 
     #[tokio::test]

@@ -40,7 +40,10 @@ const WRITE_RATE: f64 = 200.0;
 /// a client's write waits for its previous one only when that took over
 /// 100 ms. With 2 clients (100/s each, before), a write slower than 10 ms
 /// delayed the next, and once writes took about 10 ms the clients fell
-/// behind and the p99 measured their own backlog, not the origin.
+/// behind and the p99 measured their own backlog, not the origin. Their
+/// slots are staggered (one every 5 ms): started together, the 20 would
+/// send a burst of 20 every 100 ms, and each write would count its place
+/// in that burst's queue.
 const WRITERS: usize = 20;
 /// Alternating windows of paced score-adds alone and beside deep readers,
 /// each at least [`BESIDE_WINDOW`] long; the p99s compared are taken over
@@ -52,12 +55,27 @@ const BESIDE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 /// The board written beside the big one.
 const W: &str = "w";
 /// Alternating throughput runs, with and without the rank keeper.
-const THROUGHPUT_ROUNDS: usize = 6;
+const THROUGHPUT_ROUNDS: usize = 10;
 /// Bursts of score-adds after which the quiet lag is measured, and their size.
 const LAG_ROUNDS: usize = 10;
 const LAG_BURST: usize = 400;
 /// The lag docs/scaling.md states: a board quiet this long has every rank exact.
 const STATED_LAG: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One run of score-adds with the rank keeper or without it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThroughputRound {
+    /// The worker kept rank digests (`RANK_DIGESTS=true`).
+    pub keeper: bool,
+    /// The database server's CPU time per score-add (µs), when its
+    /// process is on this machine.
+    pub db_cpu_us: Option<f64>,
+    /// The worker's CPU time per score-add (µs).
+    pub worker_cpu_us: Option<f64>,
+    /// The score-adds' throughput and latencies.
+    #[serde(flatten)]
+    pub result: LoadResult,
+}
 
 /// What one board size measured.
 #[derive(Debug, Clone, Serialize)]
@@ -569,13 +587,10 @@ async fn beside_writes(
     let paced_writers = |port: u16| {
         let writes = Arc::clone(&writes);
         async move {
-            anyhow::Ok(
-                HttpClient::many(WRITERS, port, writes, 200)
-                    .await?
-                    .into_iter()
-                    .map(|c| Paced::new(c, WRITE_RATE / WRITERS as f64))
-                    .collect::<Vec<_>>(),
-            )
+            anyhow::Ok(Paced::staggered(
+                HttpClient::many(WRITERS, port, writes, 200).await?,
+                WRITE_RATE,
+            ))
         }
     };
     let deep: Vec<usize> = (0..64).map(|k| size - k * 13 % size.max(1)).collect();
@@ -673,8 +688,22 @@ async fn beside_writes(
 
     // Throughput with the keeper and with a worker that keeps no digest,
     // alternating, so that neither side has the machine's quieter moments.
-    let mut with = Vec::new();
-    let mut without = Vec::new();
+    // Each round also takes the CPU time per score-add of the database and
+    // of the worker: what the keeper costs, which a throughput on two
+    // shared cores shows only through their noise.
+    let db_pid = crate::machine::listener_pid(bench.db_url.port);
+    let mut rounds = Vec::new();
+    let mut table = Table::new(
+        "Score-add throughput with the rank keeper and without (16 clients), alternating",
+        &[
+            "round",
+            "worker",
+            "score-adds/s",
+            "p99",
+            "database CPU per score-add",
+            "worker CPU per score-add",
+        ],
+    );
     for round in 0..THROUGHPUT_ROUNDS {
         let keeper = round % 2 == 0;
         bench.stack.kill_worker();
@@ -687,28 +716,65 @@ async fn beside_writes(
             // holder recounts the big board's digest (measured above).
             digest_settled(status_port).await?;
         }
-        let result = load::run(
-            HttpClient::many(16, bench.origin_port(), Arc::clone(&writes), 200).await?,
-            window,
-        )
-        .await;
+        let (_, worker_pid) = bench.pids()?;
+        let clients = HttpClient::many(16, bench.origin_port(), Arc::clone(&writes), 200).await?;
+        let cpu = |pid: Option<u32>| pid.and_then(crate::machine::cpu_time);
+        let before = (cpu(db_pid), cpu(Some(worker_pid)));
+        let result = load::run(clients, window).await;
+        let after = (cpu(db_pid), cpu(Some(worker_pid)));
         check(
             config,
             "score-adds with and without the rank keeper",
             &result,
         )?;
-        if keeper {
-            with.push(result.throughput);
-        } else {
-            without.push(result.throughput);
-        }
+        // The CPU counts the warm-up too: per score-add of the whole run.
+        let warmup = match window {
+            Limit::Time { warmup, .. } => warmup,
+            Limit::Count(_) => std::time::Duration::ZERO,
+        };
+        let warm_ops = result.throughput * warmup.as_secs_f64();
+        let per_op = |a: Option<std::time::Duration>, b: Option<std::time::Duration>| {
+            a.zip(b)
+                .map(|(a, b)| (b - a).as_secs_f64() * 1e6 / (result.ops as f64 + warm_ops).max(1.0))
+        };
+        let measured = ThroughputRound {
+            keeper,
+            db_cpu_us: per_op(before.0, after.0),
+            worker_cpu_us: per_op(before.1, after.1),
+            result,
+        };
+        table.row(vec![
+            (round + 1).to_string(),
+            if keeper { "keeper" } else { "no digests" }.into(),
+            fmt_rate(measured.result.throughput),
+            fmt_us(measured.result.latency.p99_us),
+            measured.db_cpu_us.map_or("-".into(), fmt_us),
+            measured.worker_cpu_us.map_or("-".into(), fmt_us),
+        ]);
+        rounds.push(measured);
     }
+    let side = |keeper: bool| rounds.iter().filter(move |r| r.keeper == keeper);
+    let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let throughput = |keeper| mean(side(keeper).map(|r| r.result.throughput).collect());
+    let db_cpu = |keeper| mean(side(keeper).filter_map(|r| r.db_cpu_us).collect());
+    let worker_cpu = |keeper| mean(side(keeper).filter_map(|r| r.worker_cpu_us).collect());
+    for keeper in [true, false] {
+        table.row(vec![
+            "mean".into(),
+            if keeper { "keeper" } else { "no digests" }.into(),
+            fmt_rate(throughput(keeper)),
+            String::new(),
+            fmt_us(db_cpu(keeper)),
+            fmt_us(worker_cpu(keeper)),
+        ]);
+    }
+    report.table(table);
+    report.section("keeper_throughput", &rounds);
+    let (with, without) = (throughput(true), throughput(false));
     bench.stack.kill_worker();
     bench.stack.set_worker_env("RANK_DIGESTS", "true");
     bench.stack.start_worker().await?;
     quiet_lag(bench, report, &players).await?;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let (with, without) = (mean(&with), mean(&without));
     report.target(Target::ratio(
         &format!(
             "score-add throughput with the rank keeper ≥ 0.9× without (16 clients, {} runs each, alternating)",

@@ -329,7 +329,7 @@ async fn measure(
         .write_batch
         .min(keys.len() / PLAYERS_PER_BOARD)
         .max(1);
-    let queries_per_writer = rate as f64 / batch as f64 / WRITERS as f64;
+    let queries = rate as f64 / batch as f64;
     let mut clients = Vec::with_capacity(WRITERS);
     for _ in 0..WRITERS {
         let client = BatchUpdateClient {
@@ -337,10 +337,10 @@ async fn measure(
             keys: Arc::clone(keys),
             batch,
         };
-        clients.push(Paced::new(client, queries_per_writer));
+        clients.push(client);
     }
     let (writes, window) = tokio::join!(
-        load::run(clients, config.timed()),
+        load::run(Paced::staggered(clients, queries), config.timed()),
         sample(
             &bench.workers,
             database_pid(bench),
