@@ -52,6 +52,8 @@ const WRITERS: usize = 20;
 /// come, not by which window one fell in.
 const BESIDE_ROUNDS: usize = 4;
 const BESIDE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+/// The unmeasured start of each timed score-add window.
+const WARMUP: std::time::Duration = std::time::Duration::from_secs(1);
 /// The board written beside the big one.
 const W: &str = "w";
 /// Alternating throughput runs, with and without the rank keeper.
@@ -568,7 +570,7 @@ async fn beside_writes(
     let players = bench.board(W, 1000).await?;
     let writes = crate::harness::score_add_requests(bench.origin_port(), W, &players);
     let window = Limit::Time {
-        warmup: std::time::Duration::from_secs(1),
+        warmup: WARMUP,
         measure: config.duration,
     };
     let beside_measure = if config.strict() {
@@ -577,7 +579,7 @@ async fn beside_writes(
         config.duration.max(BESIDE_WINDOW)
     };
     let beside_window = Limit::Time {
-        warmup: std::time::Duration::from_secs(1),
+        warmup: WARMUP,
         measure: beside_measure,
     };
     // A steady 200 score-adds a second from 20 clients, well below what
@@ -728,11 +730,7 @@ async fn beside_writes(
             &result,
         )?;
         // The CPU counts the warm-up too: per score-add of the whole run.
-        let warmup = match window {
-            Limit::Time { warmup, .. } => warmup,
-            Limit::Count(_) => std::time::Duration::ZERO,
-        };
-        let warm_ops = result.throughput * warmup.as_secs_f64();
+        let warm_ops = result.throughput * WARMUP.as_secs_f64();
         let per_op = |a: Option<std::time::Duration>, b: Option<std::time::Duration>| {
             a.zip(b)
                 .map(|(a, b)| (b - a).as_secs_f64() * 1e6 / (result.ops as f64 + warm_ops).max(1.0))
