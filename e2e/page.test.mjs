@@ -850,6 +850,46 @@ describe('leaderboard page', () => {
     assert.equal(await page.isHidden('#periods'), true);
   });
 
+  // Pushpin, in the moments after it starts, can take a request and never
+  // answer it; the browser would wait on such a stream for good. Here the
+  // page's first stream is held unanswered, as that Pushpin would.
+  test('drops a stream that is never answered, and opens another', { timeout: 30_000 }, async () => {
+    const id = uniqueId('e2e-unanswered');
+    created.push(id);
+    await makeBoard(id, 'Unanswered', {}, [['ann', 'Ann', 2]]);
+    const other = await context.newPage();
+    const streams = { held: 0, passed: 0 };
+    try {
+      await other.route(
+        (url) => url.pathname === `/boards/${id}/`,
+        (route) => {
+          if (!(route.request().headers().accept || '').includes('text/event-stream')) return route.continue();
+          if (streams.held === 0) {
+            streams.held += 1;
+            return undefined; // never answered
+          }
+          streams.passed += 1;
+          return route.continue();
+        },
+      );
+      const opened = Date.now();
+      await other.goto(`${BASE}/boards/${id}/`);
+      await other.waitForTimeout(1000);
+      assert.equal(await other.getAttribute('#connection', 'data-state'), 'connecting');
+      await waitForStatus(other, 'live', 20_000);
+      const waited = Date.now() - opened;
+      assert.deepEqual(streams, { held: 1, passed: 1 });
+      // The page gave up after its 10 s, not before.
+      assert.ok(waited >= 10_000, `live after ${waited} ms`);
+      // The new stream brings the board, and what changes on it.
+      await waitForRows(other, ['1:Ann:2']);
+      await api('POST', `/boards/${id}/players/${id}-ann/score-add/`, { value: 5 });
+      await waitForScore(other, `${id}-ann`, 7, 3000);
+    } finally {
+      await other.close();
+    }
+  });
+
   test('ran without console errors or CSP refusals', () => {
     assert.deepEqual(problems, []);
   });

@@ -156,10 +156,36 @@ impl Subscriber {
 /// A subscriber that behaves like a browser's `EventSource`: when the
 /// stream ends or fails it reconnects after a short delay, sending the last
 /// event id it saw as `Last-Event-ID`. It keeps the latest board it got.
+///
+/// Like the live page (`static/live.js`), it also gives up on a stream that
+/// is not answered within [`ResilientSubscriber::OPEN_TIMEOUT`] and starts
+/// again: Pushpin, in the moments after it starts, can take a request and
+/// never answer it (its condure logs `stream zmq send to: Host unreachable`
+/// while its own processes are still connecting to each other).
 pub struct ResilientSubscriber {
     latest: tokio::sync::watch::Receiver<Option<Event>>,
     reconnects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    attempts: std::sync::Arc<std::sync::Mutex<Attempts>>,
     task: JoinHandle<()>,
+}
+
+/// The outcomes of a subscriber's latest connection attempts, with the
+/// time since it started, for the message of a wait that timed out.
+struct Attempts {
+    started: std::time::Instant,
+    lines: std::collections::VecDeque<String>,
+}
+
+impl Attempts {
+    const KEPT: usize = 12;
+
+    fn record(&mut self, what: String) {
+        if self.lines.len() == Self::KEPT {
+            self.lines.pop_front();
+        }
+        let at = self.started.elapsed().as_secs_f64();
+        self.lines.push_back(format!("{at:.3}s {what}"));
+    }
 }
 
 impl Drop for ResilientSubscriber {
@@ -169,21 +195,48 @@ impl Drop for ResilientSubscriber {
 }
 
 impl ResilientSubscriber {
+    /// How long a stream may take to be answered before it is dropped and
+    /// opened again. A held stream is answered in milliseconds.
+    pub const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
     /// Starts reading the stream at `url` in the background, with `client`.
     pub fn start(client: reqwest::Client, url: String) -> Self {
         let (tx, latest) = tokio::sync::watch::channel(None::<Event>);
         let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = reconnects.clone();
+        let attempts = std::sync::Arc::new(std::sync::Mutex::new(Attempts {
+            started: std::time::Instant::now(),
+            lines: std::collections::VecDeque::new(),
+        }));
+        let record = attempts.clone();
+        let note = move |what: String| record.lock().unwrap().record(what);
         let task = tokio::spawn(async move {
             let mut last_id: Option<String> = None;
             loop {
-                if let Ok(mut sub) = Subscriber::connect(&client, &url, last_id.as_deref()).await {
-                    while let Ok(event) = sub.next(Duration::from_secs(3600)).await {
-                        if !event.id.is_empty() {
-                            last_id = Some(event.id.clone());
-                        }
-                        let _ = tx.send(Some(event));
+                note(format!("connecting, Last-Event-ID {last_id:?}"));
+                let opening = Subscriber::connect(&client, &url, last_id.as_deref());
+                let opened = tokio::time::timeout(Self::OPEN_TIMEOUT, opening)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("no answer within {:?}", Self::OPEN_TIMEOUT))
+                    });
+                match opened {
+                    Ok(mut sub) => {
+                        note("connected".into());
+                        let ended = loop {
+                            match sub.next(Duration::from_secs(3600)).await {
+                                Ok(event) => {
+                                    if !event.id.is_empty() {
+                                        last_id = Some(event.id.clone());
+                                    }
+                                    let _ = tx.send(Some(event));
+                                }
+                                Err(e) => break e,
+                            }
+                        };
+                        note(format!("stream lost: {ended}"));
                     }
+                    Err(e) => note(format!("failed: {e:#}")),
                 }
                 counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -192,6 +245,7 @@ impl ResilientSubscriber {
         Self {
             latest,
             reconnects,
+            attempts,
             task,
         }
     }
@@ -199,6 +253,12 @@ impl ResilientSubscriber {
     /// The last event received, if any.
     pub fn latest(&self) -> Option<Event> {
         self.latest.borrow().clone()
+    }
+
+    /// The outcomes of the latest connection attempts, one per line.
+    pub fn attempts_log(&self) -> String {
+        let attempts = self.attempts.lock().unwrap();
+        Vec::from(attempts.lines.clone()).join("\n")
     }
 
     /// How many times the stream was lost and reopened.
@@ -229,8 +289,9 @@ impl ResilientSubscriber {
             Ok(Some(event)) => Ok(event),
             Ok(None) => anyhow::bail!("subscriber task ended"),
             Err(_) => anyhow::bail!(
-                "not reached within {timeout:?}; latest: {:?}",
-                self.latest()
+                "not reached within {timeout:?}; latest: {:?}; connections:\n{}",
+                self.latest(),
+                self.attempts_log()
             ),
         }
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use domain::Shards;
 use serde_json::json;
-use testkit::{Stack, StackOptions, Subscriber};
+use testkit::{ResilientSubscriber, Stack, StackOptions, Subscriber};
 use tokio::time::{sleep, Instant};
 
 const TTL: Duration = Duration::from_millis(2000);
@@ -132,13 +132,21 @@ async fn subscribe_via(stack: &Stack, pushpin: usize, board: &str) -> Subscriber
         0 => stack.pushpin.url(),
         i => stack.extra_pushpins[i - 1].url(),
     };
-    Subscriber::connect(
-        &stack.stream_client,
-        &format!("{base}/boards/{board}/"),
-        None,
-    )
-    .await
-    .expect("subscribe")
+    let url = format!("{base}/boards/{board}/");
+    // A Pushpin that has just been restarted can leave a request unanswered
+    // (see `ResilientSubscriber`): a stream not answered in time is opened
+    // again, as the live page does.
+    let mut tries = Vec::new();
+    for _ in 0..5 {
+        let opening = Subscriber::connect(&stack.stream_client, &url, None);
+        match tokio::time::timeout(ResilientSubscriber::OPEN_TIMEOUT, opening).await {
+            Ok(Ok(sub)) => return sub,
+            Ok(Err(e)) => tries.push(format!("{e:#}")),
+            Err(_) => tries.push("no answer".into()),
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    panic!("subscribe to {url}: {tries:?}")
 }
 
 async fn wait_score(seen: &Seen, score: i64, within: Duration) -> bool {

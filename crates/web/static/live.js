@@ -6,11 +6,18 @@
 // new one only when the browser has given up on it for good, which it does
 // when an answer is not a 200 event stream (a proxy's 502 while the origin
 // restarts, a 404 for a board that is gone).
+//
+// It also gives up on a connection that is never answered: Pushpin, in the
+// moments after it starts, can take a request and not answer it, and the
+// browser would wait on it for good. A held stream is answered at once, so a
+// connection that has not opened after OPEN_TIMEOUT_MS is closed and a new
+// one made.
 
 import { getBoard, streamUrl } from './api.js';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30000;
+const OPEN_TIMEOUT_MS = 10000;
 
 export class BoardStream {
   /**
@@ -26,6 +33,7 @@ export class BoardStream {
     this.lastEventId = '';
     this.failures = 0;
     this.retryTimer = null;
+    this.openTimer = null;
     this.stopped = false;
   }
 
@@ -37,6 +45,7 @@ export class BoardStream {
   stop() {
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.openTimer);
     if (this.source) this.source.close();
     this.source = null;
   }
@@ -48,8 +57,10 @@ export class BoardStream {
     if (this.lastEventId) url += `?lastEventId=${encodeURIComponent(this.lastEventId)}`;
     const source = new EventSource(url);
     this.source = source;
+    this.#watchOpening(source);
 
     source.addEventListener('open', () => {
+      clearTimeout(this.openTimer);
       this.failures = 0;
       this.on.status('live');
     });
@@ -81,10 +92,26 @@ export class BoardStream {
     source.addEventListener('error', () => this.#failed(source));
   }
 
+  /** Replaces `source` if it is still connecting after OPEN_TIMEOUT_MS. */
+  #watchOpening(source) {
+    clearTimeout(this.openTimer);
+    this.openTimer = setTimeout(() => {
+      if (this.stopped || source !== this.source) return;
+      if (source.readyState !== EventSource.CONNECTING) return;
+      source.close();
+      this.#failed(source);
+    }, OPEN_TIMEOUT_MS);
+  }
+
   async #failed(source) {
     if (this.stopped || source !== this.source) return;
     this.on.status('reconnecting');
-    if (source.readyState !== EventSource.CLOSED) return; // the browser is retrying
+    if (source.readyState !== EventSource.CLOSED) {
+      // The browser is retrying; its new attempt may go unanswered too.
+      this.#watchOpening(source);
+      return;
+    }
+    clearTimeout(this.openTimer);
 
     this.source = null;
     // EventSource does not say why it gave up; a plain read does.
