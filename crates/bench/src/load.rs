@@ -5,9 +5,10 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio::time::Instant;
 
 use crate::stats::{Samples, Summary};
 
@@ -37,7 +38,7 @@ pub struct Paced<C> {
     period: Duration,
     /// From the first call to the first slot.
     phase: Duration,
-    next: Option<tokio::time::Instant>,
+    next: Option<Instant>,
 }
 
 impl<C> Paced<C> {
@@ -71,11 +72,11 @@ impl<C> Paced<C> {
 
 impl<C: Client> Client for Paced<C> {
     async fn due(&mut self) -> Instant {
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let slot = self.next.unwrap_or(now + self.phase);
         self.next = Some(slot + self.period);
         tokio::time::sleep_until(slot).await;
-        slot.into_std()
+        slot
     }
 
     async fn call(&mut self, seq: u64) -> anyhow::Result<()> {
@@ -248,7 +249,7 @@ mod tests {
         assert!(r.latency.p50_us >= 1000.0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_paced_client_keeps_its_rate() {
         let clients = vec![Paced::new(Sleepy(Duration::ZERO), 200.0)];
         let r = run(
@@ -259,9 +260,8 @@ mod tests {
             },
         )
         .await;
-        // 50 slots in 250 ms, a tenth of them failing by design.
-        let done = r.ops + r.errors as usize;
-        assert!((45..=55).contains(&done), "{r:?}");
+        // 50 slots in 250 ms (0, 5, ..., 245 ms), a tenth failing by design.
+        assert_eq!((r.ops, r.errors), (45, 5), "{r:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -269,7 +269,7 @@ mod tests {
         let mut clients = Paced::staggered((0..4).map(|_| Sleepy(Duration::ZERO)).collect(), 40.0);
         // Four clients at 10/s each: the first slots 0, 25, 50 and 75 ms
         // after the first call, the second ones 100 ms after those.
-        let start = tokio::time::Instant::now().into_std();
+        let start = Instant::now();
         let firsts: Vec<u128> = futures::future::join_all(clients.iter_mut().map(|c| c.due()))
             .await
             .into_iter()
@@ -289,7 +289,7 @@ mod tests {
         assert!(r.latency.max_us >= 25_000.0 + 6.0 * 15_000.0, "{r:?}");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_time_limit_skips_the_warm_up() {
         let clients = (0..2).map(|_| Sleepy(Duration::from_millis(5))).collect();
         let r = run(
@@ -300,8 +300,10 @@ mod tests {
             },
         )
         .await;
-        // About 2 clients × 100 ms / 5 ms, minus the failures.
-        assert!(r.ops > 10 && r.ops < 60, "{r:?}");
-        assert!(r.seconds >= 0.09, "{r:?}");
+        // The warm-up's 2 × 10 operations take seq 0-19 and are not counted;
+        // the next 2 × 20 are, four of them failing (seq 29, 39, 49, 59).
+        assert_eq!((r.ops, r.errors), (36, 4), "{r:?}");
+        // From the warm-up's end to the last answer: 145 ms + 5 ms - 50 ms.
+        assert!((r.seconds - 0.100).abs() < 1e-9, "{r:?}");
     }
 }
