@@ -18,7 +18,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use testkit::{rethinkdb_binary, RethinkCluster, Scope, Stack, StackOptions, Subscriber, TempDir};
+use testkit::{
+    rethinkdb_binary, ResilientSubscriber, RethinkCluster, Scope, Stack, StackOptions, Subscriber,
+    TempDir,
+};
 
 use self::check::{
     Anomaly, Attempt, BoardModel, FinalBoard, Ms, Op, Operator, Outcome, PeriodState, SubEvent,
@@ -515,7 +518,9 @@ fn same_board(event: &Value, board: &Value) -> bool {
 }
 
 /// An `EventSource`: reads the stream, and after any break reconnects with
-/// the last event id it saw.
+/// the last event id it saw. Like the live page, it gives up on a stream
+/// that is not answered in time (a Pushpin just restarted can leave one
+/// unanswered) and opens another.
 async fn subscribe(url: String, events: Arc<Mutex<Vec<SubEvent>>>, stop: Arc<AtomicBool>) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -525,7 +530,10 @@ async fn subscribe(url: String, events: Arc<Mutex<Vec<SubEvent>>>, stop: Arc<Ato
         .expect("client");
     let mut last_id: Option<String> = None;
     while !stop.load(Ordering::Relaxed) {
-        let Ok(mut sub) = Subscriber::connect(&client, &url, last_id.as_deref()).await else {
+        let opening = Subscriber::connect(&client, &url, last_id.as_deref());
+        let Ok(Ok(mut sub)) =
+            tokio::time::timeout(ResilientSubscriber::OPEN_TIMEOUT, opening).await
+        else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
