@@ -9,8 +9,9 @@
 //!
 //! At the largest size, also: the rebuild after the digest's keeper is
 //! killed (`kill -9`, a new worker recounts every leaf), score-adds on
-//! another board alone and beside 16 clients reading deep ranks, and
-//! score-add throughput with and without the rank keeper.
+//! another board alone and beside 16 clients reading deep ranks,
+//! score-add throughput with and without the rank keeper, and what
+//! `?with=rank` adds to a score-add.
 //!
 //! Players are loaded straight into the database in bulk inserts, with the
 //! worker stopped meanwhile: otherwise every inserted document is a
@@ -58,6 +59,8 @@ const WARMUP: std::time::Duration = std::time::Duration::from_secs(1);
 const W: &str = "w";
 /// Alternating throughput runs, with and without the rank keeper.
 const THROUGHPUT_ROUNDS: usize = 10;
+/// Alternating windows of score-adds with `?with=rank` and without.
+const WITH_RANK_ROUNDS: usize = 6;
 /// Bursts of score-adds after which the quiet lag is measured, and their size.
 const LAG_ROUNDS: usize = 10;
 const LAG_BURST: usize = 400;
@@ -773,6 +776,7 @@ async fn beside_writes(
     bench.stack.set_worker_env("RANK_DIGESTS", "true");
     bench.stack.start_worker().await?;
     quiet_lag(bench, report, &players).await?;
+    with_rank_cost(bench, config, report, size).await?;
     report.target(Target::ratio(
         &format!(
             "score-add throughput with the rank keeper ≥ 0.9× without (16 clients, {} runs each, alternating)",
@@ -782,6 +786,101 @@ async fn beside_writes(
         without / with.max(1e-9),
         1.0 / 0.9,
     ));
+    Ok(())
+}
+
+/// What `?with=rank` costs a score-add: one client writing players spread
+/// over every depth of the big board, in alternating windows with the rank
+/// asked for and without, and the database's CPU time per write. It is why
+/// a score-add gives its rank only on request (docs/api.md).
+async fn with_rank_cost(
+    bench: &Bench,
+    config: &Config,
+    report: &mut Report,
+    size: usize,
+) -> anyhow::Result<()> {
+    let depths: Vec<usize> = (0..64).map(|k| 1 + k * (size / 64)).collect();
+    let players = players_at(size, &depths);
+    let writes = |query: &str| {
+        Arc::new(
+            players
+                .iter()
+                .map(|(p, _)| {
+                    Request::post_json(
+                        bench.origin_port(),
+                        &format!("/boards/{BOARD}/players/{p}/score-add/{query}"),
+                        r#"{"value":1}"#,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (with, without) = (writes("?with=rank"), writes(""));
+    let window = Limit::Time {
+        warmup: WARMUP,
+        measure: config.duration,
+    };
+    let db_pid = crate::machine::listener_pid(bench.db_url.port);
+    let mut table = Table::new(
+        &format!("Score-adds with ?with=rank and without (c=1, players at every depth of {size}), alternating"),
+        &["round", "", "score-adds/s", "mean", "p50", "p99", "database CPU per score-add"],
+    );
+    let mut sides: [(Samples, f64, f64); 2] = Default::default();
+    let rounds = if config.strict() { 2 } else { WITH_RANK_ROUNDS };
+    for round in 0..rounds {
+        let ranked = round % 2 == 0;
+        let requests = if ranked { &with } else { &without };
+        let client = HttpClient::many(1, bench.origin_port(), Arc::clone(requests), 200).await?;
+        let before = db_pid.and_then(crate::machine::cpu_time);
+        let (result, samples) = load::run_sampled(client, window).await;
+        let after = db_pid.and_then(crate::machine::cpu_time);
+        let what = if ranked { "with ?with=rank" } else { "without" };
+        check(config, &format!("score-adds {what}"), &result)?;
+        // The CPU counts the warm-up too: per score-add of the whole run.
+        let ops = result.ops as f64 + result.throughput * WARMUP.as_secs_f64();
+        let cpu = before.zip(after).map(|(a, b)| (b - a).as_secs_f64() * 1e6);
+        let side = &mut sides[usize::from(!ranked)];
+        side.0.extend(samples);
+        side.1 += cpu.unwrap_or(f64::NAN);
+        side.2 += ops;
+        table.row(vec![
+            (round + 1).to_string(),
+            what.into(),
+            fmt_rate(result.throughput),
+            fmt_us(result.latency.mean_us),
+            fmt_us(result.latency.p50_us),
+            fmt_us(result.latency.p99_us),
+            cpu.map_or("-".into(), |c| fmt_us(c / ops.max(1.0))),
+        ]);
+    }
+    let mut means = [0.0; 2];
+    for (i, (samples, cpu, ops)) in sides.iter().enumerate() {
+        let all = samples.clone().summary();
+        means[i] = all.mean_us;
+        table.row(vec![
+            "all".into(),
+            if i == 0 { "with ?with=rank" } else { "without" }.into(),
+            format!("{} samples", all.count),
+            fmt_us(all.mean_us),
+            fmt_us(all.p50_us),
+            fmt_us(all.p99_us),
+            if cpu.is_finite() {
+                fmt_us(cpu / ops.max(1.0))
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    table.row(vec![
+        "ratio".into(),
+        "with / without, mean".into(),
+        format!("{:.2}×", means[0] / means[1].max(1e-9)),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    report.table(table);
     Ok(())
 }
 
