@@ -789,10 +789,12 @@ async fn beside_writes(
     Ok(())
 }
 
-/// What `?with=rank` costs a score-add: one client writing players spread
-/// over every depth of the big board, in alternating windows with the rank
-/// asked for and without, and the database's CPU time per write. It is why
-/// a score-add gives its rank only on request (docs/api.md).
+/// What `?with=rank` costs a score-add: writes of players spread over
+/// every depth of the big board, in alternating windows with the rank
+/// asked for and without, from one client (the write's latency) and from
+/// 16 (what the database can take), with the database's CPU time per
+/// write. It is why a score-add gives its rank only on request
+/// (docs/api.md).
 async fn with_rank_cost(
     bench: &Bench,
     config: &Config,
@@ -822,65 +824,94 @@ async fn with_rank_cost(
     };
     let db_pid = crate::machine::listener_pid(bench.db_url.port);
     let mut table = Table::new(
-        &format!("Score-adds with ?with=rank and without (c=1, players at every depth of {size}), alternating"),
-        &["round", "", "score-adds/s", "mean", "p50", "p99", "database CPU per score-add"],
+        &format!("Score-adds with ?with=rank and without (players at every depth of {size}), alternating"),
+        &[
+            "clients",
+            "round",
+            "",
+            "score-adds/s",
+            "mean",
+            "p99",
+            "database CPU per score-add",
+        ],
     );
-    let mut sides: [(Samples, f64, f64); 2] = Default::default();
+    let side_name = |ranked: bool| if ranked { "with ?with=rank" } else { "without" };
     let rounds = if config.strict() { 2 } else { WITH_RANK_ROUNDS };
-    for round in 0..rounds {
-        let ranked = round % 2 == 0;
-        let requests = if ranked { &with } else { &without };
-        let client = HttpClient::many(1, bench.origin_port(), Arc::clone(requests), 200).await?;
-        let before = db_pid.and_then(crate::machine::cpu_time);
-        let (result, samples) = load::run_sampled(client, window).await;
-        let after = db_pid.and_then(crate::machine::cpu_time);
-        let what = if ranked { "with ?with=rank" } else { "without" };
-        check(config, &format!("score-adds {what}"), &result)?;
-        // The CPU counts the warm-up too: per score-add of the whole run.
-        let ops = result.ops as f64 + result.throughput * WARMUP.as_secs_f64();
-        let cpu = before.zip(after).map(|(a, b)| (b - a).as_secs_f64() * 1e6);
-        let side = &mut sides[usize::from(!ranked)];
-        side.0.extend(samples);
-        side.1 += cpu.unwrap_or(f64::NAN);
-        side.2 += ops;
+    let mut measured = Vec::new();
+    for clients in [1, 16] {
+        // Per side: the samples, the throughputs, the CPU and the writes.
+        let mut sides: [(Samples, Vec<f64>, f64, f64); 2] = Default::default();
+        for round in 0..rounds {
+            let ranked = round % 2 == 0;
+            let requests = if ranked { &with } else { &without };
+            let client =
+                HttpClient::many(clients, bench.origin_port(), Arc::clone(requests), 200).await?;
+            let before = db_pid.and_then(crate::machine::cpu_time);
+            let (result, samples) = load::run_sampled(client, window).await;
+            let after = db_pid.and_then(crate::machine::cpu_time);
+            check(
+                config,
+                &format!("score-adds {}", side_name(ranked)),
+                &result,
+            )?;
+            // The CPU counts the warm-up too: per score-add of the whole run.
+            let ops = result.ops as f64 + result.throughput * WARMUP.as_secs_f64();
+            let cpu = before.zip(after).map(|(a, b)| (b - a).as_secs_f64() * 1e6);
+            let side = &mut sides[usize::from(!ranked)];
+            side.0.extend(samples);
+            side.1.push(result.throughput);
+            side.2 += cpu.unwrap_or(f64::NAN);
+            side.3 += ops;
+            table.row(vec![
+                clients.to_string(),
+                (round + 1).to_string(),
+                side_name(ranked).into(),
+                fmt_rate(result.throughput),
+                fmt_us(result.latency.mean_us),
+                fmt_us(result.latency.p99_us),
+                cpu.map_or("-".into(), |c| fmt_us(c / ops.max(1.0))),
+            ]);
+        }
+        let mut means = [(0.0, 0.0); 2];
+        for (i, (samples, rates, cpu, ops)) in sides.into_iter().enumerate() {
+            let all = samples.summary();
+            let rate = rates.iter().sum::<f64>() / rates.len().max(1) as f64;
+            means[i] = (all.mean_us, rate);
+            table.row(vec![
+                clients.to_string(),
+                "all".into(),
+                side_name(i == 0).into(),
+                fmt_rate(rate),
+                fmt_us(all.mean_us),
+                fmt_us(all.p99_us),
+                if cpu.is_finite() {
+                    fmt_us(cpu / ops.max(1.0))
+                } else {
+                    "-".into()
+                },
+            ]);
+        }
+        let (latency, throughput) = (
+            means[0].0 / means[1].0.max(1e-9),
+            means[0].1 / means[1].1.max(1e-9),
+        );
         table.row(vec![
-            (round + 1).to_string(),
-            what.into(),
-            fmt_rate(result.throughput),
-            fmt_us(result.latency.mean_us),
-            fmt_us(result.latency.p50_us),
-            fmt_us(result.latency.p99_us),
-            cpu.map_or("-".into(), |c| fmt_us(c / ops.max(1.0))),
+            clients.to_string(),
+            "ratio".into(),
+            "with / without".into(),
+            format!("{throughput:.2}×"),
+            format!("{latency:.2}×"),
+            String::new(),
+            String::new(),
         ]);
+        measured.push(serde_json::json!({
+            "clients": clients,
+            "mean_latency_ratio": latency,
+            "throughput_ratio": throughput,
+        }));
     }
-    let mut means = [0.0; 2];
-    for (i, (samples, cpu, ops)) in sides.iter().enumerate() {
-        let all = samples.clone().summary();
-        means[i] = all.mean_us;
-        table.row(vec![
-            "all".into(),
-            if i == 0 { "with ?with=rank" } else { "without" }.into(),
-            format!("{} samples", all.count),
-            fmt_us(all.mean_us),
-            fmt_us(all.p50_us),
-            fmt_us(all.p99_us),
-            if cpu.is_finite() {
-                fmt_us(cpu / ops.max(1.0))
-            } else {
-                "-".into()
-            },
-        ]);
-    }
-    table.row(vec![
-        "ratio".into(),
-        "with / without, mean".into(),
-        format!("{:.2}×", means[0] / means[1].max(1e-9)),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    ]);
     report.table(table);
+    report.section("with_rank", &measured);
     Ok(())
 }
 
