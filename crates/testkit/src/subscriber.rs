@@ -42,6 +42,33 @@ impl Drop for Subscriber {
 }
 
 impl Subscriber {
+    /// How long a stream may take to be answered before it is given up and
+    /// opened again. A held stream is answered in milliseconds; a Pushpin
+    /// just restarted can take a request and never answer it (its condure
+    /// logs `stream zmq send to: Host unreachable` while its own processes
+    /// are still connecting to each other).
+    pub const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// [`Subscriber::connect`], given up after [`Subscriber::OPEN_TIMEOUT`]
+    /// without an answer, as the live page (`static/live.js`) gives up.
+    pub async fn open(
+        client: &reqwest::Client,
+        url: &str,
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        tokio::time::timeout(
+            Self::OPEN_TIMEOUT,
+            Self::connect(client, url, last_event_id),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            anyhow::bail!(
+                "subscribe to {url}: no answer within {:?}",
+                Self::OPEN_TIMEOUT
+            )
+        })
+    }
+
     /// Opens `url` with `Accept: text/event-stream` (and `Last-Event-ID`
     /// when given). Fails unless the answer is a 200 event stream.
     pub async fn connect(
@@ -158,10 +185,8 @@ impl Subscriber {
 /// event id it saw as `Last-Event-ID`. It keeps the latest board it got.
 ///
 /// Like the live page (`static/live.js`), it also gives up on a stream that
-/// is not answered within [`ResilientSubscriber::OPEN_TIMEOUT`] and starts
-/// again: Pushpin, in the moments after it starts, can take a request and
-/// never answer it (its condure logs `stream zmq send to: Host unreachable`
-/// while its own processes are still connecting to each other).
+/// is not answered within [`Subscriber::OPEN_TIMEOUT`] and starts again
+/// ([`Subscriber::open`]).
 pub struct ResilientSubscriber {
     latest: tokio::sync::watch::Receiver<Option<Event>>,
     reconnects: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -195,10 +220,6 @@ impl Drop for ResilientSubscriber {
 }
 
 impl ResilientSubscriber {
-    /// How long a stream may take to be answered before it is dropped and
-    /// opened again. A held stream is answered in milliseconds.
-    pub const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
-
     /// Starts reading the stream at `url` in the background, with `client`.
     pub fn start(client: reqwest::Client, url: String) -> Self {
         let (tx, latest) = tokio::sync::watch::channel(None::<Event>);
@@ -214,13 +235,7 @@ impl ResilientSubscriber {
             let mut last_id: Option<String> = None;
             loop {
                 note(format!("connecting, Last-Event-ID {last_id:?}"));
-                let opening = Subscriber::connect(&client, &url, last_id.as_deref());
-                let opened = tokio::time::timeout(Self::OPEN_TIMEOUT, opening)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("no answer within {:?}", Self::OPEN_TIMEOUT))
-                    });
-                match opened {
+                match Subscriber::open(&client, &url, last_id.as_deref()).await {
                     Ok(mut sub) => {
                         note("connected".into());
                         let ended = loop {

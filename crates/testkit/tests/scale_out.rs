@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use domain::Shards;
 use serde_json::json;
-use testkit::{ResilientSubscriber, Stack, StackOptions, Subscriber};
+use testkit::{Stack, StackOptions, Subscriber};
 use tokio::time::{sleep, Instant};
 
 const TTL: Duration = Duration::from_millis(2000);
@@ -134,15 +134,13 @@ async fn subscribe_via(stack: &Stack, pushpin: usize, board: &str) -> Subscriber
     };
     let url = format!("{base}/boards/{board}/");
     // A Pushpin that has just been restarted can leave a request unanswered
-    // (see `ResilientSubscriber`): a stream not answered in time is opened
+    // (see `Subscriber::open`): a stream not answered in time is opened
     // again, as the live page does.
     let mut tries = Vec::new();
     for _ in 0..5 {
-        let opening = Subscriber::connect(&stack.stream_client, &url, None);
-        match tokio::time::timeout(ResilientSubscriber::OPEN_TIMEOUT, opening).await {
-            Ok(Ok(sub)) => return sub,
-            Ok(Err(e)) => tries.push(format!("{e:#}")),
-            Err(_) => tries.push("no answer".into()),
+        match Subscriber::open(&stack.stream_client, &url, None).await {
+            Ok(sub) => return sub,
+            Err(e) => tries.push(format!("{e:#}")),
         }
         sleep(Duration::from_millis(200)).await;
     }

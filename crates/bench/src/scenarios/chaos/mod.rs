@@ -18,10 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
-use testkit::{
-    rethinkdb_binary, ResilientSubscriber, RethinkCluster, Scope, Stack, StackOptions, Subscriber,
-    TempDir,
-};
+use testkit::{rethinkdb_binary, RethinkCluster, Scope, Stack, StackOptions, Subscriber, TempDir};
 
 use self::check::{
     Anomaly, Attempt, BoardModel, FinalBoard, Ms, Op, Operator, Outcome, PeriodState, SubEvent,
@@ -530,10 +527,7 @@ async fn subscribe(url: String, events: Arc<Mutex<Vec<SubEvent>>>, stop: Arc<Ato
         .expect("client");
     let mut last_id: Option<String> = None;
     while !stop.load(Ordering::Relaxed) {
-        let opening = Subscriber::connect(&client, &url, last_id.as_deref());
-        let Ok(Ok(mut sub)) =
-            tokio::time::timeout(ResilientSubscriber::OPEN_TIMEOUT, opening).await
-        else {
+        let Ok(mut sub) = Subscriber::open(&client, &url, last_id.as_deref()).await else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
