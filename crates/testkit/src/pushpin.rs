@@ -292,6 +292,10 @@ impl Pushpin {
         &mut self.process
     }
 
+    /// How long after its ports answer a Pushpin is left to finish
+    /// connecting its own processes before it is used.
+    const SETTLE: Duration = Duration::from_millis(500);
+
     fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -302,6 +306,12 @@ impl Pushpin {
                 http_status("POST", self.publish_port, "/publish/", r#"{"items":[]}"#) == Some(200);
             let proxied = http_status("GET", self.http_port, "/healthz", "").is_some();
             if published && proxied {
+                // Its ports answering is not all: Pushpin's processes go on
+                // connecting their ZeroMQ links to each other for a moment,
+                // and a message sent on one before then is lost (an answer
+                // to a recovery request, 160 ms after a restart, never
+                // reached the handler, and its subscriber missed the update).
+                std::thread::sleep(Self::SETTLE);
                 return Ok(());
             }
             if !self.process.is_running() {
